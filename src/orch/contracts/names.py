@@ -1,0 +1,46 @@
+"""The public names users type into `temporal`, the Temporal UI and `orch` (DESIGN.md).
+
+Changing any of these breaks users' scripts: keep them stable.
+"""
+
+from enum import IntEnum
+
+# ---- Task queues ---------------------------------------------------------------------------------
+COMMANDS_QUEUE = "orch"  # management commands and the trading cycle
+CRITICAL_QUEUE = "orch-critical"  # emergency stop and health: own slots, never starved
+DISCOVERY_QUEUE = "orch-discovery"  # DiscoveryScan workflows and their activities
+BACKTEST_QUEUE = "orch-backtest"  # CPU-heavy backtests, concurrency = cores
+
+# ---- Workflow types ------------------------------------------------------------------------------
+RESTART_DISCOVERY = "RestartDiscoverySystem"
+INTEGRATE_REAL_DATA = "IntegrateRealData"
+VALIDATE_ALGORITHMS = "ValidateAlgorithms"
+HEALTH_CHECK = "HealthCheck"
+EMERGENCY_STOP = "EmergencyStop"
+TRADING_ENGINE = "TradingEngine"
+TRADING_CYCLE = "TradingCycle"
+DISCOVERY_SCAN = "DiscoveryScan"
+SYSTEM_STATE = "SystemState"
+
+# ---- Fixed ids -----------------------------------------------------------------------------------
+SYSTEM_STATE_WORKFLOW_ID = "orch-system-state"
+DISCOVERY_SCHEDULE_ID = "discovery-scan"
+
+# The workflow types that `orch list` shows and that answer the `progress` query.
+COMMAND_WORKFLOW_TYPES = (
+    RESTART_DISCOVERY,
+    INTEGRATE_REAL_DATA,
+    VALIDATE_ALGORITHMS,
+    HEALTH_CHECK,
+    EMERGENCY_STOP,
+)
+
+
+class TaskPriority(IntEnum):
+    """The execution engine's five levels, mapped onto Temporal's `priority_key` (1 runs first)."""
+
+    CRITICAL = 1
+    HIGH = 2
+    NORMAL = 3
+    LOW = 4
+    IDLE = 5

@@ -1,0 +1,65 @@
+"""The one interface every market data source implements: simulated, csv/parquet files, Alpaca.
+
+Agents take `PriceHistory` (numpy columns) rather than lists of `Bar` because every indicator is
+vectorised; `Bar` is the boundary type for validation, storage and the wire.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from orch.contracts.market import Bar
+
+
+class MarketDataError(RuntimeError):
+    """A source could not answer (down, unauthorised, no such symbol). Retryable unless a subclass says."""
+
+
+class UnknownSymbolError(MarketDataError):
+    pass
+
+
+@dataclass(frozen=True)
+class PriceHistory:
+    """Bars of one symbol, oldest first, as aligned numpy columns."""
+
+    symbol: str
+    timestamps: np.ndarray  # datetime64[s], UTC
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+    @classmethod
+    def from_bars(cls, symbol: str, bars: list[Bar]) -> PriceHistory:
+        return cls(
+            symbol=symbol,
+            timestamps=np.array([b.timestamp.replace(tzinfo=None) for b in bars], dtype="datetime64[s]"),
+            open=np.array([b.open for b in bars], dtype=float),
+            high=np.array([b.high for b in bars], dtype=float),
+            low=np.array([b.low for b in bars], dtype=float),
+            close=np.array([b.close for b in bars], dtype=float),
+            volume=np.array([b.volume for b in bars], dtype=float),
+        )
+
+
+class MarketDataSource(ABC):
+    """A named source of bars for a universe of symbols."""
+
+    name: str
+
+    @abstractmethod
+    def universe(self) -> list[str]:
+        """The symbols this source can serve."""
+
+    @abstractmethod
+    def history(self, symbol: str, bars: int, end: datetime | None = None) -> PriceHistory:
+        """The last `bars` bars of `symbol` ending at or before `end` (default: now)."""
