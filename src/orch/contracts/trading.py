@@ -7,7 +7,9 @@ The trading cycle composes `StrategyPlan`s (step 4), the risk step approves or s
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from orch.contracts.system import EmergencyLevel
 
 
 class Side(StrEnum):
@@ -46,3 +48,257 @@ class StrategyPlan(BaseModel):
     take_profit: float = Field(gt=0)
     valid_until: datetime
     reason: str = ""
+
+
+# ---- Orders and fills ----------------------------------------------------------------------------
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class OrderStatus(StrEnum):
+    # Written to the journal before the broker sees the order: a crash here leaves an order the
+    # restart must look up by client_order_id, never submit a second time.
+    PENDING_SUBMIT = "pending_submit"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED)
+
+
+class OrderIntent(BaseModel):
+    """What a strategy (or the control API) wants to trade; it becomes an order only past the risk gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(min_length=1)
+    side: Side
+    quantity: float = Field(gt=0)
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = Field(default=None, gt=0)
+    # Which component asked: "mm", "arb", "trend", "position_manager", "api", ... (for denials and P&L).
+    source: str = Field(default="api", min_length=1, max_length=32)
+    # The plan this order serves, if any; exits carry the plan of the position they close.
+    plan_id: str | None = None
+    # Set on exits: the gate still checks it, and in REDUCING only such shrinking orders pass.
+    reduce_only: bool = False
+    # A caller-chosen idempotency key: the same key always maps to the same client_order_id.
+    idempotency_key: str | None = Field(default=None, max_length=64)
+
+
+class Order(BaseModel):
+    """An order as the journal and the brokers know it. `client_order_id` is ours and deterministic."""
+
+    client_order_id: str
+    broker_order_id: str | None = None
+    symbol: str
+    side: Side
+    quantity: float = Field(gt=0)
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    status: OrderStatus = OrderStatus.PENDING_SUBMIT
+    filled_quantity: float = 0.0
+    average_fill_price: float | None = None
+    source: str = "api"
+    plan_id: str | None = None
+    reduce_only: bool = False
+    created_at: datetime
+    updated_at: datetime | None = None
+    reject_reason: str | None = None
+
+    @property
+    def remaining(self) -> float:
+        return max(self.quantity - self.filled_quantity, 0.0)
+
+
+class Fill(BaseModel):
+    """One execution. `cumulative_quantity` lets a reader that missed fills catch up without double counting."""
+
+    fill_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: float = Field(gt=0)
+    price: float = Field(gt=0)
+    fee: float = 0.0
+    cumulative_quantity: float = Field(gt=0)
+    timestamp: datetime
+    # The journal's own sequence number: the cursor of `GET /fills?since=`.
+    sequence: int | None = None
+
+
+class Position(BaseModel):
+    """Signed quantity: positive long, negative short."""
+
+    symbol: str
+    quantity: float
+    average_price: float = 0.0
+    realized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0
+    market_price: float | None = None
+    # The plan whose entry opened the position, so the position manager knows its exit rules.
+    plan_id: str | None = None
+
+
+class Account(BaseModel):
+    cash: float
+    equity: float
+    buying_power: float
+    currency: str = "USD"
+
+
+# ---- Risk ----------------------------------------------------------------------------------------
+
+
+class RiskLimits(BaseModel):
+    """The pre-trade risk gate's limits. Defaults suit a small paper account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_order_notional: float = Field(default=50_000.0, gt=0)
+    max_position_quantity: float = Field(default=1_000.0, gt=0)  # per symbol, absolute
+    max_position_notional: float = Field(default=100_000.0, gt=0)  # per symbol, absolute
+    max_gross_exposure: float = Field(default=500_000.0, gt=0)  # sum of |position notional|
+    max_orders_per_interval: int = Field(default=500, ge=1)
+    throttle_interval_seconds: float = Field(default=1.0, gt=0)
+    # Realized plus unrealized loss since the start of the UTC day; reaching it halts by itself.
+    max_daily_loss: float = Field(default=10_000.0, gt=0)
+
+
+class DenialReason(StrEnum):
+    HALTED = "halted"
+    REDUCING_WOULD_INCREASE = "reducing_would_increase"
+    ENTRIES_PAUSED = "entries_paused"
+    ORDER_NOTIONAL = "max_order_notional"
+    POSITION_QUANTITY = "max_position_quantity"
+    POSITION_NOTIONAL = "max_position_notional"
+    GROSS_EXPOSURE = "max_gross_exposure"
+    RATE_THROTTLE = "order_rate_throttle"
+    DAILY_LOSS = "daily_loss_breaker"
+    NO_PRICE = "no_price"
+    INVALID = "invalid_order"
+    WEEKEND = "weekend_equity"
+    REDUCE_ONLY_WOULD_INCREASE = "reduce_only_would_increase"
+
+
+class RiskDecision(BaseModel):
+    approved: bool
+    reason: DenialReason | None = None
+    detail: str = ""
+
+
+# ---- The execution process's status --------------------------------------------------------------
+
+
+class KillRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: EmergencyLevel
+
+    @field_validator("level")
+    @classmethod
+    def _not_none(cls, level: EmergencyLevel) -> EmergencyLevel:
+        if level is EmergencyLevel.NONE:
+            raise ValueError("level 'none' is not a kill; use POST /resume to trade again")
+        return level
+
+    reason: str = Field(min_length=1, max_length=500)
+    requested_by: str = Field(default="api", max_length=64)
+
+
+class TradingStateChange(BaseModel):
+    """A requested change of the gate's state (resume asks for ACTIVE)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: TradingState
+    reason: str = Field(min_length=1, max_length=500)
+    requested_by: str = Field(default="api", max_length=64)
+
+
+class TradingStatus(BaseModel):
+    state: TradingState
+    entries_paused: bool = False
+    emergency_level: EmergencyLevel = EmergencyLevel.NONE
+    reason: str = ""
+    changed_at: datetime
+    reconciled: bool = False
+
+
+class LatencyFigures(BaseModel):
+    """Microseconds from tick intake to the order handed to the broker, over a recent window."""
+
+    samples: int = 0
+    p50_us: float | None = None
+    p99_us: float | None = None
+    p999_us: float | None = None
+    max_us: float | None = None
+
+
+class RiskUsage(BaseModel):
+    gross_exposure: float = 0.0
+    max_gross_exposure: float = 0.0
+    daily_pnl: float = 0.0
+    max_daily_loss: float = 0.0
+    orders_in_interval: int = 0
+    max_orders_per_interval: int = 0
+    denials: dict[str, int] = Field(default_factory=dict)
+
+
+class HftStatus(BaseModel):
+    """What `GET /status` answers and `orch hft status` shows."""
+
+    account: str
+    pid: int
+    started_at: datetime
+    trading: TradingStatus
+    positions: list[Position]
+    open_orders: list[Order]
+    realized_pnl: float
+    unrealized_pnl: float
+    risk: RiskUsage
+    latency: LatencyFigures
+    ticks_processed: int
+    ticks_per_second: float
+    last_heartbeat_age_seconds: float | None
+    active_plans: int
+    broker: str
+    market: str
+
+
+class PlanBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plans: list[StrategyPlan] = Field(min_length=1, max_length=1000)
+
+
+class PlanAck(BaseModel):
+    accepted: list[str]
+    rejected: dict[str, str] = Field(default_factory=dict)
+
+
+class Heartbeat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sender: str = Field(default="orchestrator", min_length=1, max_length=64)
+    sent_at: datetime | None = None
+
+
+class OrderAck(BaseModel):
+    """The answer to an order intent: the order, or the gate's denial."""
+
+    accepted: bool
+    order: Order | None = None
+    decision: RiskDecision
+
+
+class FillPage(BaseModel):
+    fills: list[Fill]
+    next_cursor: int
