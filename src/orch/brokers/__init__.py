@@ -1,0 +1,1 @@
+"""Brokers behind one interface (`Broker`): the simulated venue and Alpaca through alpaca-py."""

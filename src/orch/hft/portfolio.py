@@ -1,0 +1,125 @@
+"""The process's in-memory view of positions, open orders and marks: what the risk gate reads.
+
+The journal is the durable copy; this is rebuilt from it on start and updated right after each
+journal write, so the gate never reads the disk on the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from orch.brokers.base import position_after_fill
+from orch.contracts.trading import Order, Position, Side
+
+
+@dataclass(slots=True)
+class PositionState:
+    quantity: float = 0.0
+    average_price: float = 0.0
+    realized_pnl: float = 0.0
+    plan_id: str | None = None
+
+
+class Portfolio:
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self.positions: dict[str, PositionState] = {}
+        self.open_orders: dict[str, Order] = {}
+        # Remaining quantity of open orders per symbol and side: what the position could become.
+        self.pending_buy: dict[str, float] = {}
+        self.pending_sell: dict[str, float] = {}
+        self.marks: dict[str, float] = {}
+        self._wall_clock = wall_clock
+        self._day = self._today()
+        self._realized_at_day_start = 0.0
+
+    def _today(self) -> str:
+        return datetime.fromtimestamp(self._wall_clock(), UTC).strftime("%Y-%m-%d")
+
+    # ---- Reads (hot path) ------------------------------------------------------------------------
+
+    def quantity(self, symbol: str) -> float:
+        state = self.positions.get(symbol)
+        return 0.0 if state is None else state.quantity
+
+    def worst_case(self, symbol: str, side: Side) -> float:
+        """The position if every open order on `side` filled and none on the other side did."""
+        if side is Side.BUY:
+            return self.quantity(symbol) + self.pending_buy.get(symbol, 0.0)
+        return self.quantity(symbol) - self.pending_sell.get(symbol, 0.0)
+
+    def gross_exposure(self) -> float:
+        marks = self.marks
+        return sum(
+            abs(state.quantity) * marks.get(symbol, state.average_price)
+            for symbol, state in self.positions.items()
+            if state.quantity
+        )
+
+    def realized_pnl(self) -> float:
+        return sum(state.realized_pnl for state in self.positions.values())
+
+    def unrealized_pnl(self) -> float:
+        return sum(
+            (self.marks.get(symbol, state.average_price) - state.average_price) * state.quantity
+            for symbol, state in self.positions.items()
+            if state.quantity
+        )
+
+    def daily_pnl(self) -> float:
+        today = self._today()
+        if today != self._day:
+            self._day = today
+            self._realized_at_day_start = self.realized_pnl()
+        return self.realized_pnl() - self._realized_at_day_start + self.unrealized_pnl()
+
+    def snapshot(self) -> list[Position]:
+        return [
+            Position(
+                symbol=symbol,
+                quantity=state.quantity,
+                average_price=state.average_price,
+                realized_pnl=state.realized_pnl,
+                unrealized_pnl=(self.marks.get(symbol, state.average_price) - state.average_price)
+                * state.quantity,
+                market_price=self.marks.get(symbol),
+                plan_id=state.plan_id,
+            )
+            for symbol, state in sorted(self.positions.items())
+            if state.quantity
+        ]
+
+    # ---- Updates (after the journal has the change) ----------------------------------------------
+
+    def set_position(
+        self, symbol: str, quantity: float, average_price: float, realized_pnl: float, plan_id: str | None
+    ) -> None:
+        self.positions[symbol] = PositionState(quantity, average_price, realized_pnl, plan_id)
+
+    def apply_fill(self, symbol: str, side: Side, quantity: float, price: float, plan_id: str | None) -> None:
+        state = self.positions.setdefault(symbol, PositionState())
+        was_flat = state.quantity == 0
+        state.quantity, state.average_price, state.realized_pnl = position_after_fill(
+            state.quantity, state.average_price, state.realized_pnl, side, quantity, price
+        )
+        if was_flat and plan_id is not None:
+            state.plan_id = plan_id
+        if state.quantity == 0:
+            state.plan_id = None
+
+    def track_order(self, order: Order) -> None:
+        """Record the order's latest state; open orders count toward the projected position."""
+        previous = self.open_orders.pop(order.client_order_id, None)
+        if previous is not None:
+            book = self.pending_buy if previous.side is Side.BUY else self.pending_sell
+            book[previous.symbol] = max(book.get(previous.symbol, 0.0) - previous.remaining, 0.0)
+        if not order.status.terminal:
+            self.open_orders[order.client_order_id] = order
+            book = self.pending_buy if order.side is Side.BUY else self.pending_sell
+            book[order.symbol] = book.get(order.symbol, 0.0) + order.remaining
+
+    def start_day(self) -> None:
+        self._day = self._today()
+        self._realized_at_day_start = self.realized_pnl()

@@ -1,0 +1,236 @@
+"""The one pre-trade risk gate every order passes (in the spirit of NautilusTrader's RiskEngine).
+
+Nothing reaches a broker except through `RiskGate.check` followed by `RiskGate.record_sent`; the
+order router (`engine.OrderRouter`) is the only caller and has no other path to the broker. Every
+denial carries a `DenialReason` and a sentence, and is counted.
+
+The checks run cheapest and most absolute first: trading state, then the order itself, then
+limits that depend on the portfolio, then the throttle (which only counts orders that pass).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from orch.contracts.system import EmergencyLevel
+from orch.contracts.trading import DenialReason, RiskLimits, RiskUsage, Side, TradingState, TradingStatus
+from orch.hft.calendar import is_tradable
+from orch.hft.portfolio import Portfolio
+
+log = logging.getLogger(__name__)
+
+Denial = tuple[DenialReason, str]
+StateListener = Callable[[TradingState, TradingState, str], None]
+
+# ---- Kill levels onto gate states ----------------------------------------------------------------
+# pause_entries: stay ACTIVE but deny every order that would open or grow a position.
+# reduce_only:   REDUCING (only orders that shrink a position pass).
+# halt:          HALTED (everything denied but cancels); the process cancels every open order.
+# flatten:       REDUCING while the process cancels open orders and sends closing orders through
+#                this gate, then HALTED once flat (or after the flatten timeout).
+KILL_LEVEL_STATE: dict[EmergencyLevel, TradingState] = {
+    EmergencyLevel.PAUSE_ENTRIES: TradingState.ACTIVE,
+    EmergencyLevel.REDUCE_ONLY: TradingState.REDUCING,
+    EmergencyLevel.HALT: TradingState.HALTED,
+    EmergencyLevel.FLATTEN: TradingState.REDUCING,
+}
+_LEVEL_ORDER = list(EmergencyLevel)
+
+
+class RiskGate:
+    def __init__(
+        self,
+        limits: RiskLimits,
+        portfolio: Portfolio,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        initial_state: TradingState = TradingState.REDUCING,
+    ) -> None:
+        self.limits = limits
+        self.portfolio = portfolio
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.state = initial_state
+        self.emergency_level = EmergencyLevel.NONE
+        self.entries_paused = False
+        self.reason = "starting: reconciliation pending"
+        self.changed_at = wall_clock()
+        self.reconciled = False
+        self.denials: Counter[str] = Counter()
+        self.approvals = 0
+        self._sent: deque[float] = deque()
+        self._listeners: list[StateListener] = []
+
+    # ---- Trading state ---------------------------------------------------------------------------
+
+    def on_state_change(self, listener: StateListener) -> None:
+        self._listeners.append(listener)
+
+    def set_state(self, state: TradingState, reason: str) -> None:
+        previous = self.state
+        self.state = state
+        self.reason = reason
+        self.changed_at = self._wall_clock()
+        if previous is not state:
+            log.warning("trading state %s -> %s: %s", previous.value, state.value, reason)
+            for listener in self._listeners:
+                listener(previous, state, reason)
+
+    def apply_kill(self, level: EmergencyLevel, reason: str) -> None:
+        """Move to the level's state; a kill never loosens a stricter one already in force."""
+        if _LEVEL_ORDER.index(level) < _LEVEL_ORDER.index(self.emergency_level):
+            level = self.emergency_level
+        self.emergency_level = level
+        self.entries_paused = True
+        target = KILL_LEVEL_STATE[level]
+        if self.state is TradingState.HALTED and target is not TradingState.HALTED:
+            target = TradingState.HALTED
+        self.set_state(target, f"{level.value}: {reason}")
+
+    def resume(self, reason: str) -> None:
+        self.emergency_level = EmergencyLevel.NONE
+        self.entries_paused = False
+        self.set_state(TradingState.ACTIVE if self.reconciled else TradingState.REDUCING, reason)
+
+    def status(self) -> TradingStatus:
+        return TradingStatus(
+            state=self.state,
+            entries_paused=self.entries_paused,
+            emergency_level=self.emergency_level,
+            reason=self.reason,
+            changed_at=datetime.fromtimestamp(self.changed_at, UTC),
+            reconciled=self.reconciled,
+        )
+
+    # ---- The check: state ------------------------------------------------------------------------
+
+    def check(
+        self, symbol: str, side: Side, quantity: float, price: float | None, reduce_only: bool = False
+    ) -> Denial | None:
+        """None when the order may go; otherwise why not. Cancels never come here: they always pass."""
+        if self.state is TradingState.HALTED:
+            return self._deny(DenialReason.HALTED, f"trading is halted ({self.reason})")
+        portfolio = self.portfolio
+        position = portfolio.quantity(symbol)
+        # Judged against the worst case: every open order on this side fills, none on the other.
+        after = portfolio.worst_case(symbol, side) + (quantity if side is Side.BUY else -quantity)
+        # Shrinking means moving toward zero without crossing it.
+        shrinks = (
+            position != 0 and abs(after) < abs(position) and (after == 0 or (after > 0) == (position > 0))
+        )
+        if not shrinks:
+            if reduce_only:
+                return self._deny(
+                    DenialReason.REDUCE_ONLY_WOULD_INCREASE,
+                    f"reduce-only {side.value} {quantity:g} {symbol} would take the position "
+                    f"from {position:g} to {after:g}",
+                )
+            if self.state is TradingState.REDUCING:
+                return self._deny(
+                    DenialReason.REDUCING_WOULD_INCREASE,
+                    f"reducing ({self.reason}): {side.value} {quantity:g} {symbol} would take the "
+                    f"position from {position:g} to {after:g}",
+                )
+            if self.entries_paused:
+                return self._deny(DenialReason.ENTRIES_PAUSED, f"new entries are paused ({self.reason})")
+
+        # ---- The check: the order itself ---------------------------------------------------------
+        if quantity <= 0:
+            return self._deny(DenialReason.INVALID, f"quantity must be positive, got {quantity:g}")
+        if price is None:
+            price = portfolio.marks.get(symbol)
+            if price is None:
+                return self._deny(DenialReason.NO_PRICE, f"no price known for {symbol} to value the order")
+        if not is_tradable(symbol, self._wall_clock()):
+            return self._deny(DenialReason.WEEKEND, f"{symbol} is not crypto and it is the weekend (UTC)")
+        notional = quantity * price
+        limits = self.limits
+        if notional > limits.max_order_notional:
+            return self._deny(
+                DenialReason.ORDER_NOTIONAL,
+                f"order notional {notional:,.2f} exceeds max_order_notional {limits.max_order_notional:,.2f}",
+            )
+
+        # ---- The check: position and exposure limits (only when the order adds risk) -------------
+        if not shrinks:
+            if abs(after) > limits.max_position_quantity:
+                return self._deny(
+                    DenialReason.POSITION_QUANTITY,
+                    f"{symbol} position would reach {after:g}, max_position_quantity is "
+                    f"{limits.max_position_quantity:g}",
+                )
+            if abs(after) * price > limits.max_position_notional:
+                return self._deny(
+                    DenialReason.POSITION_NOTIONAL,
+                    f"{symbol} position would be worth {abs(after) * price:,.2f}, max_position_notional "
+                    f"is {limits.max_position_notional:,.2f}",
+                )
+            gross = portfolio.gross_exposure() + (abs(after) - abs(position)) * price
+            if gross > limits.max_gross_exposure:
+                return self._deny(
+                    DenialReason.GROSS_EXPOSURE,
+                    f"gross exposure would reach {gross:,.2f}, max_gross_exposure is "
+                    f"{limits.max_gross_exposure:,.2f}",
+                )
+
+        # ---- The check: daily loss circuit breaker -----------------------------------------------
+        if self.check_daily_loss():
+            return self._deny(DenialReason.DAILY_LOSS, self.reason)
+
+        # ---- The check: order-rate throttle ------------------------------------------------------
+        now = self._clock()
+        window_start = now - limits.throttle_interval_seconds
+        sent = self._sent
+        while sent and sent[0] <= window_start:
+            sent.popleft()
+        if len(sent) >= limits.max_orders_per_interval:
+            return self._deny(
+                DenialReason.RATE_THROTTLE,
+                f"{len(sent)} orders in the last {limits.throttle_interval_seconds:g}s, "
+                f"max_orders_per_interval is {limits.max_orders_per_interval}",
+            )
+        return None
+
+    def record_sent(self) -> None:
+        """The order passed and is on its way: it counts toward the throttle."""
+        self._sent.append(self._clock())
+        self.approvals += 1
+
+    def _deny(self, reason: DenialReason, detail: str) -> Denial:
+        self.denials[reason.value] += 1
+        return reason, detail
+
+    # ---- Daily loss circuit breaker ----------------------------------------------------------------
+
+    def check_daily_loss(self) -> bool:
+        """Trip to HALTED by itself when today's loss reaches the limit; True when tripped."""
+        pnl = self.portfolio.daily_pnl()
+        if pnl <= -self.limits.max_daily_loss:
+            if self.state is not TradingState.HALTED:
+                self.emergency_level = EmergencyLevel.HALT
+                self.entries_paused = True
+                self.set_state(
+                    TradingState.HALTED,
+                    f"daily loss breaker: P&L today {pnl:,.2f} reached -{self.limits.max_daily_loss:,.2f}",
+                )
+            return True
+        return False
+
+    # ---- Usage -------------------------------------------------------------------------------------
+
+    def usage(self) -> RiskUsage:
+        now = self._clock()
+        window_start = now - self.limits.throttle_interval_seconds
+        return RiskUsage(
+            gross_exposure=self.portfolio.gross_exposure(),
+            max_gross_exposure=self.limits.max_gross_exposure,
+            daily_pnl=self.portfolio.daily_pnl(),
+            max_daily_loss=self.limits.max_daily_loss,
+            orders_in_interval=sum(1 for t in self._sent if t > window_start),
+            max_orders_per_interval=self.limits.max_orders_per_interval,
+            denials=dict(self.denials),
+        )

@@ -1,0 +1,220 @@
+"""Quote and trade ticks: the simulated two-venue generator and the Alpaca stream source.
+
+A `Tick` is a slotted object rather than a pydantic model because hundreds of thousands of them
+pass through the hot path every second; it never leaves the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+QUOTE = 0
+TRADE = 1
+
+
+@dataclass(slots=True)
+class Tick:
+    kind: int  # QUOTE or TRADE
+    venue: int  # 0 is the venue our broker trades on; 1 is the other venue (arbitrage)
+    symbol: str
+    bid: float
+    ask: float
+    price: float  # the trade's price, or the quote's mid
+    size: float
+    timestamp: float  # venue time, epoch seconds
+    received_ns: int = 0  # perf_counter_ns at intake: where tick-to-order latency starts
+
+
+TickSink = Callable[[Tick], None]
+
+_DEFAULT_PRICES = {"AAPL": 190.0, "MSFT": 410.0, "SPY": 520.0, "BTC/USD": 65_000.0, "ETH/USD": 3_400.0}
+
+
+def _start_price(symbol: str, seed: int) -> float:
+    """Seed prices from the simulated market when it is there, so ticks and bars tell one story."""
+    try:
+        from orch.market.simulated import SimulatedMarket
+
+        history = SimulatedMarket(seed=seed).history(symbol, 1)
+        if len(history):
+            return float(history.close[-1])
+    except Exception:  # the simulated market may not know the symbol
+        pass
+    if symbol in _DEFAULT_PRICES:
+        return _DEFAULT_PRICES[symbol]
+    return 50.0 + (sum(map(ord, symbol)) % 400)
+
+
+# ---- The simulated venues ------------------------------------------------------------------------
+
+
+class SimulatedTickSource:
+    """Seeded random-walk quotes and trades on two venues; venue 1 is dislocated from venue 0."""
+
+    name = "simulated"
+
+    def __init__(
+        self,
+        symbols: list[str],
+        seed: int = 7,
+        rate: float = 5_000.0,
+        dislocation_bps: float = 4.0,
+        spread_bps: float = 2.0,
+        volatility_bps: float = 0.5,  # per tick
+        trade_fraction: float = 0.2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.symbols = list(symbols)
+        self.rate = rate
+        self._rng = np.random.default_rng(seed)
+        self._log_mid = np.log([_start_price(s, seed) for s in self.symbols])
+        self._dislocation = dislocation_bps / 10_000
+        self._half_spread = spread_bps / 20_000
+        self._volatility = volatility_bps / 10_000
+        self._trade_fraction = trade_fraction
+        self._clock = clock
+        self.emitted = 0
+
+    def generate(self, count: int) -> list[Tick]:
+        rng = self._rng
+        symbol_index = rng.integers(0, len(self.symbols), count)
+        venue = (rng.random(count) < 0.5).astype(np.int64)
+        kind = (rng.random(count) < self._trade_fraction).astype(np.int64)
+        log_mid = np.empty(count)
+        for i in range(len(self.symbols)):
+            mask = symbol_index == i
+            steps = rng.normal(0.0, self._volatility, int(mask.sum()))
+            path = self._log_mid[i] + np.cumsum(steps)
+            log_mid[mask] = path
+            if len(path):
+                self._log_mid[i] = path[-1]
+        log_mid += venue * rng.normal(0.0, self._dislocation, count)
+        mid = np.exp(log_mid)
+        bid = mid * (1 - self._half_spread)
+        ask = mid * (1 + self._half_spread)
+        trade_price = np.where(rng.random(count) < 0.5, bid, ask)
+        price = np.where(kind == TRADE, trade_price, mid)
+        size = np.ceil(rng.exponential(50.0, count))
+        now = self._clock()
+        symbols = self.symbols
+        self.emitted += count
+        return [
+            Tick(k, v, symbols[s], b, a, p, z, now)
+            for k, v, s, b, a, p, z in zip(
+                kind.tolist(),
+                venue.tolist(),
+                symbol_index.tolist(),
+                bid.tolist(),
+                ask.tolist(),
+                price.tolist(),
+                size.tolist(),
+                strict=True,
+            )
+        ]
+
+    async def run(self, sink: TickSink, stop: asyncio.Event, slice_seconds: float = 0.001) -> None:
+        """Emit ticks at `rate`, yielding to the event loop every slice so the control API stays quick."""
+        started = time.perf_counter()
+        sent = 0
+        max_batch = max(1, math.ceil(self.rate * 0.005))
+        while not stop.is_set():
+            due = int((time.perf_counter() - started) * self.rate) - sent
+            if due <= 0:
+                await asyncio.sleep(slice_seconds)
+                continue
+            due = min(due, max_batch)
+            for tick in self.generate(due):
+                tick.received_ns = time.perf_counter_ns()
+                sink(tick)
+            sent += due
+            await asyncio.sleep(0)
+
+
+# ---- Alpaca's streams ----------------------------------------------------------------------------
+
+
+class AlpacaTickSource:
+    """Quotes and trades from Alpaca's market-data websockets through alpaca-py (one venue: 0)."""
+
+    name = "alpaca"
+
+    def __init__(
+        self,
+        symbols: list[str],
+        api_key: str,
+        secret_key: str,
+        stream_url: str | None = None,
+        crypto_stream_url: str | None = None,
+    ) -> None:
+        from alpaca.data.live import CryptoDataStream, StockDataStream
+
+        self.symbols = list(symbols)
+        crypto = [s for s in self.symbols if "/" in s]
+        stocks = [s for s in self.symbols if "/" not in s]
+        self._streams = []
+        self._sink: TickSink | None = None
+        if stocks:
+            stream = StockDataStream(api_key, secret_key, raw_data=True, url_override=stream_url)
+            stream.subscribe_quotes(self._on_quote, *stocks)
+            stream.subscribe_trades(self._on_trade, *stocks)
+            self._streams.append(stream)
+        if crypto:
+            stream = CryptoDataStream(
+                api_key, secret_key, raw_data=True, url_override=crypto_stream_url or stream_url
+            )
+            stream.subscribe_quotes(self._on_quote, *crypto)
+            stream.subscribe_trades(self._on_trade, *crypto)
+            self._streams.append(stream)
+
+    @staticmethod
+    def _epoch(raw: object) -> float:
+        seconds = getattr(raw, "seconds", None)
+        if seconds is not None:  # msgpack Timestamp
+            return seconds + raw.nanoseconds / 1e9  # type: ignore[attr-defined]
+        return time.time()
+
+    async def _on_quote(self, raw: dict) -> None:
+        bid, ask = float(raw.get("bp", 0.0)), float(raw.get("ap", 0.0))
+        if self._sink is None or bid <= 0 or ask <= 0:
+            return
+        tick = Tick(
+            QUOTE, 0, raw["S"], bid, ask, (bid + ask) / 2, float(raw.get("bs", 0)), self._epoch(raw.get("t"))
+        )
+        tick.received_ns = time.perf_counter_ns()
+        self._sink(tick)
+
+    async def _on_trade(self, raw: dict) -> None:
+        price = float(raw.get("p", 0.0))
+        if self._sink is None or price <= 0:
+            return
+        tick = Tick(
+            TRADE, 0, raw["S"], price, price, price, float(raw.get("s", 0)), self._epoch(raw.get("t"))
+        )
+        tick.received_ns = time.perf_counter_ns()
+        self._sink(tick)
+
+    async def run(self, sink: TickSink, stop: asyncio.Event) -> None:
+        self._sink = sink
+        # alpaca-py's run() owns its own event loop; _run_forever() is the coroutine it runs, which
+        # lets the streams share this process's loop.
+        tasks = [asyncio.create_task(stream._run_forever()) for stream in self._streams]
+        try:
+            await stop.wait()
+        finally:
+            for stream in self._streams:
+                try:
+                    await stream.stop_ws()
+                except Exception:
+                    log.debug("alpaca stream stop failed", exc_info=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
