@@ -510,8 +510,9 @@ class LearningSettings(_Settings):
     weight_floor: float = Field(default=0.05, ge=0, lt=1 / len(StrategyKind))
     # R-multiples beyond this are clipped, so one lucky trade cannot swing the weights.
     reward_clip: float = Field(default=3.0, gt=0)
-    # How far one cycle's outcomes may move a regime threshold (per unit of mean clipped reward).
-    threshold_step: float = Field(default=0.01, ge=0)
+    # How far one cycle's outcomes may move a regime threshold: a relative step per unit of mean
+    # clipped R-multiple (0.02: a cycle of full stop-outs moves a threshold by 2%).
+    threshold_step: float = Field(default=0.02, ge=0, le=1)
     trend_efficiency_bounds: tuple[float, float] = (0.15, 0.6)
     volatility_ratio_bounds: tuple[float, float] = (1.2, 3.0)
 
