@@ -1,0 +1,469 @@
+"""The engine: ticks in, strategies, the order router (the only way to a broker), fills back.
+
+The hot path (`Engine.on_tick` down to `Broker.submit_now`) is synchronous: no awaits, no tasks,
+so a tick's orders reach the simulated venue before the next tick is looked at. Remote brokers get
+the order through a bounded async dispatch after it is journaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from orch.brokers.base import Broker, BrokerError, OrderRejected, make_client_order_id
+from orch.contracts.system import EmergencyLevel
+from orch.contracts.trading import (
+    HftStatus,
+    LatencyFigures,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    TradingState,
+)
+from orch.hft.config import HftSettings
+from orch.hft.journal import Journal
+from orch.hft.portfolio import Portfolio
+from orch.hft.risk import Denial, RiskGate
+from orch.hft.strategies import ArbitrageDetector, MarketMaker, PlanState, PositionManager, Tier2
+from orch.hft.ticks import QUOTE, Tick
+
+log = logging.getLogger(__name__)
+
+
+class LatencyRecorder:
+    """Tick-to-order latencies in nanoseconds, in a ring buffer so memory stays flat."""
+
+    def __init__(self, size: int = 65_536) -> None:
+        self._samples = np.zeros(size, dtype=np.int64)
+        self._count = 0
+
+    def record(self, nanoseconds: int) -> None:
+        self._samples[self._count % len(self._samples)] = nanoseconds
+        self._count += 1
+
+    def figures(self) -> LatencyFigures:
+        filled = self._samples[: min(self._count, len(self._samples))]
+        if not len(filled):
+            return LatencyFigures()
+        p50, p99, p999 = np.percentile(filled, [50, 99, 99.9]) / 1_000
+        return LatencyFigures(
+            samples=self._count,
+            p50_us=float(p50),
+            p99_us=float(p99),
+            p999_us=float(p999),
+            max_us=float(filled.max() / 1_000),
+        )
+
+
+# ---- The order router: the gate, the journal, then the broker ------------------------------------
+
+
+class OrderRouter:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.account = engine.settings.account
+        self.gate = engine.gate
+        self.journal = engine.journal
+        self.broker = engine.broker
+        self.portfolio = engine.portfolio
+        self.latency = engine.latency
+        self.timeout = engine.settings.broker_timeout_seconds
+
+    def submit(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: float,
+        order_type: OrderType = OrderType.MARKET,
+        limit_price: float | None = None,
+        source: str = "api",
+        plan_id: str | None = None,
+        reduce_only: bool = False,
+        idempotency_key: str | None = None,
+        received_ns: int = 0,
+    ) -> tuple[Order | None, Denial | None]:
+        """The only way an order reaches a broker. Returns the order, or the gate's denial."""
+        client_order_id = ""
+        if idempotency_key is not None:
+            client_order_id = make_client_order_id(self.account, idempotency_key=idempotency_key)
+            known = self.portfolio.open_orders.get(client_order_id) or self.journal.order(client_order_id)
+            if known is not None:
+                return known, None  # the same intent again: the order it already made
+        denial = self.gate.check(symbol, side, quantity, limit_price, reduce_only)
+        if denial is not None:
+            return None, denial
+        if idempotency_key is None:
+            sequence = self.journal.next_sequence()
+            client_order_id = make_client_order_id(self.account, sequence)
+        else:
+            sequence = None
+        # Trusted construction: every field comes from the checked arguments above.
+        order = Order.model_construct(
+            client_order_id=client_order_id,
+            broker_order_id=None,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            order_type=order_type,
+            limit_price=limit_price,
+            status=OrderStatus.PENDING_SUBMIT,
+            filled_quantity=0.0,
+            average_fill_price=None,
+            source=source,
+            plan_id=plan_id,
+            reduce_only=reduce_only,
+            created_at=datetime.now(UTC),
+            updated_at=None,
+            reject_reason=None,
+        )
+        self.journal.record_order(order, sequence)  # before the broker can know it
+        self.gate.record_sent()
+        self.portfolio.track_order(order)
+        try:
+            accepted = self.broker.submit_now(order)
+        except OrderRejected as error:
+            self._rejected(order, str(error))
+            return order, None
+        if accepted is not None:
+            if received_ns:
+                self.latency.record(time.perf_counter_ns() - received_ns)
+            self.journal.mark_accepted(client_order_id, accepted.broker_order_id)
+            self.portfolio.track_order(accepted)
+            return accepted, None
+        self.engine.spawn(self._submit_remote(order))
+        if received_ns:
+            self.latency.record(time.perf_counter_ns() - received_ns)
+        return order, None
+
+    async def _submit_remote(self, order: Order, attempts: int = 3) -> None:
+        for attempt in range(1, attempts + 1):
+            try:
+                accepted = await asyncio.wait_for(self.broker.submit(order), self.timeout)
+            except OrderRejected as error:
+                self._rejected(order, str(error))
+                return
+            except (BrokerError, TimeoutError) as error:
+                # Safe to retry: the same client_order_id cannot make a second order.
+                log.warning("submit %s attempt %d failed: %s", order.client_order_id, attempt, error)
+                await asyncio.sleep(0.2 * attempt)
+                continue
+            self.journal.mark_accepted(order.client_order_id, accepted.broker_order_id)
+            current = self.portfolio.open_orders.get(order.client_order_id)
+            if current is not None and current.status is OrderStatus.PENDING_SUBMIT:
+                self.portfolio.track_order(accepted)
+            return
+        # Left PENDING_SUBMIT: reconciliation looks it up by client_order_id.
+
+    def _rejected(self, order: Order, reason: str) -> None:
+        self.journal.update_order_status(order.client_order_id, OrderStatus.REJECTED, reject_reason=reason)
+        self.portfolio.track_order(order.model_copy(update={"status": OrderStatus.REJECTED}))
+        log.warning("order %s rejected by the broker: %s", order.client_order_id, reason)
+
+    def cancel(self, client_order_id: str) -> bool:
+        """Cancels always pass the gate, in every state. False if the order is not open."""
+        if client_order_id not in self.portfolio.open_orders:
+            return False
+        self.engine.spawn(self._cancel(client_order_id))
+        return True
+
+    async def _cancel(self, client_order_id: str) -> None:
+        try:
+            result = await asyncio.wait_for(self.broker.cancel(client_order_id), self.timeout)
+        except (BrokerError, TimeoutError) as error:
+            log.warning("cancel %s failed: %s", client_order_id, error)
+            return
+        if result is not None and result.status is OrderStatus.CANCELLED:
+            self.journal.update_order_status(client_order_id, OrderStatus.CANCELLED)
+            current = self.journal.order(client_order_id)
+            if current is not None:
+                self.portfolio.track_order(current)
+
+    def cancel_all(self) -> int:
+        return sum(self.cancel(client_order_id) for client_order_id in list(self.portfolio.open_orders))
+
+
+# ---- The engine ----------------------------------------------------------------------------------
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: HftSettings,
+        broker: Broker,
+        journal: Journal,
+        wall_clock: Any = time.time,
+        market_name: str = "simulated",
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.journal = journal
+        self.market_name = market_name
+        self._wall_clock = wall_clock
+        self.started_at = wall_clock()
+        self.known_symbols = set(settings.symbols)
+        self.portfolio = Portfolio(wall_clock)
+        self.gate = RiskGate(settings.risk, self.portfolio, wall_clock=wall_clock)
+        self.latency = LatencyRecorder()
+        self.router = OrderRouter(self)
+        self.market_maker = MarketMaker(self) if settings.market_making else None
+        self.arbitrage = ArbitrageDetector(self) if settings.arbitrage else None
+        self.tier2 = Tier2(self)
+        self.position_manager = PositionManager(self)
+        self.ticks = 0
+        self._tick_rate_mark = (time.monotonic(), 0)
+        self.ticks_per_second = 0.0
+        self._tasks: set[asyncio.Task] = set()
+        self.fill_cursor: str | None = journal.get_meta("broker_fill_cursor")
+        # Dead man's switch
+        self.last_heartbeat: float | None = None
+        self.deadman_armed = settings.deadman_require_heartbeat
+        self._deadman_since = time.monotonic()
+        self.deadman_reducing = False
+        self.reconcile_reducing = False
+        self.gate.on_state_change(self._on_state_change)
+
+    # ---- Background work -------------------------------------------------------------------------
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    # ---- Restore ---------------------------------------------------------------------------------
+
+    def load_portfolio(self) -> None:
+        """Rebuild the in-memory view from the journal (on start and after reconciliation)."""
+        self.portfolio.positions.clear()
+        self.portfolio.open_orders.clear()
+        self.portfolio.pending_buy.clear()
+        self.portfolio.pending_sell.clear()
+        for row in self.journal.positions():
+            self.portfolio.set_position(
+                row.symbol, row.quantity, row.average_price, row.realized_pnl, row.plan_id
+            )
+        for order in self.journal.orders(open_only=True):
+            self.portfolio.track_order(order)
+        self.portfolio.start_day()
+
+    def restore(self) -> None:
+        self.load_portfolio()
+        for plan, status in self.journal.plans():
+            self.tier2.plans[plan.plan_id] = PlanState(plan, status=status)
+        for order in self.journal.all_orders():
+            if order.plan_id in self.tier2.plans and order.source == "exit":
+                self.tier2.plans[order.plan_id].exit_attempts += 1
+
+    def restore_kill(self) -> None:
+        """A kill survives restarts: trading stays stopped until an explicit resume."""
+        level = self.journal.get_meta("emergency_level")
+        if level and level != EmergencyLevel.NONE.value:
+            self.gate.apply_kill(
+                EmergencyLevel(level), self.journal.get_meta("emergency_reason") or "restored"
+            )
+
+    # ---- The hot path ----------------------------------------------------------------------------
+
+    def on_tick(self, tick: Tick) -> None:
+        self.ticks += 1
+        if tick.venue == 0:
+            if tick.kind == QUOTE:
+                self.portfolio.marks[tick.symbol] = tick.price
+                self.broker.update_quote(tick.symbol, tick.bid, tick.ask, tick.timestamp)
+            else:
+                self.portfolio.marks[tick.symbol] = tick.price
+        if self.market_maker is not None:
+            self.market_maker.on_tick(tick)
+        if self.arbitrage is not None:
+            self.arbitrage.on_tick(tick)
+
+    def order(self, client_order_id: str | None) -> Order | None:
+        if client_order_id is None:
+            return None
+        return self.portfolio.open_orders.get(client_order_id) or self.journal.order(client_order_id)
+
+    # ---- Fills -----------------------------------------------------------------------------------
+
+    async def sync_fills(self) -> int:
+        fills, cursor = await asyncio.wait_for(
+            self.broker.fills_since(self.fill_cursor), self.settings.broker_timeout_seconds
+        )
+        applied = 0
+        for fill in fills:
+            result = self.journal.apply_fill(fill)
+            if result is None and self.journal.order(fill.client_order_id) is None:
+                await self.adopt_order(fill.client_order_id)
+                result = self.journal.apply_fill(fill)
+            if result is None:
+                continue
+            applied += 1
+            self.portfolio.apply_fill(
+                result.fill.symbol,
+                result.fill.side,
+                result.fill.quantity,
+                result.fill.price,
+                result.order.plan_id,
+            )
+            self.portfolio.track_order(result.order)
+        if cursor != self.fill_cursor:
+            self.fill_cursor = cursor
+            self.journal.set_meta("broker_fill_cursor", cursor)
+        if applied:
+            self.gate.check_daily_loss()
+        return applied
+
+    async def adopt_order(self, client_order_id: str) -> Order | None:
+        """An order the broker has and the journal does not: journal it (without its fills)."""
+        order = await asyncio.wait_for(
+            self.broker.get_order(client_order_id), self.settings.broker_timeout_seconds
+        )
+        if order is None:
+            return None
+        adopted = order.model_copy(
+            update={
+                "filled_quantity": 0.0,
+                "average_fill_price": None,
+                "status": OrderStatus.ACCEPTED if not order.status.terminal else order.status,
+            }
+        )
+        self.journal.record_order(adopted)
+        self.journal.record_event("adopted_order", client_order_id=client_order_id, status=order.status.value)
+        return adopted
+
+    # ---- Trading state: kill, resume, dead man's switch ------------------------------------------
+
+    def _on_state_change(self, previous: TradingState, state: TradingState, reason: str) -> None:
+        self.journal.record_event("trading_state", previous=previous.value, state=state.value, reason=reason)
+        if state is TradingState.HALTED:
+            self._persist_kill()
+            # No running loop only when tests drive the engine synchronously.
+            with contextlib.suppress(RuntimeError):
+                self.router.cancel_all()
+
+    def _persist_kill(self) -> None:
+        self.journal.set_meta("emergency_level", self.gate.emergency_level.value)
+        self.journal.set_meta("emergency_reason", self.gate.reason)
+
+    def kill(self, level: EmergencyLevel, reason: str, requested_by: str = "api") -> None:
+        self.journal.record_event("kill", level=level.value, reason=reason, requested_by=requested_by)
+        self.gate.apply_kill(level, reason)
+        self._persist_kill()
+        if level is EmergencyLevel.FLATTEN:
+            self.spawn(self._flatten(reason))
+
+    async def _flatten(self, reason: str) -> None:
+        self.router.cancel_all()
+        await self.drain(timeout=self.settings.broker_timeout_seconds)
+        for symbol, position in list(self.portfolio.positions.items()):
+            if position.quantity:
+                self.router.submit(
+                    symbol,
+                    Side.SELL if position.quantity > 0 else Side.BUY,
+                    abs(position.quantity),
+                    source="flatten",
+                    reduce_only=True,
+                )
+        deadline = time.monotonic() + max(10 * self.settings.position_interval_seconds, 5.0)
+        while time.monotonic() < deadline and any(p.quantity for p in self.portfolio.positions.values()):
+            await asyncio.sleep(self.settings.fill_poll_seconds)
+        flat = not any(p.quantity for p in self.portfolio.positions.values())
+        self.gate.set_state(
+            TradingState.HALTED, f"flatten: {reason} ({'flat' if flat else 'NOT flat: check'})"
+        )
+
+    def resume(self, reason: str, requested_by: str = "api") -> None:
+        self.journal.record_event("resume", reason=reason, requested_by=requested_by)
+        self.journal.set_meta("emergency_level", EmergencyLevel.NONE.value)
+        self.deadman_reducing = False
+        self._deadman_since = time.monotonic()
+        self.gate.resume(reason)
+
+    def heartbeat(self, sender: str) -> None:
+        now = time.monotonic()
+        self.last_heartbeat = now
+        self.deadman_armed = True
+        if self.deadman_reducing and self.gate.state is TradingState.REDUCING:
+            self.deadman_reducing = False
+            if self.gate.emergency_level is EmergencyLevel.NONE and self.gate.reconciled:
+                self.gate.set_state(TradingState.ACTIVE, f"heartbeat from {sender} is back")
+
+    def check_deadman(self) -> None:
+        if not self.deadman_armed:
+            return
+        since = self.last_heartbeat if self.last_heartbeat is not None else self._deadman_since
+        silent = time.monotonic() - since
+        settings = self.settings
+        if silent >= settings.deadman_halt_after_seconds:
+            if self.gate.state is not TradingState.HALTED:
+                self.kill(
+                    EmergencyLevel.HALT, f"dead man's switch: no heartbeat for {silent:.1f}s", "deadman"
+                )
+        elif silent >= settings.deadman_reducing_after_seconds and self.gate.state is TradingState.ACTIVE:
+            self.deadman_reducing = True
+            self.gate.set_state(TradingState.REDUCING, f"dead man's switch: no heartbeat for {silent:.1f}s")
+
+    # ---- Status ----------------------------------------------------------------------------------
+
+    def update_tick_rate(self) -> None:
+        now = time.monotonic()
+        then, count = self._tick_rate_mark
+        if now - then >= 1.0:
+            self.ticks_per_second = (self.ticks - count) / (now - then)
+            self._tick_rate_mark = (now, self.ticks)
+
+    def status(self) -> HftStatus:
+        self.update_tick_rate()
+        return HftStatus(
+            account=self.settings.account,
+            pid=os.getpid(),
+            started_at=datetime.fromtimestamp(self.started_at, UTC),
+            trading=self.gate.status(),
+            positions=self.portfolio.snapshot(),
+            open_orders=list(self.portfolio.open_orders.values()),
+            realized_pnl=self.portfolio.realized_pnl(),
+            unrealized_pnl=self.portfolio.unrealized_pnl(),
+            risk=self.gate.usage(),
+            latency=self.latency.figures(),
+            ticks_processed=self.ticks,
+            ticks_per_second=self.ticks_per_second,
+            last_heartbeat_age_seconds=None
+            if self.last_heartbeat is None
+            else time.monotonic() - self.last_heartbeat,
+            active_plans=sum(
+                1 for s in self.tier2.plans.values() if s.status in ("waiting", "entering", "open")
+            ),
+            broker=self.broker.name,
+            market=self.market_name,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        latency = self.latency.figures()
+        figures: dict[str, float] = {
+            "ticks_total": self.ticks,
+            "ticks_per_second": self.ticks_per_second,
+            "orders_sent_total": self.gate.approvals,
+            "open_orders": len(self.portfolio.open_orders),
+            "arbitrage_opportunities_total": self.arbitrage.opportunities if self.arbitrage else 0,
+            "gross_exposure": self.portfolio.gross_exposure(),
+            "realized_pnl": self.portfolio.realized_pnl(),
+            "unrealized_pnl": self.portfolio.unrealized_pnl(),
+            "tick_to_order_p50_us": latency.p50_us or 0.0,
+            "tick_to_order_p99_us": latency.p99_us or 0.0,
+            "tick_to_order_p999_us": latency.p999_us or 0.0,
+        }
+        for reason, count in self.gate.denials.items():
+            figures[f"denials_total{{reason={reason}}}"] = count
+        return figures
