@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from orch.contracts.commands import StepOutcome
+
 
 class Candidate(BaseModel):
     symbol: str
@@ -19,6 +21,11 @@ class DiscoveryScanInput(BaseModel):
     top_n: int = Field(default=10, ge=1, le=500)
     # Who asked for the scan (the schedule, or a RestartDiscoverySystem run), for the audit trail.
     requested_by: str = "schedule"
+    # Scheduled scans publish to SystemState; a restart's validation scan does not, so nothing from an
+    # unvalidated strategy reaches the trading cycle.
+    publish: bool = True
+    heartbeat_timeout_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = Field(default=300.0, gt=0)
 
 
 class CandidateSet(BaseModel):
@@ -29,3 +36,56 @@ class CandidateSet(BaseModel):
     as_of: datetime
     universe_size: int = Field(ge=0)
     candidates: list[Candidate]
+
+
+# ---- RestartDiscoverySystem's step requests and outcomes ---------------------------------------
+
+
+class StopDiscoveryRequest(BaseModel):
+    restart_id: str  # the RestartDiscoverySystem workflow id: names the pause note and the new scan
+    force_stop: bool = False
+    drain_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class DiscoveryStopped(StepOutcome):
+    schedule_was_paused: bool
+    drained: list[str] = Field(default_factory=list)
+    cancelled: list[str] = Field(default_factory=list)
+
+
+class QueueCleared(StepOutcome):
+    removed: list[str] = Field(default_factory=list)
+
+
+class RestartDiscoveryRequest(BaseModel):
+    restart_id: str
+    strategy: str
+    top_n: int = Field(default=10, ge=1)
+    heartbeat_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class DiscoveryRestarted(StepOutcome):
+    scan_workflow_id: str
+
+
+class ValidateDiscoveryRequest(BaseModel):
+    scan_workflow_id: str
+    strategy: str
+    timeout_seconds: float = Field(gt=0)
+
+
+class DiscoveryValidated(StepOutcome):
+    candidates: CandidateSet
+
+
+class UpdateConfigurationRequest(BaseModel):
+    restart_id: str
+    candidates: CandidateSet
+
+
+class ConfigurationUpdated(StepOutcome):
+    previous_strategy: str
+
+
+class RestoreDiscoveryRequest(BaseModel):
+    restart_id: str

@@ -81,3 +81,5 @@ class SystemStateSnapshot(BaseModel):
     recent_changes: list[ConfigChange] = Field(default_factory=list)
     # Strategies the workers know; filled by the worker at start-up so validators can check names.
     known_strategies: list[str] = Field(default_factory=list)
+    # How often slots held by commands are checked for holders that ended without releasing.
+    reap_interval_seconds: float = Field(default=30.0, gt=0)

@@ -1,0 +1,1 @@
+"""Thin wrappers: one activity per agent operation; failures mapped to retryable or not."""

@@ -1,0 +1,87 @@
+"""Settings from `ORCH_*` environment variables and an optional `orch.toml`.
+
+Precedence, highest first: constructor arguments, environment, `orch.toml` (in the current
+directory, or the file named by `ORCH_CONFIG`), defaults. Workflows never read this: they are
+deterministic, so whatever they need travels in their inputs or in `SystemState`.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class TelemetryExporter(StrEnum):
+    NONE = "none"
+    CONSOLE = "console"
+    OTLP = "otlp"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("ORCH_CONFIG", "orch.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore")
+
+    # ---- Temporal --------------------------------------------------------------------------------
+    temporal_address: str = "localhost:7233"
+    namespace: str = "default"
+    # Where the embedded stack keeps its SQLite history, logs and journals.
+    home: Path = Path(".orch")
+    ui_port: int = 8233
+
+    # ---- Commands --------------------------------------------------------------------------------
+    max_concurrent_workflows: int = Field(default=5, ge=1)
+    max_retries: int = Field(default=3, ge=0)
+    workflow_timeout_seconds: float = Field(default=900.0, gt=0)
+    # How often SystemState frees slots of commands that ended without releasing them.
+    command_reap_interval_seconds: float = Field(default=30.0, gt=0)
+
+    # ---- Discovery -------------------------------------------------------------------------------
+    discovery_strategy: str = "hybrid_v1"  # the strategy a brand-new system starts with
+    discovery_interval_seconds: float = Field(default=300.0, gt=0)
+    discovery_top_n: int = Field(default=10, ge=1)
+    discovery_history_bars: int = Field(default=120, ge=20)
+    market_seed: int = 7
+    # Emulates a rate-limited data source: seconds spent per symbol while scanning (0 = as fast as possible).
+    discovery_scan_pacing_seconds: float = Field(default=0.0, ge=0)
+
+    # ---- Worker tuning ---------------------------------------------------------------------------
+    max_concurrent_activities: int = Field(default=100, ge=1)
+    critical_max_concurrent_activities: int = Field(default=20, ge=1)
+
+    # ---- Telemetry -------------------------------------------------------------------------------
+    otel_exporter: TelemetryExporter = TelemetryExporter.NONE
+    otel_endpoint: str = "http://localhost:4317"
+    service_name: str = "orch"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_config_file()),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Entry points that host workflows and activities: `orch worker` and `orch hft`."""

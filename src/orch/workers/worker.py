@@ -1,0 +1,131 @@
+"""`orch worker`: one process hosting a Temporal worker per task queue, each with its own slots.
+
+`orch-critical` has its own worker and slot budget, so a backlog of commands or scans can never
+delay an emergency stop or a health check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from orch.activities.discovery import DiscoveryActivities
+from orch.activities.system import SystemActivities
+from orch.client import connect
+from orch.config import Settings, get_settings
+from orch.contracts.names import COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE
+from orch.market.base import MarketDataSource
+from orch.market.simulated import SimulatedMarket
+from orch.workers.bootstrap import bootstrap
+from orch.workflows.discovery_scan import DiscoveryScanWorkflow
+from orch.workflows.restart_discovery import RestartDiscoverySystem
+from orch.workflows.system_state import SystemStateWorkflow
+
+log = logging.getLogger("orch.worker")
+
+ALL_QUEUES = (COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE)
+ALL_WORKFLOWS = (SystemStateWorkflow, RestartDiscoverySystem, DiscoveryScanWorkflow)
+
+# Modules that hold no workflow state: shared with the sandbox instead of re-imported per run.
+SANDBOX_PASSTHROUGH = ("orch.contracts", "orch.activities", "orch.agents", "orch.market", "pydantic", "numpy")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
+    )
+
+
+def build_workers(
+    client: Client,
+    settings: Settings,
+    *,
+    market: MarketDataSource | None = None,
+    queues: Sequence[str] = ALL_QUEUES,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
+) -> list[Worker]:
+    market = market or SimulatedMarket(seed=settings.market_seed)
+    discovery = DiscoveryActivities(client, settings, market)
+    system = SystemActivities(client)
+    discovery_activities = [
+        discovery.validate_strategy,
+        discovery.rank_universe,
+        discovery.publish_candidates,
+        discovery.stop_discovery_workers,
+        discovery.clear_job_queue,
+        discovery.restart_discovery_service,
+        discovery.validate_discovery,
+        discovery.update_configuration,
+        discovery.restore_discovery,
+    ]
+    per_queue = {
+        COMMANDS_QUEUE: dict(
+            workflows=[SystemStateWorkflow, RestartDiscoverySystem, *extra_workflows],
+            activities=[*discovery_activities, system.find_closed_workflows, *extra_activities],
+            max_concurrent_activities=settings.max_concurrent_activities,
+        ),
+        CRITICAL_QUEUE: dict(
+            workflows=[],
+            activities=[system.find_closed_workflows],
+            max_concurrent_activities=settings.critical_max_concurrent_activities,
+        ),
+        DISCOVERY_QUEUE: dict(
+            workflows=[DiscoveryScanWorkflow],
+            activities=discovery_activities,
+            max_concurrent_activities=max(2, settings.max_concurrent_activities // 10),
+        ),
+    }
+    workers = []
+    for queue in queues:
+        spec = per_queue[queue]
+        if not spec["workflows"] and not spec["activities"]:
+            continue
+        workers.append(
+            Worker(
+                client,
+                task_queue=queue,
+                workflows=spec["workflows"],
+                activities=spec["activities"],
+                max_concurrent_activities=spec["max_concurrent_activities"],
+                workflow_runner=workflow_runner(),
+            )
+        )
+    return workers
+
+
+async def run_workers(settings: Settings | None = None, queues: Sequence[str] = ALL_QUEUES) -> None:
+    """Connect, bootstrap the long-lived workflows, and poll until SIGINT or SIGTERM."""
+    settings = settings or get_settings()
+    client = await connect(settings)
+    workers = build_workers(client, settings, queues=queues)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
+        if COMMANDS_QUEUE in queues:
+            snapshot = await bootstrap(client, settings)
+            log.info("SystemState ready: active strategy %s", snapshot.config.active_strategy)
+        log.info("worker polling %s on %s", ", ".join(queues), settings.temporal_address)
+        await stop.wait()
+    log.info("worker stopped")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_workers())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""`SystemState`: the system's live configuration as one long-running entity workflow.
+
+Every worker replica reads the same state, it changes only through validated updates, and its
+history is the audit trail of every change. It also keeps the durable command slots: the cap on
+concurrent command workflows holds however a command was started (orch, temporal CLI, the UI).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from orch.activities.system import SystemActivities
+    from orch.contracts.discovery import CandidateSet
+    from orch.contracts.system import (
+        CommandSlot,
+        ConfigChange,
+        SetStrategyRequest,
+        SlotDecision,
+        SystemStateSnapshot,
+    )
+
+# Enough recent changes to answer "who changed what lately" without reading events.
+RECENT_CHANGES_KEPT = 50
+
+
+@workflow.defn(name="SystemState")
+class SystemStateWorkflow:
+    @workflow.init
+    def __init__(self, snapshot: SystemStateSnapshot) -> None:
+        self._state = snapshot
+        # Slot decisions waiting to be signalled back; sent from the main loop because a signal to
+        # another workflow is a command, and handlers should stay quick and synchronous.
+        self._outbox: list[tuple[str, SlotDecision]] = []
+
+    @workflow.run
+    async def run(self, snapshot: SystemStateSnapshot) -> None:
+        reap_every = timedelta(seconds=self._state.reap_interval_seconds)
+        next_reap = workflow.now() + reap_every
+        while True:
+            self._dispatch_slots()
+            await self._send_outbox()
+            if self._state.running_commands and workflow.now() >= next_reap:
+                await self._reap_finished_commands()
+                next_reap = workflow.now() + reap_every
+                continue
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._dispatch_slots()
+                await self._send_outbox()
+                workflow.continue_as_new(self._state)
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        bool(self._outbox)
+                        or self._can_dispatch()
+                        or workflow.info().is_continue_as_new_suggested()
+                    ),
+                    # Only commands holding slots need reaping; an idle entity sleeps with no timer.
+                    timeout=max(next_reap - workflow.now(), timedelta(seconds=1))
+                    if self._state.running_commands
+                    else None,
+                )
+            except TimeoutError:
+                pass
+
+    # ---- Queries ---------------------------------------------------------------------------------
+
+    # Query: reading the configuration must not add to the audit trail.
+    @workflow.query
+    def state(self) -> SystemStateSnapshot:
+        return self._state
+
+    # ---- Updates: configuration ------------------------------------------------------------------
+    # Updates, not signals: the caller learns at once whether its change was accepted, validators
+    # reject bad values before they reach history, and an update id makes a retried call a no-op.
+
+    @workflow.update
+    def register_strategies(self, names: list[str]) -> list[str]:
+        known = sorted(set(self._state.known_strategies) | set(names))
+        self._state.known_strategies = known
+        return known
+
+    @register_strategies.validator
+    def _validate_register_strategies(self, names: list[str]) -> None:
+        if not names or any(not n.strip() for n in names):
+            raise ValueError("strategy names must be non-empty")
+
+    @workflow.update
+    def activate_strategy(self, request: SetStrategyRequest) -> str:
+        """Make `request.strategy` the active discovery strategy; returns the previous one."""
+        previous = self._state.config.active_strategy
+        self._state.config.active_strategy = request.strategy
+        self._record(request.requested_by, "active_strategy", previous, request.strategy)
+        return previous
+
+    @activate_strategy.validator
+    def _validate_activate_strategy(self, request: SetStrategyRequest) -> None:
+        known = self._state.known_strategies
+        if request.strategy not in known:
+            raise ValueError(f"unknown discovery strategy {request.strategy!r}; known: {', '.join(known)}")
+
+    @workflow.update
+    def publish_candidates(self, candidates: CandidateSet) -> None:
+        self._state.latest_candidates = candidates
+
+    @publish_candidates.validator
+    def _validate_publish_candidates(self, candidates: CandidateSet) -> None:
+        active = self._state.config.active_strategy
+        if candidates.strategy != active:
+            raise ValueError(
+                f"candidates from {candidates.strategy!r} refused: the active strategy is {active!r}"
+            )
+
+    @workflow.update
+    def set_max_concurrent_workflows(self, limit: int) -> int:
+        previous = self._state.config.max_concurrent_workflows
+        self._state.config.max_concurrent_workflows = limit
+        self._record("operator", "max_concurrent_workflows", str(previous), str(limit))
+        return previous
+
+    @set_max_concurrent_workflows.validator
+    def _validate_max_concurrent(self, limit: int) -> None:
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"max_concurrent_workflows must be between 1 and 1000, got {limit}")
+
+    # ---- Signals: command slots ------------------------------------------------------------------
+    # Signals, because the requester is a workflow, and signals are what workflows can send.
+
+    @workflow.signal
+    def request_command_slot(self, slot: CommandSlot) -> None:
+        held = [*self._state.running_commands, *self._state.waiting_commands]
+        if any(s.workflow_id == slot.workflow_id for s in held):
+            return  # a repeated request (the requester's task was retried)
+        if slot.exclusive:
+            twin = next((s for s in held if s.command_type == slot.command_type), None)
+            if twin is not None:
+                reason = (
+                    f"{slot.command_type} {twin.workflow_id} is already running; "
+                    f"watch it with: orch watch {twin.workflow_id}"
+                )
+                self._outbox.append((slot.workflow_id, SlotDecision(granted=False, reason=reason)))
+                return
+        self._state.waiting_commands.append(slot)
+
+    @workflow.signal
+    def release_command_slot(self, workflow_id: str) -> None:
+        self._state.running_commands = [
+            s for s in self._state.running_commands if s.workflow_id != workflow_id
+        ]
+        self._state.waiting_commands = [
+            s for s in self._state.waiting_commands if s.workflow_id != workflow_id
+        ]
+
+    # ---- Internals -------------------------------------------------------------------------------
+
+    def _can_dispatch(self) -> bool:
+        return bool(self._state.waiting_commands) and (
+            len(self._state.running_commands) < self._state.config.max_concurrent_workflows
+        )
+
+    def _dispatch_slots(self) -> None:
+        while self._can_dispatch():
+            slot = self._state.waiting_commands.pop(0)
+            self._state.running_commands.append(slot)
+            self._outbox.append((slot.workflow_id, SlotDecision(granted=True)))
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            workflow_id, decision = self._outbox.pop(0)
+            try:
+                await workflow.get_external_workflow_handle(workflow_id).signal(
+                    "command_slot_decision", decision
+                )
+            except Exception:
+                workflow.logger.warning("command %s is gone; releasing its slot", workflow_id)
+                self.release_command_slot(workflow_id)
+
+    async def _reap_finished_commands(self) -> None:
+        """Free slots whose holders ended without releasing them (terminated, timed out)."""
+        holders = [s.workflow_id for s in self._state.running_commands]
+        finished = await workflow.execute_activity_method(
+            SystemActivities.find_closed_workflows,
+            holders,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+        for workflow_id in finished:
+            self.release_command_slot(workflow_id)
+
+    def _record(self, by: str, field: str, old: str, new: str) -> None:
+        change = ConfigChange(at=workflow.now(), by=by, field=field, old=old, new=new)
+        self._state.recent_changes = [*self._state.recent_changes, change][-RECENT_CHANGES_KEPT:]
