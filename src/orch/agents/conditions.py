@@ -1,0 +1,296 @@
+"""Market conditions (step 2): can each symbol's data be trusted, and what kind of market is it?
+
+From a symbol's bars (and its order book when the source has one) this agent decides:
+
+- data quality: explicit flags for gaps, non-monotonic timestamps, non-positive prices, stale data and
+  too short a history; the blocking ones keep the symbol out of the rest of the cycle;
+- the regime: volatile when recent volatility is well above its long-run level, else trending when the
+  price moved efficiently (Kaufman's efficiency ratio), else ranging; the two thresholds are learned;
+- supply and demand imbalance: from the order book when given, else from where each bar closed within
+  its range, weighted by volume (Chaikin money flow);
+- anomalies: the last return or volume far from the window's median, in robust (median/MAD) z-scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from orch.contracts.cycle import (
+    Anomaly,
+    AnomalyKind,
+    DataIssue,
+    DataIssueKind,
+    DataQuality,
+    ImbalanceSource,
+    MarketConditions,
+    MarketSnapshot,
+    OrderBookSummary,
+    RegimeThresholds,
+)
+from orch.contracts.market import Regime
+from orch.market.base import PriceHistory
+
+REGIME_WINDOW = 30  # bars behind the efficiency ratio, the trend and the recent volatility
+LONG_WINDOW = 120  # bars behind the long-run volatility and the anomaly baselines
+ATR_WINDOW = 14
+MIN_BARS = REGIME_WINDOW + 2
+ANOMALY_ZSCORE = 4.0
+# A step between bars this many times the usual interval means bars are missing.
+GAP_FACTOR = 1.5
+STALE_AFTER_BARS = 3.0
+
+
+def validate_history(
+    history: PriceHistory,
+    now: datetime,
+    *,
+    bar_interval: timedelta | None = None,
+    stale_after: timedelta | None = None,
+    min_bars: int = MIN_BARS,
+) -> DataQuality:
+    """Flag what is wrong with `history` as of `now`.
+
+    `bar_interval` defaults to the median step between bars; data is stale when its last bar is older
+    than `stale_after` (default: three bar intervals).
+    """
+    issues: list[DataIssue] = []
+    n = len(history)
+    if n < min_bars:
+        issues.append(
+            DataIssue(
+                kind=DataIssueKind.INSUFFICIENT_HISTORY,
+                message=f"{n} bars, need at least {min_bars}",
+                blocking=True,
+            )
+        )
+
+    prices = np.stack([history.open, history.high, history.low, history.close]) if n else np.empty((4, 0))
+    bad_bars = ~np.all(np.isfinite(prices) & (prices > 0), axis=0)
+    if bad_bars.any():
+        first = int(np.argmax(bad_bars))
+        issues.append(
+            DataIssue(
+                kind=DataIssueKind.NON_POSITIVE_PRICE,
+                message=f"{int(bad_bars.sum())} bars with a non-positive or missing price, first at "
+                f"{_iso(history.timestamps[first])}",
+                count=int(bad_bars.sum()),
+                blocking=True,
+            )
+        )
+
+    steps = np.diff(history.timestamps).astype("timedelta64[s]").astype(np.int64)
+    backwards = steps <= 0
+    if backwards.any():
+        first = int(np.argmax(backwards)) + 1
+        issues.append(
+            DataIssue(
+                kind=DataIssueKind.NON_MONOTONIC_TIMESTAMPS,
+                message=f"{int(backwards.sum())} timestamps not after the one before, first at "
+                f"{_iso(history.timestamps[first])}",
+                count=int(backwards.sum()),
+                blocking=True,
+            )
+        )
+
+    interval = _interval_seconds(steps, bar_interval)
+    if interval is not None:
+        gaps = steps > GAP_FACTOR * interval
+        if gaps.any():
+            largest = int(steps[gaps].max())
+            issues.append(
+                DataIssue(
+                    kind=DataIssueKind.GAP,
+                    message=f"{int(gaps.sum())} gaps between bars, the largest {timedelta(seconds=largest)} "
+                    f"where bars come every {timedelta(seconds=interval)}",
+                    count=int(gaps.sum()),
+                    # Indicators tolerate a missing bar; only a trader who needs every bar would block.
+                    blocking=False,
+                )
+            )
+
+    if n:
+        limit = stale_after
+        if limit is None and interval is not None:
+            limit = timedelta(seconds=STALE_AFTER_BARS * interval)
+        last = _as_datetime(history.timestamps.max())
+        age = now - last
+        if limit is not None and age > limit:
+            issues.append(
+                DataIssue(
+                    kind=DataIssueKind.STALE,
+                    message=f"last bar at {last.isoformat()} is {age} old (limit {limit})",
+                    blocking=True,
+                )
+            )
+    return DataQuality(symbol=history.symbol, bars=n, issues=issues)
+
+
+def classify_regime(efficiency_ratio: float, volatility_ratio: float, thresholds: RegimeThresholds) -> Regime:
+    # Volatility first: a market moving fast in one direction with exploding volatility needs the
+    # volatile regime's smaller sizes more than it needs a trend label.
+    if volatility_ratio >= thresholds.volatility_ratio:
+        return Regime.VOLATILE
+    if efficiency_ratio >= thresholds.trend_efficiency:
+        return Regime.TRENDING
+    return Regime.RANGING
+
+
+def efficiency_ratio(close: np.ndarray, window: int) -> float:
+    """Kaufman's efficiency ratio: |net move| over the path travelled, 0 (noise) .. 1 (straight line)."""
+    segment = close[-window - 1 :]
+    path = float(np.abs(np.diff(segment)).sum())
+    return 0.0 if path == 0 else min(abs(float(segment[-1] - segment[0])) / path, 1.0)
+
+
+def volatility_ratio(log_returns: np.ndarray, window: int, long_window: int) -> tuple[float, float]:
+    """(recent volatility per bar, recent over long-run volatility); 1.0 when the long run is flat."""
+    recent = float(np.std(log_returns[-window:], ddof=1)) if len(log_returns) > 1 else 0.0
+    long_run = float(np.std(log_returns[-long_window:], ddof=1)) if len(log_returns) > 1 else 0.0
+    return recent, (recent / long_run if long_run > 0 else 1.0)
+
+
+def imbalance(history: PriceHistory, window: int, order_book: OrderBookSummary | None = None) -> float:
+    """Demand minus supply over their sum, -1 .. +1."""
+    if order_book is not None:
+        total = order_book.bid_size + order_book.ask_size
+        return 0.0 if total == 0 else (order_book.bid_size - order_book.ask_size) / total
+    high, low, close = history.high[-window:], history.low[-window:], history.close[-window:]
+    volume = np.nan_to_num(history.volume[-window:], nan=0.0).clip(min=0)
+    bar_range = high - low
+    # Where the close sits in the bar: +1 at the high (buyers won the bar), -1 at the low.
+    location = np.divide(
+        (close - low) - (high - close), bar_range, out=np.zeros_like(close), where=bar_range > 0
+    )
+    total = float(volume.sum())
+    return 0.0 if total == 0 else float(np.clip((location * volume).sum() / total, -1.0, 1.0))
+
+
+def average_true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int) -> float:
+    """The mean true range of the last `window` bars (a gap from the previous close counts as range)."""
+    previous = np.concatenate([close[:1], close[:-1]])
+    true_range = np.maximum(high - low, np.maximum(np.abs(high - previous), np.abs(low - previous)))
+    return float(np.mean(true_range[-window:]))
+
+
+def robust_zscore(value: float, baseline: np.ndarray) -> float:
+    """How many robust standard deviations (1.4826 x MAD) `value` lies from the median of `baseline`."""
+    baseline = baseline[np.isfinite(baseline)]
+    if len(baseline) == 0:
+        return 0.0
+    median = float(np.median(baseline))
+    scale = 1.4826 * float(np.median(np.abs(baseline - median)))
+    if scale == 0:
+        # Over half the baseline identical (a quiet market): fall back to the ordinary deviation.
+        scale = float(np.std(baseline))
+    if scale == 0:
+        return 0.0
+    return float(np.clip((value - median) / scale, -1e6, 1e6))
+
+
+def anomalies(
+    history: PriceHistory, log_returns: np.ndarray, threshold: float = ANOMALY_ZSCORE
+) -> list[Anomaly]:
+    found = []
+    if len(log_returns) > 2:
+        z = robust_zscore(float(log_returns[-1]), log_returns[-LONG_WINDOW - 1 : -1])
+        if abs(z) >= threshold:
+            found.append(
+                Anomaly(
+                    kind=AnomalyKind.RETURN,
+                    robust_zscore=z,
+                    message=f"{history.symbol}: last return {log_returns[-1]:+.2%} is {z:+.1f} robust sd "
+                    "from normal",
+                )
+            )
+    volume = np.log1p(np.nan_to_num(history.volume, nan=0.0).clip(min=0))
+    if len(volume) > 2:
+        z = robust_zscore(float(volume[-1]), volume[-LONG_WINDOW - 1 : -1])
+        if abs(z) >= threshold:
+            found.append(
+                Anomaly(
+                    kind=AnomalyKind.VOLUME,
+                    robust_zscore=z,
+                    message=f"{history.symbol}: last volume {history.volume[-1]:,.0f} is {z:+.1f} robust sd "
+                    "(log scale) from normal",
+                )
+            )
+    return found
+
+
+def assess_conditions(
+    history: PriceHistory,
+    thresholds: RegimeThresholds,
+    order_book: OrderBookSummary | None = None,
+) -> MarketConditions:
+    """The conditions of one symbol whose data passed `validate_history`."""
+    close = history.close
+    log_returns = np.diff(np.log(close))
+    recent_volatility, vol_ratio = volatility_ratio(log_returns, REGIME_WINDOW, LONG_WINDOW)
+    er = efficiency_ratio(close, REGIME_WINDOW)
+    start = close[-REGIME_WINDOW - 1]
+    volume = np.nan_to_num(history.volume, nan=0.0)
+    usual_volume = float(np.median(volume[-REGIME_WINDOW - 1 : -1]))
+    return MarketConditions(
+        symbol=history.symbol,
+        as_of=_as_datetime(history.timestamps[-1]),
+        last_price=float(close[-1]),
+        regime=classify_regime(er, vol_ratio, thresholds),
+        efficiency_ratio=er,
+        trend=float(close[-1] / start - 1.0),
+        volatility=recent_volatility,
+        volatility_ratio=vol_ratio,
+        atr=average_true_range(history.high, history.low, close, ATR_WINDOW),
+        imbalance=imbalance(history, REGIME_WINDOW, order_book),
+        imbalance_source=ImbalanceSource.ORDER_BOOK if order_book is not None else ImbalanceSource.VOLUME,
+        volume_ratio=float(volume[-1] / usual_volume) if usual_volume > 0 else 1.0,
+        anomalies=anomalies(history, log_returns),
+    )
+
+
+def sense_market(
+    histories: Mapping[str, PriceHistory],
+    now: datetime,
+    thresholds: RegimeThresholds,
+    *,
+    source: str,
+    lookback_bars: int,
+    order_books: Mapping[str, OrderBookSummary] | None = None,
+    bar_interval: timedelta | None = None,
+    stale_after: timedelta | None = None,
+) -> MarketSnapshot:
+    """Step 2: validate every symbol's bars and assess the conditions of those that can be trusted."""
+    order_books = order_books or {}
+    qualities, conditions = [], []
+    for symbol in sorted(histories):
+        history = histories[symbol]
+        quality = validate_history(history, now, bar_interval=bar_interval, stale_after=stale_after)
+        qualities.append(quality)
+        if quality.usable:
+            conditions.append(assess_conditions(history, thresholds, order_books.get(symbol)))
+    return MarketSnapshot(
+        as_of=now,
+        source=source,
+        lookback_bars=lookback_bars,
+        thresholds=thresholds,
+        data_quality=qualities,
+        conditions=conditions,
+    )
+
+
+def _interval_seconds(steps: np.ndarray, bar_interval: timedelta | None) -> float | None:
+    if bar_interval is not None:
+        return bar_interval.total_seconds()
+    forward = steps[steps > 0]
+    return float(np.median(forward)) if len(forward) else None
+
+
+def _as_datetime(timestamp: np.datetime64) -> datetime:
+    seconds = int(timestamp.astype("datetime64[s]").astype(np.int64))
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _iso(timestamp: np.datetime64) -> str:
+    return _as_datetime(timestamp).isoformat()
