@@ -78,6 +78,9 @@ class Broker(ABC):
         """Accept `order` immediately if this broker can; None means: use `submit`."""
         return None
 
+    def flush(self) -> None:  # noqa: B027
+        """Persist what `submit_now` accepted; called after each batch of ticks."""
+
     def update_quote(self, symbol: str, bid: float, ask: float, timestamp: float) -> None:  # noqa: B027
         """Market data the venue itself sees (only the simulated venue needs it)."""
 

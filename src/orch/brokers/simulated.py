@@ -5,6 +5,12 @@ its own database file (separate from the process's journal) before the call retu
 SIGKILL of the trading process, a new `SimulatedBroker` on the same file is the same venue with the
 same orders, fills and positions, and orders still open keep filling against the last quotes it saw.
 
+Orders accepted by `submit_now` (the hot path) are written in one transaction per batch of ticks
+(`flush`), and before anything can be read or filled. A SIGKILL can therefore lose the venue's last
+batch of accepted orders, exactly as if they had been lost on the wire: nothing was filled or
+reported for them, the process's journal still holds them as PENDING_SUBMIT, and reconciliation
+finds them missing and closes them. Fills commit one transaction each, so none is ever lost.
+
 Matching is lazy: orders fill when someone asks the venue (fills, orders, positions), once their
 latency has elapsed, against the latest quote, at most `max_fill_fraction` of what remains per pass.
 """
@@ -88,6 +94,7 @@ class SimulatedBroker(Broker):
             symbol: (bid, ask, at) for symbol, bid, ask, at in self._db.execute("SELECT * FROM quotes")
         }
         self._dirty_quotes: set[str] = set()
+        self._unflushed: list[tuple] = []
         self._open: dict[str, Order] = {
             order.client_order_id: order
             for order in (
@@ -104,6 +111,7 @@ class SimulatedBroker(Broker):
                 " WHERE status IN ('accepted', 'partially_filled')"
             )
         }
+        self._known_ids: set[str] = {cid for (cid,) in self._db.execute("SELECT client_order_id FROM orders")}
         self._next_broker_id = 1 + (self._db.execute("SELECT COUNT(*) FROM orders").fetchone()[0])
         self._close_sequence = 0
 
@@ -120,9 +128,9 @@ class SimulatedBroker(Broker):
     # ---- Orders ----------------------------------------------------------------------------------
 
     def submit_now(self, order: Order) -> Order:
-        existing = self._open.get(order.client_order_id) or self._lookup(order.client_order_id)
-        if existing is not None:
-            return existing  # the same client_order_id is the same order: a retry, not a new one
+        if order.client_order_id in self._known_ids:
+            # The same client_order_id is the same order: a retry, not a new one.
+            return self._open.get(order.client_order_id) or self._lookup(order.client_order_id)  # type: ignore[return-value]
         if order.order_type is OrderType.LIMIT and order.limit_price is None:
             raise OrderRejected("a limit order needs a limit price")
         now = self._clock()
@@ -135,8 +143,7 @@ class SimulatedBroker(Broker):
                 "updated_at": _utc(now),
             }
         )
-        self._db.execute(
-            "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,0,NULL,?,?,?,?,?)",
+        self._unflushed.append(
             (
                 order.client_order_id,
                 broker_order_id,
@@ -151,22 +158,33 @@ class SimulatedBroker(Broker):
                 order.source,
                 order.plan_id,
                 int(order.reduce_only),
-            ),
+            )
         )
         self._open[order.client_order_id] = accepted
+        self._known_ids.add(order.client_order_id)
         self._accepted_at[order.client_order_id] = now
         return accepted
 
     async def submit(self, order: Order) -> Order:
-        return self.submit_now(order)
+        accepted = self.submit_now(order)
+        self.flush()
+        return accepted
+
+    def flush(self) -> None:
+        if not self._unflushed:
+            return
+        rows, self._unflushed = self._unflushed, []
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,0,NULL,?,?,?,?,?)", rows)
+        self._db.execute("COMMIT")
 
     async def cancel(self, client_order_id: str) -> Order | None:
-        self.match()
         order = self._open.pop(client_order_id, None)
         if order is None:
             return self._lookup(client_order_id)
         self._accepted_at.pop(client_order_id, None)
         now = self._clock()
+        self.flush()
         self._db.execute(
             "UPDATE orders SET status='cancelled', updated_at=? WHERE client_order_id=?",
             (now, client_order_id),
@@ -189,9 +207,11 @@ class SimulatedBroker(Broker):
 
     def all_orders(self) -> list[Order]:
         """Every order the venue ever accepted (for reconciliation checks and tests)."""
+        self.flush()
         return [self._row_to_order(row) for row in self._db.execute("SELECT * FROM orders ORDER BY rowid")]
 
     def _lookup(self, client_order_id: str) -> Order | None:
+        self.flush()
         row = self._db.execute("SELECT * FROM orders WHERE client_order_id=?", (client_order_id,)).fetchone()
         return None if row is None else self._row_to_order(row)
 
@@ -220,6 +240,7 @@ class SimulatedBroker(Broker):
 
     def match(self) -> int:
         """Fill what is due; returns the number of fills. Each fill commits atomically."""
+        self.flush()
         now = self._clock()
         fills = 0
         for client_order_id in list(self._open):
@@ -380,4 +401,5 @@ class SimulatedBroker(Broker):
         return Account(cash=cash, equity=equity, buying_power=max(cash, 0.0))
 
     async def close(self) -> None:
+        self.flush()
         self._db.close()

@@ -119,7 +119,7 @@ class Order(BaseModel):
 
 
 class Fill(BaseModel):
-    """One execution. `cumulative_quantity` lets a reader that missed fills catch up without double counting."""
+    """One execution. `cumulative_quantity` lets a reader that missed fills catch up, counting none twice."""
 
     fill_id: str
     client_order_id: str
@@ -302,3 +302,17 @@ class OrderAck(BaseModel):
 class FillPage(BaseModel):
     fills: list[Fill]
     next_cursor: int
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)
+    requested_by: str = Field(default="api", max_length=64)
+
+
+class PlanStatus(BaseModel):
+    plan: StrategyPlan
+    # waiting, entering, open, exiting, closed, expired, failed
+    status: str
+    exit_reason: str | None = None

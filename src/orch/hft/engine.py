@@ -77,6 +77,14 @@ class OrderRouter:
         self.portfolio = engine.portfolio
         self.latency = engine.latency
         self.timeout = engine.settings.broker_timeout_seconds
+        self._accepted: list[tuple[str, str | None]] = []
+
+    def flush(self) -> None:
+        """After a batch of ticks: the venue persists what it accepted, then the journal notes it."""
+        self.broker.flush()
+        if self._accepted:
+            accepted, self._accepted = self._accepted, []
+            self.journal.mark_accepted_many(accepted)
 
     def submit(
         self,
@@ -136,7 +144,8 @@ class OrderRouter:
         if accepted is not None:
             if received_ns:
                 self.latency.record(time.perf_counter_ns() - received_ns)
-            self.journal.mark_accepted(client_order_id, accepted.broker_order_id)
+            # The PENDING_SUBMIT row is the durable part; ACCEPTED is journaled with the batch.
+            self._accepted.append((client_order_id, accepted.broker_order_id))
             self.portfolio.track_order(accepted)
             return accepted, None
         self.engine.spawn(self._submit_remote(order))
@@ -207,7 +216,7 @@ class Engine:
         self.broker = broker
         self.journal = journal
         self.market_name = market_name
-        self._wall_clock = wall_clock
+        self.wall_clock = wall_clock
         self.started_at = wall_clock()
         self.known_symbols = set(settings.symbols)
         self.portfolio = Portfolio(wall_clock)
@@ -290,6 +299,9 @@ class Engine:
         if self.arbitrage is not None:
             self.arbitrage.on_tick(tick)
 
+    def end_of_batch(self) -> None:
+        self.router.flush()
+
     def order(self, client_order_id: str | None) -> Order | None:
         if client_order_id is None:
             return None
@@ -298,6 +310,7 @@ class Engine:
     # ---- Fills -----------------------------------------------------------------------------------
 
     async def sync_fills(self) -> int:
+        self.router.flush()
         fills, cursor = await asyncio.wait_for(
             self.broker.fills_since(self.fill_cursor), self.settings.broker_timeout_seconds
         )

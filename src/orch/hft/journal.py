@@ -131,14 +131,21 @@ class Journal:
             (status.value, broker_order_id, reject_reason, time.time(), client_order_id),
         )
 
+    _MARK_ACCEPTED = (
+        "UPDATE orders SET broker_order_id=COALESCE(?, broker_order_id), updated_at=?,"
+        " status=CASE WHEN status='pending_submit' THEN 'accepted' ELSE status END"
+        " WHERE client_order_id=?"
+    )
+
     def mark_accepted(self, client_order_id: str, broker_order_id: str | None) -> None:
         """The broker has the order; a fill or cancel journaled meanwhile keeps its later status."""
-        self._db.execute(
-            "UPDATE orders SET broker_order_id=COALESCE(?, broker_order_id), updated_at=?,"
-            " status=CASE WHEN status='pending_submit' THEN 'accepted' ELSE status END"
-            " WHERE client_order_id=?",
-            (broker_order_id, time.time(), client_order_id),
-        )
+        self._db.execute(self._MARK_ACCEPTED, (broker_order_id, time.time(), client_order_id))
+
+    def mark_accepted_many(self, accepted: list[tuple[str, str | None]]) -> None:
+        now = time.time()
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany(self._MARK_ACCEPTED, [(bid, now, cid) for cid, bid in accepted])
+        self._db.execute("COMMIT")
 
     def order(self, client_order_id: str) -> Order | None:
         row = self._db.execute("SELECT * FROM orders WHERE client_order_id=?", (client_order_id,)).fetchone()
