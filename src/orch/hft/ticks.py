@@ -121,7 +121,13 @@ class SimulatedTickSource:
             )
         ]
 
-    async def run(self, sink: TickSink, stop: asyncio.Event, slice_seconds: float = 0.001) -> None:
+    async def run(
+        self,
+        sink: TickSink,
+        stop: asyncio.Event,
+        on_batch: Callable[[], None] | None = None,
+        slice_seconds: float = 0.001,
+    ) -> None:
         """Emit ticks at `rate`, yielding to the event loop every slice so the control API stays quick."""
         started = time.perf_counter()
         sent = 0
@@ -135,6 +141,8 @@ class SimulatedTickSource:
             for tick in self.generate(due):
                 tick.received_ns = time.perf_counter_ns()
                 sink(tick)
+            if on_batch is not None:
+                on_batch()
             sent += due
             await asyncio.sleep(0)
 
@@ -202,7 +210,9 @@ class AlpacaTickSource:
         tick.received_ns = time.perf_counter_ns()
         self._sink(tick)
 
-    async def run(self, sink: TickSink, stop: asyncio.Event) -> None:
+    async def run(
+        self, sink: TickSink, stop: asyncio.Event, on_batch: Callable[[], None] | None = None
+    ) -> None:
         self._sink = sink
         # alpaca-py's run() owns its own event loop; _run_forever() is the coroutine it runs, which
         # lets the streams share this process's loop.
