@@ -42,6 +42,22 @@ def make_client_order_id(
     return f"{account[:20]}-{sequence:010d}"[:MAX_CLIENT_ORDER_ID]
 
 
+def replace_order(order: Order, **changes: object) -> Order:
+    """A copy of `order` with `changes`, unvalidated: for the hot path, where every value is ours.
+
+    pydantic's `model_copy` and `model_construct` cost several microseconds each; this is the same
+    copy of the instance dictionary without their generality.
+    """
+    clone = Order.__new__(Order)
+    values = order.__dict__.copy()
+    values.update(changes)
+    object.__setattr__(clone, "__dict__", values)
+    object.__setattr__(clone, "__pydantic_fields_set__", order.__pydantic_fields_set__)
+    object.__setattr__(clone, "__pydantic_extra__", None)
+    object.__setattr__(clone, "__pydantic_private__", None)
+    return clone
+
+
 def signed(side: Side, quantity: float) -> float:
     return quantity if side is Side.BUY else -quantity
 

@@ -29,6 +29,7 @@ from orch.brokers.base import (
     OrderRejected,
     make_client_order_id,
     position_after_fill,
+    replace_order,
 )
 from orch.contracts.trading import Account, Fill, Order, OrderStatus, OrderType, Position, Side
 
@@ -136,13 +137,7 @@ class SimulatedBroker(Broker):
         now = self._clock()
         broker_order_id = f"sim-{self._next_broker_id}"
         self._next_broker_id += 1
-        accepted = order.model_copy(
-            update={
-                "broker_order_id": broker_order_id,
-                "status": OrderStatus.ACCEPTED,
-                "updated_at": _utc(now),
-            }
-        )
+        accepted = replace_order(order, broker_order_id=broker_order_id, status=OrderStatus.ACCEPTED)
         self._unflushed.append(
             (
                 order.client_order_id,

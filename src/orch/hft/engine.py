@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from orch.brokers.base import Broker, BrokerError, OrderRejected, make_client_order_id
+from orch.brokers.base import Broker, BrokerError, OrderRejected, make_client_order_id, replace_order
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import (
     HftStatus,
@@ -78,6 +78,11 @@ class OrderRouter:
         self.latency = engine.latency
         self.timeout = engine.settings.broker_timeout_seconds
         self._accepted: list[tuple[str, str | None]] = []
+        # Copied (not validated) for each new order; see `replace_order`.
+        self._template = Order(
+            client_order_id="template", symbol="-", side=Side.BUY, quantity=1.0, created_at=datetime.now(UTC)
+        )
+        self._template.__pydantic_fields_set__ = set(Order.model_fields)
 
     def flush(self) -> None:
         """After a batch of ticks: the venue persists what it accepted, then the journal notes it."""
@@ -114,8 +119,9 @@ class OrderRouter:
             client_order_id = make_client_order_id(self.account, sequence)
         else:
             sequence = None
-        # Trusted construction: every field comes from the checked arguments above.
-        order = Order.model_construct(
+        # Unvalidated construction: every field comes from the checked arguments above.
+        order = replace_order(
+            self._template,
             client_order_id=client_order_id,
             broker_order_id=None,
             symbol=symbol,
@@ -146,7 +152,7 @@ class OrderRouter:
                 self.latency.record(time.perf_counter_ns() - received_ns)
             # The PENDING_SUBMIT row is the durable part; ACCEPTED is journaled with the batch.
             self._accepted.append((client_order_id, accepted.broker_order_id))
-            self.portfolio.track_order(accepted)
+            self.portfolio.open_orders[client_order_id] = accepted  # same remaining: no re-count
             return accepted, None
         self.engine.spawn(self._submit_remote(order))
         if received_ns:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from orch.brokers.base import position_after_fill
 from orch.contracts.trading import Order, Position, Side
+
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass(slots=True)
@@ -35,8 +36,8 @@ class Portfolio:
         self._day = self._today()
         self._realized_at_day_start = 0.0
 
-    def _today(self) -> str:
-        return datetime.fromtimestamp(self._wall_clock(), UTC).strftime("%Y-%m-%d")
+    def _today(self) -> int:
+        return int(self._wall_clock() // SECONDS_PER_DAY)  # the UTC day number
 
     # ---- Reads (hot path) ------------------------------------------------------------------------
 

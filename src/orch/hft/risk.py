@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import DenialReason, RiskLimits, RiskUsage, Side, TradingState, TradingStatus
-from orch.hft.calendar import is_tradable
+from orch.hft.calendar import is_crypto, is_weekend
 from orch.hft.portfolio import Portfolio
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ class RiskGate:
         self.approvals = 0
         self._sent: deque[float] = deque()
         self._listeners: list[StateListener] = []
+        self._weekend = False
+        self._calendar_valid_until = 0.0
 
     # ---- Trading state ---------------------------------------------------------------------------
 
@@ -145,7 +147,7 @@ class RiskGate:
             price = portfolio.marks.get(symbol)
             if price is None:
                 return self._deny(DenialReason.NO_PRICE, f"no price known for {symbol} to value the order")
-        if not is_tradable(symbol, self._wall_clock()):
+        if self._is_weekend() and not is_crypto(symbol):
             return self._deny(DenialReason.WEEKEND, f"{symbol} is not crypto and it is the weekend (UTC)")
         notional = quantity * price
         limits = self.limits
@@ -194,6 +196,13 @@ class RiskGate:
                 f"max_orders_per_interval is {limits.max_orders_per_interval}",
             )
         return None
+
+    def _is_weekend(self) -> bool:
+        now = self._wall_clock()
+        if now >= self._calendar_valid_until:  # re-read the calendar once a minute, not per order
+            self._weekend = is_weekend(now)
+            self._calendar_valid_until = now - now % 60 + 60
+        return self._weekend
 
     def record_sent(self) -> None:
         """The order passed and is on its way: it counts toward the throttle."""
