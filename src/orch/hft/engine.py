@@ -255,8 +255,10 @@ class Engine:
         return task
 
     async def drain(self, timeout: float = 5.0) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        """Wait for background broker calls (never for the task that is waiting)."""
+        others = [task for task in self._tasks if task is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=timeout)
 
     # ---- Restore ---------------------------------------------------------------------------------
 
