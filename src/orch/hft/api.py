@@ -233,7 +233,6 @@ async def receive_plans(engine: Engine, request: Request) -> Response:
     for plan in batch.plans:
         refusal = engine.tier2.accept(plan, now)
         if refusal is None:
-            engine.journal.save_plan(plan, "waiting")
             accepted.append(plan.plan_id)
         else:
             rejected[plan.plan_id] = refusal

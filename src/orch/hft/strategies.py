@@ -223,6 +223,7 @@ class Tier2:
         if current is not None and current.status != "waiting":
             return f"plan {plan.plan_id} is already {current.status}"
         self.plans[plan.plan_id] = PlanState(plan)
+        self.engine.journal.save_plan(plan, "waiting")
         return None
 
     def sample(self) -> None:
