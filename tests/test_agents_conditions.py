@@ -11,7 +11,13 @@ from test_agents_support import (
     with_last_bar,
 )
 
-from orch.agents.conditions import assess_conditions, sense_market, validate_history
+from orch.agents.conditions import (
+    ZSCORE_CAP,
+    assess_conditions,
+    robust_zscore,
+    sense_market,
+    validate_history,
+)
 from orch.contracts.cycle import (
     AnomalyKind,
     DataIssueKind,
@@ -160,3 +166,12 @@ def test_sense_market_keeps_unusable_symbols_out_of_the_conditions_but_reports_t
     assert {q.symbol: q.usable for q in snapshot.data_quality} == {"GOOD": True, "SHORT": False}
     # It crosses Temporal's data converter as JSON: the round trip must be lossless.
     assert MarketSnapshot.model_validate_json(snapshot.model_dump_json()) == snapshot
+
+
+def test_robust_zscore_measures_in_standard_deviations_and_caps_a_flat_baseline():
+    baseline = np.random.default_rng(9).normal(10.0, 2.0, 20_000)
+    assert robust_zscore(14.0, baseline) == pytest.approx(2.0, abs=0.05)
+    # One huge outlier in the baseline barely moves a robust score.
+    assert robust_zscore(14.0, np.append(baseline, 1e9)) == pytest.approx(2.0, abs=0.05)
+    assert robust_zscore(5.0, np.full(50, 4.0)) == ZSCORE_CAP
+    assert robust_zscore(4.0, np.full(50, 4.0)) == 0.0

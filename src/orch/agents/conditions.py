@@ -13,6 +13,7 @@ From a symbol's bars (and its order book when the source has one) this agent dec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +39,7 @@ LONG_WINDOW = 120  # bars behind the long-run volatility and the anomaly baselin
 ATR_WINDOW = 14
 MIN_BARS = REGIME_WINDOW + 2
 ANOMALY_ZSCORE = 4.0
+ZSCORE_CAP = 99.0
 # A step between bars this many times the usual interval means bars are missing.
 GAP_FACTOR = 1.5
 STALE_AFTER_BARS = 3.0
@@ -176,18 +178,19 @@ def average_true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray, win
 
 
 def robust_zscore(value: float, baseline: np.ndarray) -> float:
-    """How many robust standard deviations (1.4826 x MAD) `value` lies from the median of `baseline`."""
+    """How many robust standard deviations (1.4826 x MAD) `value` lies from the median of `baseline`.
+
+    Capped at ±`ZSCORE_CAP`: against a baseline with no spread at all, any difference is "off the scale".
+    """
     baseline = baseline[np.isfinite(baseline)]
     if len(baseline) == 0:
         return 0.0
     median = float(np.median(baseline))
-    scale = 1.4826 * float(np.median(np.abs(baseline - median)))
+    # Over half the baseline identical (a quiet market) gives no MAD: fall back to the ordinary deviation.
+    scale = 1.4826 * float(np.median(np.abs(baseline - median))) or float(np.std(baseline))
     if scale == 0:
-        # Over half the baseline identical (a quiet market): fall back to the ordinary deviation.
-        scale = float(np.std(baseline))
-    if scale == 0:
-        return 0.0
-    return float(np.clip((value - median) / scale, -1e6, 1e6))
+        return 0.0 if value == median else math.copysign(ZSCORE_CAP, value - median)
+    return float(np.clip((value - median) / scale, -ZSCORE_CAP, ZSCORE_CAP))
 
 
 def anomalies(

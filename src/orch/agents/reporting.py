@@ -141,7 +141,7 @@ def render_markdown(report: CycleReport) -> str:
     out += ["", "## Plans", ""]
     if report.plans:
         out += [
-            "| plan | side | strategy | quantity | approved | verdict | reasons |",
+            "| symbol | side | strategy | quantity | approved | verdict | reasons |",
             "|---|---|---|---|---|---|---|",
         ]
         for line in report.plans:
