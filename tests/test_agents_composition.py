@@ -96,7 +96,13 @@ def test_without_patterns_only_the_trend_strategy_can_plan():
     result, _, _ = _compose([uptrend("UP"), range_bound("RANGE")], with_patterns=False)
     assert [(c.plan.symbol, c.plan.strategy) for c in result.plans] == [("UP", StrategyKind.TREND)]
     [rejected] = result.rejected
-    assert rejected.symbol == "RANGE" and "no strategy scores" in rejected.reasons[0]
+    assert rejected.symbol == "RANGE" and "no strategy fits a ranging market" in rejected.reasons[0]
+
+
+def test_a_strategy_at_the_weight_floor_still_trades_when_it_alone_has_a_signal():
+    starved = StrategyWeights({"trend": 0.05, "breakout": 0.35, "mean_reversion": 0.3, "generic": 0.3})
+    result, _, _ = _compose([uptrend("UP")], weights=starved, with_patterns=False)
+    assert [c.plan.strategy for c in result.plans] == [StrategyKind.TREND]
 
 
 def test_short_selling_is_refused_unless_allowed():

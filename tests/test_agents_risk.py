@@ -188,3 +188,14 @@ def test_the_assessment_serialises_and_reports_exposure():
     assert assessment.after.var > 0 and assessment.after.cvar >= assessment.after.var
     assert assessment.after.observations == RISK_BARS
     assert RiskAssessment.model_validate_json(assessment.model_dump_json()) == assessment
+
+
+def test_a_position_without_bars_counts_in_exposure_but_not_in_var():
+    positions = [Position(symbol="GONE", quantity=100.0, market_price=50.0)]
+    assessment = evaluate_risk(
+        [_plan(quantity=_notional("AAA", 0.02))], ACCOUNT, positions, HISTORIES, LIMITS
+    )
+    assert assessment.before.gross_exposure == pytest.approx(0.05)
+    assert assessment.before.var == 0
+    assert assessment.notes == ["no bars for held GONE: left out of VaR and entropy"]
+    assert assessment.decisions[0].verdict is RiskVerdict.APPROVE

@@ -1,11 +1,16 @@
 """Strategy composition (step 4): which strategy, which side and how much, for each discovery candidate.
 
 For each candidate, from its market conditions (step 2), its patterns (step 3, optional: without them
-only the trend strategy has a signal) and the learned strategy weights, each strategy kind scores
+only the trend strategy has a signal) and the learned strategy weights, each strategy kind with a
+signal gets a fit and a score:
 
-    weight(kind) x 4 x suitability(kind, regime) x signal strength (0..1)
+    fit   = suitability(kind, regime) x signal strength (0..1)
+    score = weight(kind) x 4 x fit          (the factor 4 makes uniform weights neutral)
 
-(the factor 4 makes uniform weights neutral) and the best score above `MIN_SCORE` wins:
+Only kinds whose fit reaches `MIN_FIT` are eligible, and the eligible kind with the best score wins.
+The weights choose between strategies but never decide alone whether to trade, so a strategy whose
+weight sank to the learning floor still trades when it is the only one with a good signal, and can earn
+its weight back.
 
 - trend: the direction of the move over the regime window, as strong as its efficiency ratio, stronger
   with a confirmed crossover that agrees;
@@ -58,7 +63,7 @@ REWARD_TO_RISK: dict[StrategyKind, float] = {
     StrategyKind.MEAN_REVERSION: 1.5,
     StrategyKind.GENERIC: 2.0,
 }
-MIN_SCORE = 0.2
+MIN_FIT = 0.2
 # Shares and coins trade in fractions down to this; sizes are rounded down to it.
 QUANTITY_STEP = 1e-6
 # Relative slack on limit checks, so a size computed exactly at a limit is not refused for rounding.
@@ -76,7 +81,8 @@ class Signal:
 @dataclass(frozen=True)
 class Choice:
     signal: Signal
-    score: float
+    fit: float  # how well the signal suits the regime, 0..1
+    score: float  # the fit weighted by what was learned
 
 
 def strategy_signals(conditions: MarketConditions, report: PatternReport | None) -> list[Signal]:
@@ -133,20 +139,14 @@ def _generic_signal(report: PatternReport | None) -> Signal | None:
 def choose_strategy(
     conditions: MarketConditions, report: PatternReport | None, weights: StrategyWeights
 ) -> tuple[Choice | None, list[Choice]]:
-    """The best-scoring strategy (None if none reaches `MIN_SCORE`) and every candidate choice, best first."""
-    choices = [
-        Choice(
-            signal,
-            weights.of(signal.kind)
-            * len(StrategyKind)
-            * SUITABILITY[signal.kind][conditions.regime]
-            * signal.strength,
-        )
-        for signal in strategy_signals(conditions, report)
-    ]
+    """The best-scoring eligible strategy (None if no fit reaches `MIN_FIT`) and every choice, best first."""
+    choices = []
+    for signal in strategy_signals(conditions, report):
+        fit = SUITABILITY[signal.kind][conditions.regime] * signal.strength
+        choices.append(Choice(signal, fit, weights.of(signal.kind) * len(StrategyKind) * fit))
     # Ties go to the order of StrategyKind, so the choice never depends on dict or list order.
     choices.sort(key=lambda c: (-c.score, list(StrategyKind).index(c.signal.kind)))
-    best = choices[0] if choices and choices[0].score >= MIN_SCORE else None
+    best = next((c for c in choices if c.fit >= MIN_FIT), None)
     return best, choices
 
 
@@ -227,8 +227,8 @@ def compose(
         report = patterns.for_symbol(symbol) if patterns is not None else None
         best, choices = choose_strategy(conditions, report, weights)
         if best is None:
-            scores = ", ".join(f"{c.signal.kind.value} {c.score:.2f}" for c in choices) or "no signal at all"
-            reason = f"no strategy scores {MIN_SCORE} in a {conditions.regime.value} market ({scores})"
+            fits = ", ".join(f"{c.signal.kind.value} {c.fit:.2f}" for c in choices) or "no signal at all"
+            reason = f"no strategy fits a {conditions.regime.value} market to {MIN_FIT} ({fits})"
             rejected.append(RejectedCandidate(symbol=symbol, reasons=[reason]))
             continue
 

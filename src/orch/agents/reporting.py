@@ -115,7 +115,8 @@ def _plan_lines(composition: CompositionResult, risk: RiskAssessment | None) -> 
                 quantity=plan.quantity,
                 approved_quantity=approved,
                 verdict=decision.verdict if decision else None,
-                reasons=decision.reasons if decision else [plan.reason],
+                # Why it was composed, then what risk said about it.
+                reasons=[plan.reason, *(decision.reasons if decision else [])],
             )
         )
     return lines

@@ -15,7 +15,7 @@ an order. Every decision states its reasons; a rejection is an outcome, never an
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -123,15 +123,19 @@ def evaluate_risk(
 ) -> RiskAssessment:
     """Step 5: a decision per plan, and the portfolio's risk before and after the approved ones.
 
-    `histories` must hold every held and planned symbol; `peak_equity` is the account's high-water mark
-    (the engine keeps it), from which drawdown is measured.
+    `histories` should hold every held and planned symbol: a plan without bars is rejected, a position
+    without them counts in exposure but not in VaR (with a note). `peak_equity` is the account's
+    high-water mark (the engine keeps it), from which drawdown is measured.
     """
     equity = account.equity
     peak = max(peak_equity or equity, equity)
     drawdown = 0.0 if peak <= 0 else max(1.0 - equity / peak, 0.0)
     values = _position_values(positions, histories)
     before = portfolio_risk(values, equity, histories, limits, drawdown)
-    notes = []
+    notes = [
+        f"no bars for held {symbol}: left out of VaR and entropy"
+        for symbol in sorted(set(values) - set(_measurable(values, histories)))
+    ]
     if before.var > limits.max_var_fraction * equity:
         notes.append(
             f"the portfolio's VaR {before.var:,.2f} already exceeds the limit "
@@ -252,7 +256,7 @@ def _largest_scale_within_var(
 
     None when the portfolio is beyond the limit without the plan.
     """
-    symbols = sorted({*values, symbol})
+    symbols = _measurable({*values, symbol}, histories)
     matrix = return_matrix(histories, symbols)
     held = np.array([values.get(s, 0.0) for s in symbols])
     plan = np.array([signed_notional if s == symbol else 0.0 for s in symbols])
@@ -274,11 +278,16 @@ def _largest_scale_within_var(
 
 def _pnl(values: Mapping[str, float], histories: Mapping[str, PriceHistory]) -> np.ndarray:
     """The portfolio's profit or loss over each shared historical bar, had it held `values` throughout."""
-    symbols = sorted(values)
+    symbols = _measurable(values, histories)
     matrix = return_matrix(histories, symbols)
     if matrix.size == 0:
         return np.empty(0)
     return matrix @ np.array([values[s] for s in symbols])
+
+
+def _measurable(symbols: Iterable[str], histories: Mapping[str, PriceHistory]) -> list[str]:
+    """The symbols with returns to measure, sorted so the matrix columns never depend on set order."""
+    return sorted(s for s in set(symbols) if s in histories and len(histories[s]) > 1)
 
 
 def _position_values(
