@@ -352,10 +352,10 @@ class Journal:
 
     # ---- Events and metadata ---------------------------------------------------------------------
 
-    def record_event(self, kind: str, **detail: Any) -> None:
+    def record_event(self, event: str, /, **detail: Any) -> None:
         self._db.execute(
             "INSERT INTO events(at, kind, detail) VALUES (?,?,?)",
-            (time.time(), kind, json.dumps(detail, default=str)),
+            (time.time(), event, json.dumps(detail, default=str)),
         )
 
     def events(self, kind: str | None = None) -> list[tuple[float, str, dict[str, Any]]]:

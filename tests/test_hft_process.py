@@ -1,0 +1,334 @@
+"""The `orch hft` process as a real subprocess: control API, kill, signals, dead man's switch, crash safety.
+
+Every process a test starts is stopped by the fixture that started it, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+TOKEN = "test-token-0123456789"
+FAST_ENV = {
+    "ORCH_HFT_ACCOUNT": "t1",
+    "ORCH_HFT_TOKEN": TOKEN,
+    # Crypto only: the weekend rule would otherwise make these tests depend on the day they run.
+    "ORCH_HFT_SYMBOLS": '["BTC/USD", "ETH/USD"]',
+    "ORCH_HFT_MM_SYMBOLS": '["BTC/USD", "ETH/USD"]',
+    "ORCH_HFT_TICK_RATE": "2000",
+    "ORCH_HFT_FILL_POLL_SECONDS": "0.005",
+    "ORCH_HFT_RECONCILE_INTERVAL_SECONDS": "0.5",
+    "ORCH_HFT_POSITION_INTERVAL_SECONDS": "0.2",
+    "ORCH_HFT_TIER2_INTERVAL_SECONDS": "0.05",
+    "ORCH_HFT_RISK__MAX_ORDER_NOTIONAL": "1000000",
+    "ORCH_HFT_RISK__MAX_POSITION_NOTIONAL": "10000000",
+    "ORCH_HFT_RISK__MAX_GROSS_EXPOSURE": "100000000",
+    "ORCH_HFT_RISK__MAX_POSITION_QUANTITY": "100000",
+    "ORCH_HFT_RISK__MAX_ORDERS_PER_INTERVAL": "100000",
+    "ORCH_HFT_RISK__MAX_DAILY_LOSS": "100000000",
+    "ORCH_HFT_SIM_LATENCY_SECONDS": "0.002",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class HftUnderTest:
+    """One `python -m orch.workers.hft` subprocess with its own data directory and port."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            **FAST_ENV,
+            "ORCH_HFT_DATA_DIR": str(data_dir),
+            "ORCH_HFT_PORT": str(self.port),
+            **env,
+        }
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.headers = {"Authorization": f"Bearer {self.env.get('ORCH_HFT_TOKEN', '')}"}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> HftUnderTest:
+        self.starts += 1
+        log = open(self.data_dir / f"process-{self.starts}.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orch.workers.hft"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        return self
+
+    def log(self) -> str:
+        return (self.data_dir / f"process-{self.starts}.log").read_text(errors="replace")
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(
+                    f"process exited ({self.process.returncode}) waiting for {what}:\n{self.log()}"
+                )
+            try:
+                if predicate():
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = httpx.get(self.url + path, headers=self.headers, params=params, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: Any) -> httpx.Response:
+        return httpx.post(self.url + path, headers=self.headers, json=body, timeout=5)
+
+    def state(self) -> dict[str, Any]:
+        return self.get("/state")
+
+    def wait_state(self, state: str, timeout: float = 20.0) -> None:
+        self.wait_for(lambda: self.state()["state"] == state, timeout, f"state {state}")
+
+    def sigkill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.terminate()
+        try:
+            return self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(5)
+
+
+@pytest.fixture
+def hft(tmp_path: Path) -> Iterator[Callable[..., HftUnderTest]]:
+    started: list[HftUnderTest] = []
+
+    def make(**env: str) -> HftUnderTest:
+        process = HftUnderTest(tmp_path, **env)
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def running(hft: Callable[..., HftUnderTest]) -> HftUnderTest:
+    process = hft(ORCH_HFT_MARKET_MAKING="false", ORCH_HFT_ARBITRAGE="false").start()
+    process.wait_state("active")
+    return process
+
+
+# ---- The control API -----------------------------------------------------------------------------
+
+
+def test_token_required(running: HftUnderTest) -> None:
+    assert httpx.get(running.url + "/health").status_code == 200  # liveness needs no token
+    missing = httpx.get(running.url + "/state")
+    assert missing.status_code == 401 and "missing bearer token" in missing.json()["error"]
+    wrong = httpx.get(running.url + "/state", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "wrong bearer token" in wrong.json()["error"]
+    schema = httpx.get(running.url + "/openapi.json").json()
+    assert {"/kill", "/plans", "/heartbeat", "/fills"} <= set(schema["paths"])
+    assert "StrategyPlan" in schema["components"]["schemas"]
+
+
+def test_bad_payloads_get_clear_4xx(running: HftUnderTest) -> None:
+    not_json = httpx.post(running.url + "/plans", headers=running.headers, content=b"{plans:")
+    assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]
+    empty = httpx.post(running.url + "/kill", headers=running.headers)
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]
+    missing = running.post("/plans", {"plans": [{"plan_id": "a", "symbol": "BTC/USD", "side": "buy"}]})
+    assert missing.status_code == 422
+    locations = {d["loc"] for d in missing.json()["details"]}
+    assert {"plans.0.strategy", "plans.0.quantity", "plans.0.stop_loss"} <= locations
+    level = running.post("/kill", {"level": "nuke", "reason": "x"})
+    assert level.status_code == 422 and "level" in level.json()["error"]
+    assert running.post("/kill", {"level": "none", "reason": "x"}).status_code == 422
+    extra = running.post("/heartbeat", {"sender": "wf", "surprise": 1})
+    assert extra.status_code == 422 and "surprise" in extra.json()["error"]
+    cursor = httpx.get(running.url + "/fills", headers=running.headers, params={"since": "abc"})
+    assert cursor.status_code == 400 and "since" in cursor.json()["error"]
+    unknown = httpx.get(running.url + "/nowhere", headers=running.headers)
+    assert unknown.status_code == 404 and "/nowhere" in unknown.json()["error"]
+    limit = running.post(
+        "/orders", {"symbol": "BTC/USD", "side": "buy", "quantity": 1, "order_type": "limit"}
+    )
+    assert limit.status_code == 422 and "limit_price" in limit.json()["error"]
+
+
+def test_orders_plans_fills_and_kill_reach_halted(running: HftUnderTest) -> None:
+    ack = running.post("/orders", {"symbol": "BTC/USD", "side": "buy", "quantity": 0.5}).json()
+    assert ack["accepted"], ack
+    running.wait_for(lambda: running.get("/fills")["fills"], what="the fill")
+    page = running.get("/fills", since=0)
+    assert page["fills"][0]["client_order_id"] == ack["order"]["client_order_id"]
+    assert running.get("/fills", since=page["next_cursor"])["fills"] == []
+    plan = {
+        "plan_id": "plan-1",
+        "symbol": "ETH/USD",
+        "strategy": "generic",
+        "side": "buy",
+        "quantity": 1,
+        "entry_price": 1.0,  # a limit far below the market: it waits, open
+        "stop_loss": 0.5,
+        "take_profit": 1_000_000,
+        "valid_until": "2099-01-01T00:00:00Z",
+    }
+    assert running.post("/plans", {"plans": [plan]}).json() == {"accepted": ["plan-1"], "rejected": {}}
+    running.wait_for(lambda: running.get("/orders"), what="the plan's entry order")
+    halted = running.post("/kill", {"level": "halt", "reason": "test kill"}).json()
+    assert halted["state"] == "halted" and halted["emergency_level"] == "halt"
+    running.wait_for(lambda: running.get("/orders") == [], what="open orders cancelled")
+    denied = running.post("/orders", {"symbol": "BTC/USD", "side": "sell", "quantity": 0.5}).json()
+    assert not denied["accepted"] and denied["decision"]["reason"] == "halted"
+    resumed = running.post("/resume", {"reason": "test over"}).json()
+    assert resumed["state"] == "active"
+
+
+def test_sigusr1_halts_at_once(running: HftUnderTest) -> None:
+    assert running.process is not None
+    running.process.send_signal(signal.SIGUSR1)
+    running.wait_state("halted", timeout=5)
+    assert "SIGUSR1" in running.state()["reason"]
+
+
+def test_refuses_to_listen_beyond_loopback_without_a_token(hft: Callable[..., HftUnderTest]) -> None:
+    process = hft(ORCH_HFT_HOST="0.0.0.0", ORCH_HFT_TOKEN="")
+    process.env.pop("ORCH_HFT_TOKEN")
+    process.start()
+    assert process.process is not None
+    assert process.process.wait(30) == 2
+    assert "refusing to listen on 0.0.0.0 without ORCH_HFT_TOKEN" in process.log()
+
+
+def test_dead_mans_switch(hft: Callable[..., HftUnderTest]) -> None:
+    process = hft(
+        ORCH_HFT_MARKET_MAKING="false",
+        ORCH_HFT_ARBITRAGE="false",
+        ORCH_HFT_DEADMAN_REQUIRE_HEARTBEAT="true",
+        ORCH_HFT_DEADMAN_REDUCING_AFTER_SECONDS="0.8",
+        ORCH_HFT_DEADMAN_HALT_AFTER_SECONDS="2.0",
+    ).start()
+
+    def beat() -> bool:
+        return process.post("/heartbeat", {"sender": "test"}).json()["state"] == "active"
+
+    process.wait_for(beat, what="active with heartbeats")
+    process.wait_state("reducing", timeout=5)  # heartbeats stopped
+    assert "dead man's switch" in process.state()["reason"]
+    process.wait_for(beat, timeout=5, what="a heartbeat lifting the switch's REDUCING")
+    process.wait_state("reducing", timeout=5)
+    process.wait_state("halted", timeout=5)
+    assert "dead man's switch" in process.state()["reason"]
+    assert process.post("/heartbeat", {"sender": "test"}).json()["state"] == "halted"  # needs a resume
+
+
+# ---- Crash safety --------------------------------------------------------------------------------
+
+
+def read_rows(path: Path, query: str) -> list[tuple]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(query).fetchall()
+    finally:
+        db.close()
+
+
+def assert_journal_agrees_with_venue(journal: Path, venue: Path) -> None:
+    journal_orders = {
+        row[0]: row[1:]
+        for row in read_rows(
+            journal, "SELECT client_order_id, status, filled_quantity, reject_reason FROM orders"
+        )
+    }
+    venue_orders = {
+        row[0]: row[1:]
+        for row in read_rows(venue, "SELECT client_order_id, status, filled_quantity FROM orders")
+    }
+    # No order the venue has is unknown to the journal, and none was sent twice (ids are the key).
+    assert set(venue_orders) <= set(journal_orders)
+    sequences = [r[0] for r in read_rows(journal, "SELECT sequence FROM orders WHERE sequence IS NOT NULL")]
+    assert len(sequences) == len(set(sequences))
+    for client_order_id, (status, filled, reason) in journal_orders.items():
+        if client_order_id not in venue_orders:
+            assert status == "rejected" and reason == "never reached the broker", client_order_id
+            continue
+        venue_status, venue_filled = venue_orders[client_order_id]
+        assert (status, filled) == pytest.approx((venue_status, venue_filled)), client_order_id
+    # No fill lost: per order, the journal's fills add up to the venue's.
+    journal_fills = dict(read_rows(journal, "SELECT client_order_id, SUM(quantity) FROM fills GROUP BY 1"))
+    venue_fills = dict(read_rows(venue, "SELECT client_order_id, SUM(quantity) FROM fills GROUP BY 1"))
+    assert journal_fills.keys() == venue_fills.keys()
+    for client_order_id, quantity in venue_fills.items():
+        assert journal_fills[client_order_id] == pytest.approx(quantity)
+    # Positions equal the broker's.
+    journal_positions = dict(read_rows(journal, "SELECT symbol, quantity FROM positions WHERE quantity != 0"))
+    venue_positions = dict(read_rows(venue, "SELECT symbol, quantity FROM positions WHERE quantity != 0"))
+    assert journal_positions == pytest.approx(venue_positions)
+
+
+def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
+    hft: Callable[..., HftUnderTest], tmp_path: Path
+) -> None:
+    process = hft(
+        ORCH_HFT_TICK_RATE="5000",
+        ORCH_HFT_TIER1_MIN_REQUOTE_SECONDS="0.0005",
+        ORCH_HFT_MM_REQUOTE_BPS="0",
+        ORCH_HFT_SIM_MAX_FILL_FRACTION="0.5",
+        ORCH_HFT_MM_QUOTE_QUANTITY="3",
+        ORCH_HFT_MM_INVENTORY_LIMIT="1000",
+    ).start()
+    process.wait_state("active")
+    process.wait_for(
+        lambda: process.get("/metrics")["orders_sent_total"] > 300 and process.get("/fills")["fills"],
+        what="a stream of orders and fills",
+    )
+    process.sigkill()  # mid-stream: orders are being written, sent, filled and cancelled
+
+    sent_before = read_rows(tmp_path / "t1-journal.sqlite", "SELECT COUNT(*) FROM orders")[0][0]
+    process.start()
+    process.wait_for(lambda: process.state()["reconciled"], what="reconciliation")
+    process.wait_for(
+        lambda: process.get("/metrics")["orders_sent_total"] > 50, what="trading again after the restart"
+    )
+    halted = process.post("/kill", {"level": "halt", "reason": "end of test"}).json()
+    assert halted["state"] == "halted"
+    process.wait_for(lambda: process.get("/orders") == [], what="open orders cancelled")
+    time.sleep(0.1)  # let the last fill sync run
+    assert process.stop() == 0
+
+    journal, venue = tmp_path / "t1-journal.sqlite", tmp_path / "t1-venue.sqlite"
+    assert read_rows(journal, "SELECT COUNT(*) FROM orders")[0][0] > sent_before > 300
+    assert len(read_rows(journal, "SELECT * FROM events WHERE kind='reconciled'")) == 2
+    assert_journal_agrees_with_venue(journal, venue)
+    differences = [
+        json.loads(d)
+        for (d,) in read_rows(journal, "SELECT detail FROM events WHERE kind='reconcile_difference'")
+    ]
+    print(f"{sent_before} orders before the SIGKILL; reconciliation differences: {len(differences)}")
