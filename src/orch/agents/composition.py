@@ -1,22 +1,23 @@
 """Strategy composition (step 4): which strategy, which side and how much, for each discovery candidate.
 
-For each candidate, from its market conditions (step 2), its patterns (step 3, optional: without them
-only the trend strategy has a signal) and the learned strategy weights, each strategy kind with a
-signal gets a fit and a score:
-
-    fit   = suitability(kind, regime) x signal strength (0..1)
-    score = weight(kind) x 4 x fit          (the factor 4 makes uniform weights neutral)
-
-Only kinds whose fit reaches `MIN_FIT` are eligible, and the eligible kind with the best score wins.
-The weights choose between strategies but never decide alone whether to trade, so a strategy whose
-weight sank to the learning floor still trades when it is the only one with a good signal, and can earn
-its weight back.
+Each strategy kind reads a signal (a side and a strength, 0..1) from the candidate's market conditions
+(step 2) and patterns (step 3, optional: without them only the trend strategy has a signal):
 
 - trend: the direction of the move over the regime window, as strong as its efficiency ratio, stronger
-  with a confirmed crossover that agrees;
+  with a confirmed crossover (which is confirmed only when it agrees with the move);
 - breakout and mean reversion: only from a confirmed pattern of that kind;
 - generic: the direction of the short-horizon forecast and of the bootstrapped scenarios, as strong as
   they are sure of it.
+
+Each signal gets a fit and a score:
+
+    fit   = suitability(kind, regime) x strength
+    score = weight(kind) x 4 x fit          (the factor 4 makes uniform weights neutral)
+
+Only kinds whose fit reaches `MIN_FIT` are eligible, and the eligible kind with the best score wins.
+The learned weights choose between strategies but never decide alone whether to trade, so a strategy
+whose weight sank to the learning floor still trades when it alone has a good signal, and can earn its
+weight back.
 
 Sizing risks `risk_per_trade` of equity between entry and a stop `stop_atr_multiple` ATRs away, capped
 by the per-symbol position limit (less what is already held) and by the buying power left after this
@@ -64,8 +65,8 @@ REWARD_TO_RISK: dict[StrategyKind, float] = {
     StrategyKind.GENERIC: 2.0,
 }
 MIN_FIT = 0.2
-# Shares and coins trade in fractions down to this; sizes are rounded down to it.
-QUANTITY_STEP = 1e-6
+# Shares and coins trade in fractions down to this many decimals; sizes are rounded down to them.
+QUANTITY_DECIMALS = 6
 # Relative slack on limit checks, so a size computed exactly at a limit is not refused for rounding.
 _TOLERANCE = 1e-9
 
@@ -89,18 +90,15 @@ def strategy_signals(conditions: MarketConditions, report: PatternReport | None)
     """Every strategy kind that has something to say about this symbol, with its side and strength."""
     signals = []
     confirmed = report.confirmed if report else []
-    crossovers = [p for p in confirmed if p.kind is PatternKind.MA_CROSSOVER]
 
     if conditions.trend != 0:
         side = Side.BUY if conditions.trend > 0 else Side.SELL
         strength = conditions.efficiency_ratio
         reason = f"{conditions.trend:+.1%} move with efficiency {conditions.efficiency_ratio:.2f}"
-        if any(p.direction is side for p in crossovers):
+        if any(p.kind is PatternKind.MA_CROSSOVER for p in confirmed):
             strength = min(1.0, strength + 0.25)
-            reason += ", confirmed crossover agrees"
-        # A confirmed crossover against the move says the trend is turning: no trend trade either way.
-        if not any(p.direction is not side for p in crossovers):
-            signals.append(Signal(StrategyKind.TREND, side, strength, reason))
+            reason += ", confirmed by a crossover"
+        signals.append(Signal(StrategyKind.TREND, side, strength, reason))
 
     for pattern in confirmed:
         if pattern.kind is PatternKind.BREAKOUT:
@@ -264,9 +262,14 @@ def compose(
                 score=best.score,
             )
         )
-        if plan.side is Side.BUY:
-            buying_power_left -= quantity * conditions.last_price
+        buying_power_left -= quantity * conditions.last_price
     return CompositionResult(plans=plans, rejected=rejected)
+
+
+def round_down_quantity(quantity: float) -> float:
+    """Down, never up: rounding up could break the limit the size was computed to respect."""
+    scale = 10**QUANTITY_DECIMALS
+    return math.floor(quantity * scale) / scale
 
 
 def held_values(positions: Sequence[Position], snapshot: MarketSnapshot | None = None) -> dict[str, float]:
@@ -310,11 +313,11 @@ def _size(
     by_risk = limits.risk_per_trade * account.equity / stop_distance
     room = limits.max_position_fraction * account.equity - abs(held_value)
     by_position = max(room, 0.0) / entry
-    caps = {"risk per trade": by_risk, "position limit": by_position}
-    if side is Side.BUY:
-        caps["buying power"] = max(buying_power_left, 0.0) / entry
+    # A short sale ties up buying power as margin just as a purchase spends it.
+    by_buying_power = max(buying_power_left, 0.0) / entry
+    caps = {"risk per trade": by_risk, "position limit": by_position, "buying power": by_buying_power}
     binding = min(caps, key=caps.__getitem__)
-    quantity = math.floor(caps[binding] / QUANTITY_STEP) * QUANTITY_STEP
+    quantity = round_down_quantity(caps[binding])
     if quantity <= 0 or quantity * entry < limits.min_notional:
         return [
             f"{binding} leaves {quantity * entry:,.2f} to trade, below the minimum {limits.min_notional:,.2f}"

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from orch.agents.composition import round_down_quantity
 from orch.contracts.cycle import PlanDecision, PortfolioRisk, PortfolioRiskLimits, RiskAssessment, RiskVerdict
 from orch.contracts.trading import Account, Position, Side, StrategyPlan
 from orch.market.base import PriceHistory
@@ -29,7 +30,6 @@ ENTROPY_SPAN_SDS = 3.0
 # Fewer aligned bars than this and VaR and entropy say too little to be trusted.
 MIN_OBSERVATIONS = 20
 RISK_BARS = 250
-QUANTITY_STEP = 1e-6
 _FULL = 1.0 - 1e-9
 
 
@@ -228,7 +228,7 @@ def _decide(
         return reject(*reasons, f"the portfolio's VaR is already beyond {var_limit:,.2f} without this plan")
     cap(var_scale, f"portfolio VaR would exceed {limits.max_var_fraction:.1%} of equity ({var_limit:,.2f})")
 
-    quantity = math.floor(plan.quantity * scale / QUANTITY_STEP) * QUANTITY_STEP
+    quantity = round_down_quantity(plan.quantity * scale) if scale < _FULL else plan.quantity
     if quantity <= 0 or quantity * entry < limits.min_notional:
         return reject(
             *reasons,
