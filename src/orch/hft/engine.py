@@ -78,6 +78,7 @@ class OrderRouter:
         self.latency = engine.latency
         self.timeout = engine.settings.broker_timeout_seconds
         self._accepted: list[tuple[str, str | None]] = []
+        self.cancelling: set[str] = set()
         # Copied (not validated) for each new order; see `replace_order`.
         self._template = Order(
             client_order_id="template", symbol="-", side=Side.BUY, quantity=1.0, created_at=datetime.now(UTC)
@@ -187,6 +188,7 @@ class OrderRouter:
         """Cancels always pass the gate, in every state. False if the order is not open."""
         if client_order_id not in self.portfolio.open_orders:
             return False
+        self.cancelling.add(client_order_id)
         self.engine.spawn(self._cancel(client_order_id))
         return True
 
@@ -196,6 +198,8 @@ class OrderRouter:
         except (BrokerError, TimeoutError) as error:
             log.warning("cancel %s failed: %s", client_order_id, error)
             return
+        finally:
+            self.cancelling.discard(client_order_id)
         if result is not None and result.status is OrderStatus.CANCELLED:
             self.journal.update_order_status(client_order_id, OrderStatus.CANCELLED)
             current = self.journal.order(client_order_id)
@@ -234,6 +238,7 @@ class Engine:
         self.tier2 = Tier2(self)
         self.position_manager = PositionManager(self)
         self.ticks = 0
+        self.fills_applied = 0
         self._tick_rate_mark = (time.monotonic(), 0)
         self.ticks_per_second = 0.0
         self._tasks: set[asyncio.Task] = set()
@@ -331,6 +336,7 @@ class Engine:
             if result is None:
                 continue
             applied += 1
+            self.fills_applied += 1
             self.portfolio.apply_fill(
                 result.fill.symbol,
                 result.fill.side,

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+POSITION_SNAPSHOT_ATTEMPTS = 5
+
 
 async def reconcile(engine: Engine, adopt_positions: bool = True) -> list[str]:
     """One pass. With `adopt_positions` false, position differences are reported but not adopted
@@ -67,8 +69,8 @@ async def reconcile(engine: Engine, adopt_positions: bool = True) -> list[str]:
                 "unknown_open_order", f"open order {client_order_id} ({order.symbol}) adopted from the broker"
             )
     for order in journal.orders(open_only=True):
-        if order.client_order_id in broker_open:
-            continue
+        if order.client_order_id in broker_open or order.client_order_id in engine.router.cancelling:
+            continue  # open at both, or our own cancel is on its way back
         at_broker = await asyncio.wait_for(broker.get_order(order.client_order_id), timeout)
         status = OrderStatus.CANCELLED if at_broker is None else at_broker.status
         if status.terminal and status is not order.status:
@@ -81,26 +83,37 @@ async def reconcile(engine: Engine, adopt_positions: bool = True) -> list[str]:
                 f" journal had {order.status.value}",
             )
 
-    # ---- Positions -------------------------------------------------------------------------------
-    ours = {row.symbol: row for row in journal.positions()}
-    theirs = {p.symbol: p for p in await asyncio.wait_for(broker.positions(), timeout)}
-    for symbol in sorted(set(ours) | set(theirs)):
-        mine = ours[symbol].quantity if symbol in ours else 0.0
-        broker_quantity = theirs[symbol].quantity if symbol in theirs else 0.0
-        if abs(mine - broker_quantity) <= QUANTITY_EPSILON:
-            continue
-        text = f"position {symbol}: journal {mine:g}, broker {broker_quantity:g}"
-        if adopt_positions:
-            broker_position = theirs.get(symbol)
-            journal.set_position(
-                symbol,
-                broker_quantity,
-                broker_position.average_price if broker_position else 0.0,
-                ours[symbol].realized_pnl if symbol in ours else 0.0,
-                ours[symbol].plan_id if symbol in ours and broker_quantity else None,
-            )
-            text += ": adopted the broker's"
-        differ("position", text, symbol=symbol, journal=mine, broker=broker_quantity)
+    # ---- Positions ----------------------------------------------------------------------------
+    # The venue keeps filling while we look: compare only a snapshot the journal has caught up
+    # with exactly (no fill applied between the snapshot and the catch-up), or not at all.
+    for _ in range(POSITION_SNAPSHOT_ATTEMPTS):
+        applied_before = engine.fills_applied
+        theirs = {p.symbol: p for p in await asyncio.wait_for(broker.positions(), timeout)}
+        await engine.sync_fills()
+        if engine.fills_applied == applied_before:
+            break
+    else:
+        log.info("reconciliation: positions kept moving; compared on the next pass")
+        theirs = None
+    if theirs is not None:
+        ours = {row.symbol: row for row in journal.positions()}
+        for symbol in sorted(set(ours) | set(theirs)):
+            mine = ours[symbol].quantity if symbol in ours else 0.0
+            broker_quantity = theirs[symbol].quantity if symbol in theirs else 0.0
+            if abs(mine - broker_quantity) <= QUANTITY_EPSILON:
+                continue
+            text = f"position {symbol}: journal {mine:g}, broker {broker_quantity:g}"
+            if adopt_positions:
+                broker_position = theirs.get(symbol)
+                journal.set_position(
+                    symbol,
+                    broker_quantity,
+                    broker_position.average_price if broker_position else 0.0,
+                    ours[symbol].realized_pnl if symbol in ours else 0.0,
+                    ours[symbol].plan_id if symbol in ours and broker_quantity else None,
+                )
+                text += ": adopted the broker's"
+            differ("position", text, symbol=symbol, journal=mine, broker=broker_quantity)
 
     engine.load_portfolio()
     return differences
