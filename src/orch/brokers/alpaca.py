@@ -1,0 +1,300 @@
+"""Alpaca through alpaca-py's `TradingClient` (paper by default; `url_override` for the fake server).
+
+alpaca-py's REST calls are blocking and have no timeout. Each call here runs on a small thread
+pool, bounded by `asyncio.wait_for`, and the HTTP session itself gets a timeout so that a stuck
+thread ends too: the event loop never blocks and no call hangs forever. The keys are passed to
+alpaca-py and never logged or put into an exception.
+
+Fills: `fills_since` reports, for each recent order with a fill, one cumulative fill (quantity and
+average price so far). The journal applies fills by cumulative quantity per order, so reporting
+the same state again adds nothing and a missed partial fill is recovered from the next report.
+It looks at the most recent `RECENT_ORDERS` orders each time (one REST call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from orch.brokers.base import Broker, BrokerError, BrokerTimeout, OrderRejected
+from orch.contracts.trading import Account, Fill, Order, OrderStatus, OrderType, Position, Side
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RECENT_ORDERS = 500
+_CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
+
+_STATUS = {
+    "new": OrderStatus.ACCEPTED,
+    "accepted": OrderStatus.ACCEPTED,
+    "pending_new": OrderStatus.ACCEPTED,
+    "accepted_for_bidding": OrderStatus.ACCEPTED,
+    "pending_cancel": OrderStatus.ACCEPTED,
+    "pending_replace": OrderStatus.ACCEPTED,
+    "held": OrderStatus.ACCEPTED,
+    "calculated": OrderStatus.ACCEPTED,
+    "partially_filled": OrderStatus.PARTIALLY_FILLED,
+    "filled": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELLED,
+    "expired": OrderStatus.CANCELLED,
+    "done_for_day": OrderStatus.CANCELLED,
+    "replaced": OrderStatus.CANCELLED,
+    "stopped": OrderStatus.CANCELLED,
+    "suspended": OrderStatus.CANCELLED,
+    "rejected": OrderStatus.REJECTED,
+}
+
+
+def _value(enum_or_text: Any) -> str:
+    return str(getattr(enum_or_text, "value", enum_or_text))
+
+
+def _float(value: Any, default: float = 0.0) -> float:
+    return default if value in (None, "") else float(value)
+
+
+def crypto_symbol(symbol: str, asset_class: str) -> str:
+    """Alpaca names crypto positions "BTCUSD"; orders and our symbols say "BTC/USD"."""
+    if "/" in symbol or "crypto" not in asset_class:
+        return symbol
+    for quote in _CRYPTO_QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return f"{symbol[: -len(quote)]}/{quote}"
+    return symbol
+
+
+class AlpacaBroker(Broker):
+    name = "alpaca"
+
+    def __init__(
+        self,
+        api_key: str,
+        secret_key: str,
+        paper: bool = True,
+        url_override: str | None = None,
+        timeout_seconds: float = 5.0,
+        max_threads: int = 4,
+    ) -> None:
+        from alpaca.trading.client import TradingClient
+
+        self._client = TradingClient(api_key, secret_key, paper=paper, url_override=url_override)
+        session = self._client._session
+        # requests waits forever by default; every request made through this session now gives up.
+        session.request = functools.partial(session.request, timeout=timeout_seconds)  # type: ignore[method-assign]
+        self._timeout = timeout_seconds
+        self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="alpaca-rest")
+
+    # ---- Calls off the event loop ----------------------------------------------------------------
+
+    async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        from alpaca.common.exceptions import APIError
+        from requests import RequestException
+
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, functools.partial(function, *args, **kwargs))
+        try:
+            # A little beyond the session's own timeout, so the HTTP timeout normally fires first.
+            return await asyncio.wait_for(future, self._timeout + 1.0)
+        except TimeoutError:
+            raise BrokerTimeout(f"alpaca {function.__name__} took longer than {self._timeout:g}s") from None
+        except APIError:
+            raise
+        except RequestException as error:
+            raise BrokerError(f"alpaca {function.__name__}: {type(error).__name__}: {error}") from None
+
+    @staticmethod
+    def _api_status(error: Exception) -> int | None:
+        try:
+            return error.status_code  # type: ignore[attr-defined]
+        except Exception:
+            return None
+
+    # ---- Conversions -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _to_order(raw: Any) -> Order:
+        status = _STATUS.get(_value(raw.status), OrderStatus.ACCEPTED)
+        created = raw.created_at or raw.submitted_at or datetime.now(UTC)
+        return Order(
+            client_order_id=raw.client_order_id,
+            broker_order_id=str(raw.id),
+            symbol=raw.symbol,
+            side=Side(_value(raw.side)),
+            quantity=_float(raw.qty, _float(raw.filled_qty)),
+            order_type=OrderType.LIMIT if _value(raw.order_type) == "limit" else OrderType.MARKET,
+            limit_price=_float(raw.limit_price) or None,
+            status=status,
+            filled_quantity=_float(raw.filled_qty),
+            average_fill_price=_float(raw.filled_avg_price) or None,
+            source="alpaca",
+            created_at=created,
+            updated_at=raw.updated_at,
+        )
+
+    # ---- Orders ----------------------------------------------------------------------------------
+
+    async def submit(self, order: Order) -> Order:
+        from alpaca.common.exceptions import APIError
+        from alpaca.trading.enums import OrderSide, TimeInForce
+        from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
+
+        common = {
+            "symbol": order.symbol,
+            "qty": order.quantity,
+            "side": OrderSide.BUY if order.side is Side.BUY else OrderSide.SELL,
+            # Crypto accepts gtc/ioc only; equities keep the order for the day.
+            "time_in_force": TimeInForce.GTC if "/" in order.symbol else TimeInForce.DAY,
+            "client_order_id": order.client_order_id,
+        }
+        request = (
+            LimitOrderRequest(limit_price=order.limit_price, **common)
+            if order.order_type is OrderType.LIMIT
+            else MarketOrderRequest(**common)
+        )
+        try:
+            raw = await self._call(self._client.submit_order, request)
+        except APIError as error:
+            status = self._api_status(error)
+            existing = await self.get_order(order.client_order_id) if status == 422 else None
+            if existing is not None:
+                return existing  # a retry of an order Alpaca already has: the same order
+            if status is not None and 400 <= status < 500 and status != 429:
+                raise OrderRejected(f"alpaca refused {order.client_order_id}: {error}") from None
+            raise BrokerError(f"alpaca submit {order.client_order_id}: {error}") from None
+        return self._to_order(raw)
+
+    async def get_order(self, client_order_id: str) -> Order | None:
+        from alpaca.common.exceptions import APIError
+
+        try:
+            raw = await self._call(self._client.get_order_by_client_id, client_order_id)
+        except APIError as error:
+            if self._api_status(error) == 404:
+                return None
+            raise BrokerError(f"alpaca get order {client_order_id}: {error}") from None
+        return self._to_order(raw)
+
+    async def cancel(self, client_order_id: str) -> Order | None:
+        from alpaca.common.exceptions import APIError
+
+        order = await self.get_order(client_order_id)
+        if order is None or order.status.terminal:
+            return order
+        try:
+            await self._call(self._client.cancel_order_by_id, order.broker_order_id)
+        except APIError as error:
+            if self._api_status(error) not in (404, 422):  # 422: no longer cancelable (filled meanwhile)
+                raise BrokerError(f"alpaca cancel {client_order_id}: {error}") from None
+        return await self.get_order(client_order_id)
+
+    async def cancel_all(self) -> int:
+        from alpaca.common.exceptions import APIError
+
+        try:
+            return len(await self._call(self._client.cancel_orders))
+        except APIError as error:
+            raise BrokerError(f"alpaca cancel all: {error}") from None
+
+    async def _orders(self, status: str) -> list[Any]:
+        from alpaca.common.exceptions import APIError
+        from alpaca.trading.enums import QueryOrderStatus
+        from alpaca.trading.requests import GetOrdersRequest
+
+        request = GetOrdersRequest(status=QueryOrderStatus(status), limit=RECENT_ORDERS)
+        try:
+            return list(await self._call(self._client.get_orders, request))
+        except APIError as error:
+            raise BrokerError(f"alpaca list orders: {error}") from None
+
+    async def open_orders(self) -> list[Order]:
+        return [self._to_order(raw) for raw in await self._orders("open")]
+
+    async def fills_since(self, cursor: str | None) -> tuple[list[Fill], str | None]:
+        fills = []
+        for raw in await self._orders("all"):
+            filled = _float(raw.filled_qty)
+            price = _float(raw.filled_avg_price)
+            if filled <= 0 or price <= 0:
+                continue
+            fills.append(
+                Fill(
+                    fill_id=f"{raw.client_order_id}#{filled:.9g}",
+                    client_order_id=raw.client_order_id,
+                    symbol=raw.symbol,
+                    side=Side(_value(raw.side)),
+                    quantity=filled,  # cumulative report: quantity == cumulative_quantity
+                    price=price,
+                    cumulative_quantity=filled,
+                    timestamp=raw.filled_at or raw.updated_at or datetime.now(UTC),
+                )
+            )
+        fills.sort(key=lambda fill: fill.timestamp)
+        return fills, cursor
+
+    # ---- Positions and account -------------------------------------------------------------------
+
+    async def positions(self) -> list[Position]:
+        from alpaca.common.exceptions import APIError
+
+        try:
+            raws = await self._call(self._client.get_all_positions)
+        except APIError as error:
+            raise BrokerError(f"alpaca positions: {error}") from None
+        positions = []
+        for raw in raws:
+            quantity = _float(raw.qty)
+            if _value(raw.side) == "short" and quantity > 0:
+                quantity = -quantity
+            positions.append(
+                Position(
+                    symbol=crypto_symbol(raw.symbol, _value(raw.asset_class)),
+                    quantity=quantity,
+                    average_price=_float(raw.avg_entry_price),
+                    unrealized_pnl=_float(raw.unrealized_pl),
+                    market_price=_float(raw.current_price) or None,
+                )
+            )
+        return positions
+
+    async def close_position(self, symbol: str) -> Order | None:
+        from alpaca.common.exceptions import APIError
+
+        try:
+            raw = await self._call(self._client.close_position, symbol.replace("/", ""))
+        except APIError as error:
+            if self._api_status(error) == 404:
+                return None
+            raise BrokerError(f"alpaca close {symbol}: {error}") from None
+        return self._to_order(raw)
+
+    async def close_all_positions(self) -> list[Order]:
+        from alpaca.common.exceptions import APIError
+
+        try:
+            responses = await self._call(self._client.close_all_positions, True)
+        except APIError as error:
+            raise BrokerError(f"alpaca close all: {error}") from None
+        return [self._to_order(r.body) for r in responses if getattr(r, "body", None) is not None]
+
+    async def account(self) -> Account:
+        from alpaca.common.exceptions import APIError
+
+        try:
+            raw = await self._call(self._client.get_account)
+        except APIError as error:
+            raise BrokerError(f"alpaca account: {error}") from None
+        return Account(
+            cash=_float(raw.cash),
+            equity=_float(raw.equity),
+            buying_power=_float(raw.buying_power),
+            currency=raw.currency or "USD",
+        )
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
