@@ -85,6 +85,8 @@ class HftSettings(BaseSettings):
     alpaca_data_url: str | None = None
     alpaca_stream_url: str | None = None
     broker_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Fill sync against Alpaca is one REST call; its rate limit (200/min) sets the pace, not latency.
+    alpaca_poll_seconds: float = Field(default=1.0, gt=0)
 
     # ---- Journal ----
     # NORMAL survives any process crash; FULL also survives power loss at some cost per write.

@@ -173,6 +173,12 @@ class HftProcess:
         if gate.emergency_level is EmergencyLevel.NONE:
             gate.set_state(TradingState.ACTIVE, "reconciliation clean")
 
+    @property
+    def fill_poll_seconds(self) -> float:
+        if self.settings.broker == "alpaca":
+            return self.settings.alpaca_poll_seconds
+        return self.settings.fill_poll_seconds
+
     # ---- Run -------------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
@@ -213,7 +219,7 @@ class HftProcess:
             asyncio.create_task(
                 self.tick_source.run(engine.on_tick, self.stop, on_batch=engine.end_of_batch)
             ),
-            asyncio.create_task(self._every(settings.fill_poll_seconds, engine.sync_fills, "fill sync")),
+            asyncio.create_task(self._every(self.fill_poll_seconds, engine.sync_fills, "fill sync")),
             asyncio.create_task(
                 self._every(
                     settings.tier2_interval_seconds, lambda: engine.tier2.evaluate(time.time()), "tier 2"
