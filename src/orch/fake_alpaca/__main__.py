@@ -1,0 +1,110 @@
+"""`python -m orch.fake_alpaca`: run the fake Alpaca server until interrupted.
+
+    python -m orch.fake_alpaca --port 0 --key K --secret S
+
+The first line on stdout is `FAKE_ALPACA_URL=http://127.0.0.1:<port>` (port 0 picks a free one);
+point alpaca-py's `url_override` at it, and `StockDataStream` at `ws://127.0.0.1:<port>/v2/iex`.
+The secret may come from the environment (FAKE_ALPACA_SECRET) instead of the command line, where
+other users of the machine could read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+
+import uvicorn
+
+from orch.fake_alpaca.app import build_app
+from orch.fake_alpaca.core import FakeAlpaca, FakeAlpacaConfig
+from orch.fake_alpaca.server import bind_socket, parse_policy_argument, uvicorn_config
+from orch.fake_alpaca.stream import CRYPTO_STREAM_PATH, STREAM_IEX_PATH
+
+PARENT_CHECK_SECONDS = 0.5
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m orch.fake_alpaca", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    parser.add_argument("--key", default="fake-key")
+    parser.add_argument("--secret", default=os.environ.get("FAKE_ALPACA_SECRET", "fake-secret"))
+    parser.add_argument("--seed", type=int, default=7, help="seed of the simulated prices")
+    parser.add_argument("--cash", type=float, default=100_000.0, help="starting cash of the account")
+    parser.add_argument(
+        "--fill-policy",
+        default="immediate",
+        type=parse_policy_argument,
+        help="immediate | manual | delayed:SECONDS | partial:PIECES:INTERVAL[:FIRST_DELAY]",
+    )
+    parser.add_argument(
+        "--tick-interval", type=float, default=1.0, help="seconds between live price steps; 0 for none"
+    )
+    parser.add_argument("--ticks-per-bar", type=int, default=60, help="ticks rolled into each streamed bar")
+    hours = parser.add_mutually_exclusive_group()
+    hours.add_argument("--market-closed", action="store_true", help="the clock says closed")
+    hours.add_argument("--regular-hours", action="store_true", help="open 9:30-16:00 New York, weekdays")
+    parser.add_argument("--no-shorting", action="store_true", help="refuse sells beyond the position")
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the process that started this one exits"
+    )
+    return parser.parse_args(argv)
+
+
+def config_from(arguments: argparse.Namespace) -> FakeAlpacaConfig:
+    market_open = None if arguments.regular_hours else not arguments.market_closed
+    return FakeAlpacaConfig(
+        key=arguments.key,
+        secret=arguments.secret,
+        seed=arguments.seed,
+        starting_cash=arguments.cash,
+        fill_policy=arguments.fill_policy,
+        market_open=market_open,
+        tick_interval_seconds=arguments.tick_interval or None,
+        ticks_per_bar=arguments.ticks_per_bar,
+        shorting_enabled=not arguments.no_shorting,
+    )
+
+
+async def _exit_with_parent(server: uvicorn.Server) -> None:
+    parent = os.getppid()
+    while not server.should_exit:
+        await asyncio.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            server.should_exit = True
+
+
+async def serve(arguments: argparse.Namespace) -> None:
+    fake = FakeAlpaca(config_from(arguments))
+    sock = bind_socket(arguments.host, arguments.port)
+    host, port = sock.getsockname()[:2]
+    server = uvicorn.Server(uvicorn_config(build_app(fake)))
+    print(f"FAKE_ALPACA_URL=http://{host}:{port}", flush=True)
+    print(
+        f"fake Alpaca: trading and data http://{host}:{port}, stock stream ws://{host}:{port}{STREAM_IEX_PATH},"
+        f" crypto stream ws://{host}:{port}{CRYPTO_STREAM_PATH}, admin http://{host}:{port}/_fake/admin/state",
+        file=sys.stderr,
+        flush=True,
+    )
+    watcher = asyncio.create_task(_exit_with_parent(server)) if arguments.exit_with_parent else None
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        fake.closing = True
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(serve(parse_arguments(argv)))
+
+
+if __name__ == "__main__":
+    main()

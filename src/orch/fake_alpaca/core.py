@@ -1,0 +1,340 @@
+"""`FakeAlpaca`: the whole state of a fake Alpaca server and the Python API tests and demos drive it with.
+
+The HTTP handlers, the stream and the test thread all go through the methods here, which hold one
+lock: state never changes under a reader's feet, whichever thread it reads from.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from orch.fake_alpaca.broker import FakeBroker, FakeFill, FillPolicy, asset_id
+from orch.fake_alpaca.faults import Fault, FaultBook
+from orch.fake_alpaca.prices import PriceBook
+from orch.fake_alpaca.stream import BarBuilder, StreamHub, bar_message, quote_message, trade_message
+from orch.market.base import MarketDataSource, is_crypto
+
+NEW_YORK = ZoneInfo("America/New_York")
+REGULAR_OPEN, REGULAR_CLOSE = time(9, 30), time(16, 0)
+
+
+@dataclass(frozen=True)
+class FakeAlpacaConfig:
+    key: str = "fake-key"
+    secret: str = "fake-secret"
+    seed: int = 7
+    starting_cash: float = 100_000.0
+    fill_policy: FillPolicy = field(default_factory=FillPolicy.immediate)
+    # True/False force the market open/closed; None follows regular NYSE hours (no holidays).
+    market_open: bool | None = True
+    # Live prices move one step per tick; None: only when told (tick(), set_price()).
+    tick_interval_seconds: float | None = 1.0
+    ticks_per_bar: int = 60
+    tick_volatility: float = 0.0005
+    shorting_enabled: bool = True
+    # Keep every Alpaca API response served (for conformance checks in tests).
+    record_responses: bool = False
+
+
+@dataclass(frozen=True)
+class ServedResponse:
+    method: str
+    path: str
+    query: str
+    status: int
+    content_type: str
+    body: bytes
+
+
+def default_sources(seed: int) -> tuple[MarketDataSource, MarketDataSource]:
+    """Daily and minute bars from the project's seeded simulated market."""
+    from orch.market.simulated import SimulatedMarket
+
+    return SimulatedMarket(seed=seed, timeframe="1D"), SimulatedMarket(seed=seed, timeframe="1Min")
+
+
+class FakeAlpaca:
+    def __init__(
+        self,
+        config: FakeAlpacaConfig | None = None,
+        daily_source: MarketDataSource | None = None,
+        minute_source: MarketDataSource | None = None,
+    ) -> None:
+        self.config = config or FakeAlpacaConfig()
+        if daily_source is None or minute_source is None:
+            default_daily, default_minute = default_sources(self.config.seed)
+            daily_source, minute_source = daily_source or default_daily, minute_source or default_minute
+        self._lock = threading.RLock()
+        self.prices = PriceBook(daily_source, minute_source, self.config.seed, self.config.tick_volatility)
+        self._market_open = self.config.market_open
+        self.broker = FakeBroker(
+            self.prices,
+            Decimal(str(self.config.starting_cash)),
+            self.config.shorting_enabled,
+            self.market_is_open,
+            account_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-alpaca-account:{self.config.seed}")),
+        )
+        self.broker.fill_policy = self.config.fill_policy
+        self.faults = FaultBook()
+        self.hub = StreamHub()
+        self._bars = BarBuilder()
+        self._ticks = 0
+        self._served: deque[ServedResponse] = deque(maxlen=10_000)
+        self.closing = False  # set on shutdown: hung requests give up
+
+    # ---- Serialised access (handlers use these too) -------------------------------------------
+
+    def locked(self) -> threading.RLock:
+        """The state lock, for handlers that do several things at once. Re-entrant."""
+        return self._lock
+
+    def advance(self) -> list[FakeFill]:
+        with self._lock:
+            return self.broker.advance()
+
+    # ---- Market clock --------------------------------------------------------------------------
+
+    def market_is_open(self, now: datetime | None = None) -> bool:
+        if self._market_open is not None:
+            return self._market_open
+        local = (now or datetime.now(UTC)).astimezone(NEW_YORK)
+        return local.weekday() < 5 and REGULAR_OPEN <= local.time() < REGULAR_CLOSE
+
+    def set_market_open(self, is_open: bool | None) -> None:
+        """Force the market open or closed (None: follow regular hours). Queued orders may fill now."""
+        with self._lock:
+            self._market_open = is_open
+            self.broker.advance()
+
+    def clock(self) -> dict[str, Any]:
+        now = datetime.now(UTC).astimezone(NEW_YORK)
+        is_open = self.market_is_open(now)
+        if is_open:
+            next_close = _next_session_edge(now, REGULAR_CLOSE)
+            next_open = _next_session_edge(next_close, REGULAR_OPEN)
+        else:
+            next_open = _next_session_edge(now, REGULAR_OPEN)
+            next_close = _next_session_edge(next_open, REGULAR_CLOSE)
+        return {
+            "timestamp": now.isoformat(),
+            "is_open": is_open,
+            "next_open": next_open.isoformat(),
+            "next_close": next_close.isoformat(),
+        }
+
+    # ---- Prices and ticks ----------------------------------------------------------------------
+
+    def price(self, symbol: str) -> Decimal:
+        with self._lock:
+            return self.prices.price(symbol)
+
+    def set_price(self, symbol: str, price: float | Decimal) -> Decimal:
+        """Move a symbol's live price (any symbol: an unknown one becomes tradable). Orders may fill."""
+        with self._lock:
+            value = self.prices.set_price(symbol, price)
+            tick = self.prices.quote_tick(symbol, datetime.now(UTC))
+            self._bars.add(tick)
+            self.broker.advance()
+        self.hub.publish([trade_message(tick), quote_message(tick)])
+        return value
+
+    def tick(self, count: int = 1) -> None:
+        """Move every live or subscribed symbol one random-walk step per count; publish to the stream."""
+        for _ in range(count):
+            with self._lock:
+                now = datetime.now(UTC)
+                symbols = set(self.prices.live_symbols()) | self.hub.subscribed_symbols(self.prices.universe)
+                messages = []
+                for symbol in sorted(s for s in symbols if self.prices.knows(s)):
+                    tick = self.prices.step(symbol, now)
+                    self._bars.add(tick)
+                    messages += [trade_message(tick), quote_message(tick)]
+                self._ticks += 1
+                if self._ticks % self.config.ticks_per_bar == 0:
+                    messages += [bar_message(symbol, bar) for symbol, bar in self._bars.flush()]
+                self.broker.advance()
+            self.hub.publish(messages)
+
+    def stream_subscriptions_changed(self) -> None:
+        """New subscribers see a price at once, not one tick later."""
+        with self._lock:
+            now = datetime.now(UTC)
+            wanted = self.hub.subscribed_symbols(self.prices.universe)
+            ticks = [self.prices.quote_tick(s, now) for s in sorted(wanted) if self.prices.knows(s)]
+        self.hub.publish([m for tick in ticks for m in (trade_message(tick), quote_message(tick))])
+
+    # ---- Orders and positions (for assertions; clients use the HTTP API) ----------------------
+
+    @property
+    def fill_policy(self) -> FillPolicy:
+        return self.broker.fill_policy
+
+    def set_fill_policy(self, policy: FillPolicy) -> None:
+        """How orders accepted from now on fill; orders already open keep their schedule."""
+        with self._lock:
+            self.broker.fill_policy = policy
+
+    def fill_order(
+        self, order_id: str, qty: float | None = None, price: float | None = None
+    ) -> dict[str, Any]:
+        with self._lock:
+            order = self.broker.fill_now(
+                order_id,
+                None if qty is None else Decimal(str(qty)),
+                None if price is None else Decimal(str(price)),
+            )
+            return order.to_alpaca()
+
+    def orders(self, status: str = "all") -> list[dict[str, Any]]:
+        """Orders as the API shows them, oldest first."""
+        with self._lock:
+            self.broker.advance()
+            return [o.to_alpaca() for o in self.broker.list_orders(status, 500, direction="asc")]
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        with self._lock:
+            self.broker.advance()
+            return self.broker.get(order_id).to_alpaca()
+
+    def positions(self) -> list[dict[str, Any]]:
+        with self._lock:
+            self.broker.advance()
+            return [self.broker.position_to_alpaca(p) for p in self.broker.positions.values()]
+
+    def account(self) -> dict[str, Any]:
+        with self._lock:
+            self.broker.advance()
+            return self.broker.account_to_alpaca()
+
+    def fills(self) -> list[FakeFill]:
+        with self._lock:
+            self.broker.advance()
+            return list(self.broker.fills)
+
+    def asset(self, symbol: str) -> dict[str, Any]:
+        crypto = is_crypto(symbol)
+        return {
+            "id": asset_id(symbol),
+            "class": "crypto" if crypto else "us_equity",
+            "exchange": "CRYPTO" if crypto else "NASDAQ",
+            "symbol": symbol,
+            "name": f"{symbol} (simulated)",
+            "status": "active",
+            "tradable": True,
+            "marginable": not crypto,
+            "shortable": not crypto and self.config.shorting_enabled,
+            "easy_to_borrow": not crypto,
+            "fractionable": True,
+            "attributes": [],
+        }
+
+    def assets(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self.asset(symbol) for symbol in self.prices.universe()]
+
+    # ---- Faults --------------------------------------------------------------------------------
+
+    def inject_fault(
+        self,
+        api: str = "all",
+        kind: str = "error",
+        status: int = 503,
+        seconds: float | None = None,
+        count: int | None = None,
+    ) -> list[Fault]:
+        """Make `api` ("trading", "data", "stream" or "all") hang, fail, lag, drop or go mute.
+
+        See `orch.fake_alpaca.faults` for the kinds. Lasts until `clear_faults`, or `count` requests.
+        """
+        with self._lock:
+            injected = self.faults.inject(api, kind, status, seconds, count)
+        if any(f.api == "stream" and f.kind == "disconnect" for f in injected):
+            self.hub.disconnect_all()
+        return injected
+
+    def clear_faults(self, api: str | None = None) -> None:
+        with self._lock:
+            self.faults.clear(api)
+
+    def take_fault(self, api: str) -> Fault | None:
+        with self._lock:
+            return self.faults.take(api)
+
+    def stream_refuses_connection(self) -> bool:
+        with self._lock:
+            fault = self.faults.active("stream")
+            return fault is not None and fault.kind == "disconnect" and self.faults.take("stream") is not None
+
+    def stream_muted(self) -> bool:
+        with self._lock:
+            fault = self.faults.active("stream")
+            return fault is not None and fault.kind == "mute"
+
+    # ---- Whole-state operations ----------------------------------------------------------------
+
+    def reset(self, starting_cash: float | None = None) -> None:
+        """Back to a fresh account and the seeded prices; faults cleared, config's fill policy and clock."""
+        with self._lock:
+            cash = self.config.starting_cash if starting_cash is None else starting_cash
+            self.broker.reset(Decimal(str(cash)))
+            self.broker.fill_policy = self.config.fill_policy
+            self.prices.reset()
+            self.faults.clear()
+            self._market_open = self.config.market_open
+            self._bars = BarBuilder()
+            self._ticks = 0
+            self._served.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything at once, as `GET /_fake/admin/state` shows it."""
+        with self._lock:
+            self.broker.advance()
+            return {
+                "account": self.broker.account_to_alpaca(),
+                "orders": [o.to_alpaca() for o in self.broker.list_orders("all", 500, direction="asc")],
+                "positions": [self.broker.position_to_alpaca(p) for p in self.broker.positions.values()],
+                "fills": [
+                    {
+                        "order_id": f.order_id,
+                        "client_order_id": f.client_order_id,
+                        "symbol": f.symbol,
+                        "side": f.side,
+                        "qty": str(f.quantity),
+                        "price": str(f.price),
+                        "timestamp": f.timestamp.isoformat(),
+                    }
+                    for f in self.broker.fills
+                ],
+                "prices": {s: str(self.prices.price(s)) for s in self.prices.live_symbols()},
+                "fill_policy": self.broker.fill_policy.to_dict(),
+                "market_open": self.market_is_open(),
+                "faults": self.faults.to_list(),
+                "stream_clients": len(self.hub.clients()),
+            }
+
+    def record(self, response: ServedResponse) -> None:
+        if self.config.record_responses:
+            with self._lock:
+                self._served.append(response)
+
+    def served_responses(self) -> list[ServedResponse]:
+        with self._lock:
+            return list(self._served)
+
+
+def _next_session_edge(after: datetime, at: time) -> datetime:
+    """The next weekday time `at` (New York) strictly after `after`."""
+    local = after.astimezone(NEW_YORK)
+    day: date = local.date()
+    while True:
+        candidate = datetime.combine(day, at, NEW_YORK)
+        if candidate > local and candidate.weekday() < 5:
+            return candidate
+        day += timedelta(days=1)
