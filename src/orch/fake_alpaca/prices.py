@@ -156,9 +156,14 @@ def _merge(timestamp: datetime, rows: list[BarRow]) -> BarRow:
 # ---- Live prices ---------------------------------------------------------------------------------
 
 
+def price_tick(price: Decimal) -> Decimal:
+    """The minimum price increment: a cent, or a hundredth of a cent below one dollar."""
+    return Decimal("0.01") if price >= 1 else Decimal("0.0001")
+
+
 def round_price(price: float | Decimal) -> Decimal:
     value = Decimal(str(price))
-    return value.quantize(Decimal("0.01") if value >= 1 else Decimal("0.0001"))
+    return value.quantize(price_tick(value))
 
 
 @dataclass
@@ -280,9 +285,8 @@ class PriceBook:
     def quote_tick(self, symbol: str, now: datetime, size: int = 100) -> LiveTick:
         """The current price as a trade plus a quote around it (one cent, or 2 bps, each side)."""
         price = self.price(symbol)
-        half_spread = max(
-            round_price(price * Decimal("0.0002")), Decimal("0.01") if price >= 1 else Decimal("0.0001")
-        )
+        tick = price_tick(price)
+        half_spread = max((price * Decimal("0.0002")).quantize(tick), tick)
         self._trade_id += 1
         return LiveTick(symbol, now, price, size, self._trade_id, price - half_spread, price + half_spread)
 
