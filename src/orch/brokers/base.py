@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from types import NotImplementedType
 
 from orch.contracts.trading import Account, Fill, Order, Position, Side
 
@@ -93,6 +94,10 @@ class Broker(ABC):
     def submit_now(self, order: Order) -> Order | None:
         """Accept `order` immediately if this broker can; None means: use `submit`."""
         return None
+
+    def cancel_now(self, client_order_id: str) -> Order | NotImplementedType | None:
+        """Cancel immediately if this broker can; NotImplemented means: use `cancel`."""
+        return NotImplemented
 
     def flush(self) -> None:  # noqa: B027
         """Persist what `submit_now` accepted; called after each batch of ticks."""

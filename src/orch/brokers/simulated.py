@@ -5,11 +5,13 @@ its own database file (separate from the process's journal) before the call retu
 SIGKILL of the trading process, a new `SimulatedBroker` on the same file is the same venue with the
 same orders, fills and positions, and orders still open keep filling against the last quotes it saw.
 
-Orders accepted by `submit_now` (the hot path) are written in one transaction per batch of ticks
+Orders accepted by `submit_now` and cancelled by `cancel_now` (the hot path) are written in one
+transaction per batch of ticks
 (`flush`), and before anything can be read or filled. A SIGKILL can therefore lose the venue's last
 batch of accepted orders, exactly as if they had been lost on the wire: nothing was filled or
 reported for them, the process's journal still holds them as PENDING_SUBMIT, and reconciliation
-finds them missing and closes them. Fills commit one transaction each, so none is ever lost.
+finds them missing and closes them (a lost cancel leaves the order open, as a lost cancel request
+would, and reconciliation sees it open). Fills commit one transaction each, so none is ever lost.
 
 Matching is lazy: orders fill when someone asks the venue (fills, orders, positions), once their
 latency has elapsed, against the latest quote, at most `max_fill_fraction` of what remains per pass.
@@ -96,6 +98,7 @@ class SimulatedBroker(Broker):
         }
         self._dirty_quotes: set[str] = set()
         self._unflushed: list[tuple] = []
+        self._unflushed_cancels: list[tuple[float, str]] = []
         self._open: dict[str, Order] = {
             order.client_order_id: order
             for order in (
@@ -166,25 +169,31 @@ class SimulatedBroker(Broker):
         return accepted
 
     def flush(self) -> None:
-        if not self._unflushed:
+        if not self._unflushed and not self._unflushed_cancels:
             return
         rows, self._unflushed = self._unflushed, []
+        cancels, self._unflushed_cancels = self._unflushed_cancels, []
         self._db.execute("BEGIN IMMEDIATE")
         self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,0,NULL,?,?,?,?,?)", rows)
+        self._db.executemany(
+            "UPDATE orders SET status='cancelled', updated_at=? WHERE client_order_id=?"
+            " AND status IN ('accepted', 'partially_filled')",
+            cancels,
+        )
         self._db.execute("COMMIT")
 
-    async def cancel(self, client_order_id: str) -> Order | None:
+    def cancel_now(self, client_order_id: str) -> Order | None:
         order = self._open.pop(client_order_id, None)
         if order is None:
             return self._lookup(client_order_id)
         self._accepted_at.pop(client_order_id, None)
-        now = self._clock()
+        self._unflushed_cancels.append((self._clock(), client_order_id))
+        return replace_order(order, status=OrderStatus.CANCELLED)
+
+    async def cancel(self, client_order_id: str) -> Order | None:
+        cancelled = self.cancel_now(client_order_id)
         self.flush()
-        self._db.execute(
-            "UPDATE orders SET status='cancelled', updated_at=? WHERE client_order_id=?",
-            (now, client_order_id),
-        )
-        return order.model_copy(update={"status": OrderStatus.CANCELLED, "updated_at": _utc(now)})
+        return cancelled
 
     async def cancel_all(self) -> int:
         ids = list(self._open)

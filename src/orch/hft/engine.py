@@ -79,6 +79,7 @@ class OrderRouter:
         self.timeout = engine.settings.broker_timeout_seconds
         self._accepted: list[tuple[str, str | None]] = []
         self.cancelling: set[str] = set()
+        self._cancelled: list[str] = []
         # Copied (not validated) for each new order; see `replace_order`.
         self._template = Order(
             client_order_id="template", symbol="-", side=Side.BUY, quantity=1.0, created_at=datetime.now(UTC)
@@ -91,6 +92,9 @@ class OrderRouter:
         if self._accepted:
             accepted, self._accepted = self._accepted, []
             self.journal.mark_accepted_many(accepted)
+        if self._cancelled:
+            cancelled, self._cancelled = self._cancelled, []
+            self.journal.mark_cancelled_many(cancelled)
 
     def submit(
         self,
@@ -188,8 +192,14 @@ class OrderRouter:
         """Cancels always pass the gate, in every state. False if the order is not open."""
         if client_order_id not in self.portfolio.open_orders:
             return False
-        self.cancelling.add(client_order_id)
-        self.engine.spawn(self._cancel(client_order_id))
+        result = self.broker.cancel_now(client_order_id)
+        if result is NotImplemented:
+            self.cancelling.add(client_order_id)
+            self.engine.spawn(self._cancel(client_order_id))
+            return True
+        if result is not None and result.status is OrderStatus.CANCELLED:
+            self._cancelled.append(client_order_id)
+            self.portfolio.track_order(result)
         return True
 
     async def _cancel(self, client_order_id: str) -> None:
@@ -207,7 +217,9 @@ class OrderRouter:
                 self.portfolio.track_order(current)
 
     def cancel_all(self) -> int:
-        return sum(self.cancel(client_order_id) for client_order_id in list(self.portfolio.open_orders))
+        count = sum(self.cancel(client_order_id) for client_order_id in list(self.portfolio.open_orders))
+        self.flush()
+        return count
 
 
 # ---- The engine ----------------------------------------------------------------------------------

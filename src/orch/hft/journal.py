@@ -147,6 +147,17 @@ class Journal:
         self._db.executemany(self._MARK_ACCEPTED, [(bid, now, cid) for cid, bid in accepted])
         self._db.execute("COMMIT")
 
+    def mark_cancelled_many(self, client_order_ids: list[str]) -> None:
+        """The broker cancelled these; fills journaled meanwhile keep their quantities."""
+        now = time.time()
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany(
+            "UPDATE orders SET status='cancelled', updated_at=? WHERE client_order_id=?"
+            " AND status IN ('pending_submit', 'accepted', 'partially_filled')",
+            [(now, cid) for cid in client_order_ids],
+        )
+        self._db.execute("COMMIT")
+
     def order(self, client_order_id: str) -> Order | None:
         row = self._db.execute("SELECT * FROM orders WHERE client_order_id=?", (client_order_id,)).fetchone()
         return None if row is None else self._row_to_order(row)

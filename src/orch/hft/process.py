@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -195,6 +196,11 @@ class HftProcess:
             loop.add_signal_handler(signum, self.request_stop)
         engine.restore()
         engine.restore_kill()
+        # Everything built so far lives as long as the process: keep the collector off it, and
+        # collect young objects less often, so collections do not land in the middle of a tick.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         app = create_app(engine, self.token)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="off"

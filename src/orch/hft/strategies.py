@@ -105,13 +105,13 @@ class MarketMaker:
                 return
         self._last[symbol] = (tick.received_ns, mid)
         router = self.engine.router
-        for client_order_id in self._live.pop(symbol, ()):
-            router.cancel(client_order_id)
         inventory = self.engine.portfolio.quantity(symbol)
         bid, ask = market_maker_quotes(
             mid, inventory, self.quantity, self.half_spread_bps, self.skew_bps_per_unit, self.inventory_limit
         )
+        stale = self._live.pop(symbol, ())
         live = []
+        # New quotes first, then the old ones go: cancelling is off the tick-to-order path.
         for side, price in ((Side.BUY, bid), (Side.SELL, ask)):
             if price is None:
                 continue
@@ -121,6 +121,8 @@ class MarketMaker:
             if order is not None:
                 live.append(order.client_order_id)
         self._live[symbol] = live
+        for client_order_id in stale:
+            router.cancel(client_order_id)
 
 
 # ---- Tier 1: cross-venue arbitrage ---------------------------------------------------------------

@@ -131,19 +131,30 @@ class SimulatedTickSource:
         """Emit ticks at `rate`, yielding to the event loop every slice so the control API stays quick."""
         started = time.perf_counter()
         sent = 0
-        max_batch = max(1, math.ceil(self.rate * 0.005))
+        # Generated in small batches and handed over in slices of at most `slice_seconds` of work,
+        # so the control API (a kill) never waits long behind the ticks.
+        max_batch = max(1, math.ceil(self.rate * slice_seconds))
+        perf = time.perf_counter
+        backlog: list[Tick] = []
         while not stop.is_set():
-            due = int((time.perf_counter() - started) * self.rate) - sent
-            if due <= 0:
-                await asyncio.sleep(slice_seconds)
-                continue
-            due = min(due, max_batch)
-            for tick in self.generate(due):
+            if not backlog:
+                due = int((perf() - started) * self.rate) - sent
+                if due <= 0:
+                    await asyncio.sleep(slice_seconds)
+                    continue
+                backlog = self.generate(min(due, max_batch))
+            slice_end = perf() + slice_seconds
+            handed = 0
+            for tick in backlog:
                 tick.received_ns = time.perf_counter_ns()
                 sink(tick)
+                handed += 1
+                if perf() > slice_end:
+                    break
+            sent += handed
+            backlog = backlog[handed:]
             if on_batch is not None:
                 on_batch()
-            sent += due
             await asyncio.sleep(0)
 
 
