@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -63,9 +64,7 @@ async def hot_path(ticks: list, storage: str, workdir: Path) -> dict[str, float]
     settings = HftSettings(
         symbols=SYMBOLS,
         mm_symbols=SYMBOLS,
-        tier1_min_requote_seconds=0.0002,
-        mm_requote_bps=1.0,
-        mm_inventory_limit=1e6,
+        mm_inventory_limit=1e6,  # the default cadences: requote after 1 ms and a 2 bp move
         risk=LIMITS,
     )
     journal_path = ":memory:" if storage == "memory" else workdir / f"bench-{storage}-journal.sqlite"
@@ -77,6 +76,9 @@ async def hot_path(ticks: list, storage: str, workdir: Path) -> dict[str, float]
     )
     engine.gate.reconciled = True
     engine.gate.resume("benchmark")
+    gc.collect()
+    gc.freeze()  # as the process does after start-up
+    gc.set_threshold(50_000, 20, 100)
     perf_ns = time.perf_counter_ns
     on_tick = engine.on_tick
     started = time.perf_counter()
@@ -253,8 +255,8 @@ def main() -> None:
         )
     print(
         f"\nkill -> HALTED over loopback ({arguments.kill_samples} requests, process ticking at "
-        f"{kill['ticks_per_second']:,.0f}/s): p50 {kill['p50'] / 1000:.2f} ms  p99 {kill['p99'] / 1000:.2f} ms"
-        f"  max {kill['max'] / 1000:.2f} ms"
+        f"{kill['ticks_per_second']:,.0f}/s): p50 {kill['p50'] / 1000:.2f} ms"
+        f"  p99 {kill['p99'] / 1000:.2f} ms  max {kill['max'] / 1000:.2f} ms"
     )
     print("targets: >= 200,000 ticks/s; tick-to-order p99 < 50 us; kill p99 < 5 ms")
 
