@@ -94,7 +94,7 @@ class AlpacaBroker(Broker):
 
     async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         from alpaca.common.exceptions import APIError
-        from requests import RequestException
+        from requests import RequestException, Timeout
 
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, functools.partial(function, *args, **kwargs))
@@ -105,6 +105,8 @@ class AlpacaBroker(Broker):
             raise BrokerTimeout(f"alpaca {function.__name__} took longer than {self._timeout:g}s") from None
         except APIError:
             raise
+        except Timeout:
+            raise BrokerTimeout(f"alpaca {function.__name__} took longer than {self._timeout:g}s") from None
         except RequestException as error:
             raise BrokerError(f"alpaca {function.__name__}: {type(error).__name__}: {error}") from None
 

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-try:
-    from orch.market.simulated import is_crypto
-except ImportError:  # until the simulated market lands; crypto pairs are quoted "BASE/QUOTE"
+from orch.market.base import is_crypto
 
-    def is_crypto(symbol: str) -> bool:
-        return "/" in symbol
-
+__all__ = ["is_crypto", "is_tradable", "is_weekend"]
 
 SATURDAY = 5
 
