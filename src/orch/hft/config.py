@@ -83,7 +83,8 @@ class HftSettings(BaseSettings):
     alpaca_paper: bool = True
     alpaca_trading_url: str | None = None  # url_override for the fake server or a proxy
     alpaca_data_url: str | None = None
-    alpaca_stream_url: str | None = None
+    alpaca_stream_url: str | None = None  # the stock stream
+    alpaca_crypto_stream_url: str | None = None
     broker_timeout_seconds: float = Field(default=5.0, gt=0)
     # Fill sync against Alpaca is one REST call; its rate limit (200/min) sets the pace, not latency.
     alpaca_poll_seconds: float = Field(default=1.0, gt=0)

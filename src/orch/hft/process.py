@@ -96,7 +96,13 @@ def build_broker(settings: HftSettings) -> Broker:
 def build_tick_source(settings: HftSettings) -> SimulatedTickSource | AlpacaTickSource:
     if settings.market == "alpaca":
         key, secret = alpaca_keys()
-        return AlpacaTickSource(settings.symbols, key, secret, stream_url=settings.alpaca_stream_url)
+        return AlpacaTickSource(
+            settings.symbols,
+            key,
+            secret,
+            stream_url=settings.alpaca_stream_url,
+            crypto_stream_url=settings.alpaca_crypto_stream_url,
+        )
     return SimulatedTickSource(
         settings.symbols,
         seed=settings.seed,
