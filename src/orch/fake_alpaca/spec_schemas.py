@@ -16,8 +16,12 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orch.fake_alpaca.core import ServedResponse
 
 SCHEMAS_FILE = Path(__file__).with_name("spec_schemas.json")
 
@@ -81,6 +85,31 @@ def response_schema(doc: dict[str, Any], method: str, path: str, status: int) ->
     if schema is None:
         return None
     return {**schema, "$defs": doc["$defs"]}
+
+
+def spec_violations(doc: dict[str, Any], responses: Iterable[ServedResponse]) -> list[str]:
+    """What is wrong with served responses against the spec; empty when every one conforms.
+
+    Needs `jsonschema` (a development dependency, imported here only).
+    """
+    import jsonschema
+
+    problems = []
+    for served in responses:
+        where = f"{served.method} {served.path}?{served.query} -> {served.status}"
+        schema = response_schema(doc, served.method, served.path, served.status)
+        if schema is None:
+            if served.body:
+                problems.append(f"{where}: a body where the spec documents none")
+            continue
+        if not served.content_type.startswith("application/json"):
+            problems.append(f"{where}: content type {served.content_type!r}")
+            continue
+        validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+        for error in validator.iter_errors(json.loads(served.body)):
+            path = "/".join(str(p) for p in error.absolute_path)
+            problems.append(f"{where}: at /{path}: {error.message[:300]}")
+    return problems
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
