@@ -23,6 +23,15 @@ class UnknownSymbolError(MarketDataError):
     pass
 
 
+def is_crypto(symbol: str) -> bool:
+    """Crypto pairs are quoted BASE/QUOTE ("BTC/USD"), as Alpaca does; no equity ticker has a slash.
+
+    The weekend rule depends on it: only crypto trades on Saturdays and Sundays.
+    """
+    base, slash, quote = symbol.partition("/")
+    return bool(slash and base and quote)
+
+
 @dataclass(frozen=True)
 class PriceHistory:
     """Bars of one symbol, oldest first, as aligned numpy columns."""
