@@ -112,15 +112,54 @@ def test_a_non_positive_or_missing_price_is_flagged_and_blocks(bad):
     assert not quality.usable
 
 
-def test_old_data_is_flagged_stale_and_blocks():
-    history = uptrend()
+def test_old_crypto_data_is_flagged_stale_and_blocks():
+    history = uptrend("BTC/USD")
     quality = validate_history(history, now_after(history) + timedelta(hours=1))
     assert quality.kinds == {DataIssueKind.STALE}
     assert not quality.usable
-    # An explicit allowance overrides the default of three bar intervals.
-    assert validate_history(
-        history, now_after(history) + timedelta(hours=1), stale_after=timedelta(days=1)
-    ).usable
+    # An explicit allowance overrides the default of three bars.
+    late = now_after(history) + timedelta(hours=1)
+    assert validate_history(history, late, stale_after=timedelta(days=1)).usable
+
+
+def test_equity_data_over_a_weekend_is_not_stale_but_a_week_old_is():
+    history = uptrend("AAPL")  # minute bars ending on a Monday morning
+    assert validate_history(history, now_after(history) + timedelta(hours=66)).usable
+    assert validate_history(history, now_after(history) + timedelta(days=4)).kinds == {DataIssueKind.STALE}
+
+
+def test_an_equity_lagging_its_peers_is_stale():
+    history = uptrend("AAPL")
+    now = now_after(history)
+    assert validate_history(history, now, peer_latest=now).usable
+    quality = validate_history(history, now + timedelta(minutes=10), peer_latest=now + timedelta(minutes=10))
+    assert quality.kinds == {DataIssueKind.STALE}
+    assert "lags the newest of its peers" in quality.issues[0].message
+
+
+def _daily(symbol: str, days: np.ndarray) -> PriceHistory:
+    base = uptrend(symbol, bars=len(days))
+    return _replace(base, timestamps=days.astype("datetime64[s]"))
+
+
+def test_weekends_are_no_gap_for_equities_but_are_for_crypto():
+    weekdays = np.busday_offset(np.datetime64("2025-01-01"), np.arange(60), roll="forward")
+    assert validate_history(_daily("AAPL", weekdays), now_after(_daily("AAPL", weekdays))).kinds == set()
+    crypto = validate_history(_daily("ETH/USD", weekdays), now_after(_daily("ETH/USD", weekdays)))
+    assert crypto.kinds == {DataIssueKind.GAP}
+
+    missing_tuesday = np.delete(weekdays, 30)
+    quality = validate_history(_daily("AAPL", missing_tuesday), now_after(_daily("AAPL", missing_tuesday)))
+    assert quality.kinds == {DataIssueKind.GAP}
+    assert quality.issues[0].count == 1
+
+
+def test_nights_are_no_gap_for_equity_minute_bars():
+    day_one = np.datetime64("2025-03-03T14:30") + np.arange(390)
+    day_two = np.datetime64("2025-03-04T14:30") + np.arange(390)
+    stamps = np.concatenate([day_one, day_two]).astype("datetime64[s]")
+    history = _replace(uptrend("AAPL", bars=780), timestamps=stamps)
+    assert validate_history(history, now_after(history)).kinds == set()
 
 
 def test_too_short_a_history_blocks():

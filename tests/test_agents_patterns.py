@@ -42,7 +42,7 @@ def test_a_breakout_without_volume_is_detected_but_not_confirmed():
 
 
 def test_a_breakout_from_a_range_is_not_confirmed_even_on_volume():
-    history = with_last_bar(range_bound(), close_factor=1.02, volume_factor=3.0)
+    history = with_last_bar(range_bound(), close_factor=1.015, volume_factor=3.0)
     conditions = assess_conditions(history, THRESHOLDS)
     assert conditions.regime is Regime.RANGING
     breakout = detect_breakout(history, conditions)

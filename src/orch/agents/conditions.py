@@ -32,9 +32,11 @@ from orch.contracts.cycle import (
     RegimeThresholds,
 )
 from orch.contracts.market import Regime
-from orch.market.base import PriceHistory
+from orch.market.base import PriceHistory, is_crypto
 
-REGIME_WINDOW = 30  # bars behind the efficiency ratio, the trend and the recent volatility
+REGIME_WINDOW = 20  # bars behind the efficiency ratio and the trend
+# Volatile spells are short (days, not months): a short window sees them before they are over.
+VOLATILITY_WINDOW = 10
 LONG_WINDOW = 120  # bars behind the long-run volatility and the anomaly baselines
 ATR_WINDOW = 14
 MIN_BARS = REGIME_WINDOW + 2
@@ -43,6 +45,9 @@ ZSCORE_CAP = 99.0
 # A step between bars this many times the usual interval means bars are missing.
 GAP_FACTOR = 1.5
 STALE_AFTER_BARS = 3.0
+# Equity markets close for nights and weekends: bars that old are not stale on their own.
+EQUITY_CLOSURE = timedelta(hours=72)
+_DAY_SECONDS = 86_400
 
 
 def validate_history(
@@ -51,12 +56,17 @@ def validate_history(
     *,
     bar_interval: timedelta | None = None,
     stale_after: timedelta | None = None,
+    peer_latest: datetime | None = None,
     min_bars: int = MIN_BARS,
 ) -> DataQuality:
     """Flag what is wrong with `history` as of `now`.
 
-    `bar_interval` defaults to the median step between bars; data is stale when its last bar is older
-    than `stale_after` (default: three bar intervals).
+    `bar_interval` defaults to the median step between bars. Equities follow their calendar: a weekend
+    or a night between bars is no gap; missing trading days, or bars missing within a day, are.
+
+    Data is stale when its last bar ended longer ago than `stale_after` (default: three bars, plus a
+    weekend for equities), or when it lags `peer_latest`, the newest bar of the same asset class from
+    the same source, by more than three bars: that catches one equity's feed stalling mid-session.
     """
     issues: list[DataIssue] = []
     n = len(history)
@@ -98,8 +108,9 @@ def validate_history(
         )
 
     interval = _interval_seconds(steps, bar_interval)
+    crypto = is_crypto(history.symbol)
     if interval is not None:
-        gaps = steps > GAP_FACTOR * interval
+        gaps = _gaps(history.timestamps, steps, interval, crypto)
         if gaps.any():
             largest = int(steps[gaps].max())
             issues.append(
@@ -113,21 +124,43 @@ def validate_history(
                 )
             )
 
-    if n:
-        limit = stale_after
-        if limit is None and interval is not None:
-            limit = timedelta(seconds=STALE_AFTER_BARS * interval)
-        last = _as_datetime(history.timestamps.max())
-        age = now - last
-        if limit is not None and age > limit:
-            issues.append(
-                DataIssue(
-                    kind=DataIssueKind.STALE,
-                    message=f"last bar at {last.isoformat()} is {age} old (limit {limit})",
-                    blocking=True,
-                )
-            )
+    if n and interval is not None:
+        stale = _staleness(history, now, timedelta(seconds=interval), crypto, stale_after, peer_latest)
+        if stale:
+            issues.append(DataIssue(kind=DataIssueKind.STALE, message=stale, blocking=True))
     return DataQuality(symbol=history.symbol, bars=n, issues=issues)
+
+
+def _gaps(timestamps: np.ndarray, steps: np.ndarray, interval: float, crypto: bool) -> np.ndarray:
+    """Which steps between bars skip bars the market should have had."""
+    if crypto:
+        return steps > GAP_FACTOR * interval
+    days = timestamps.astype("datetime64[D]")
+    # A whole trading day with no bar between two bars (weekends are not trading days).
+    skipped_day = np.busday_count(days[:-1] + np.timedelta64(1, "D"), days[1:]) > 0
+    if interval >= 0.8 * _DAY_SECONDS:
+        return skipped_day
+    same_day = days[1:] == days[:-1]
+    return np.where(same_day, steps > GAP_FACTOR * interval, skipped_day)
+
+
+def _staleness(
+    history: PriceHistory,
+    now: datetime,
+    interval: timedelta,
+    crypto: bool,
+    stale_after: timedelta | None,
+    peer_latest: datetime | None,
+) -> str | None:
+    """Why the data is stale, or None."""
+    last = _as_datetime(history.timestamps.max())
+    limit = stale_after or STALE_AFTER_BARS * interval + (timedelta(0) if crypto else EQUITY_CLOSURE)
+    age = now - (last + interval)
+    if age > limit:
+        return f"last bar at {last.isoformat()} ended {age} ago (limit {limit})"
+    if peer_latest is not None and peer_latest - last > STALE_AFTER_BARS * interval:
+        return f"last bar at {last.isoformat()} lags the newest of its peers ({peer_latest.isoformat()})"
+    return None
 
 
 def classify_regime(efficiency_ratio: float, volatility_ratio: float, thresholds: RegimeThresholds) -> Regime:
@@ -231,7 +264,7 @@ def assess_conditions(
     """The conditions of one symbol whose data passed `validate_history`."""
     close = history.close
     log_returns = np.diff(np.log(close))
-    recent_volatility, vol_ratio = volatility_ratio(log_returns, REGIME_WINDOW, LONG_WINDOW)
+    recent_volatility, vol_ratio = volatility_ratio(log_returns, VOLATILITY_WINDOW, LONG_WINDOW)
     er = efficiency_ratio(close, REGIME_WINDOW)
     start = close[-REGIME_WINDOW - 1]
     volume = np.nan_to_num(history.volume, nan=0.0)
@@ -266,10 +299,22 @@ def sense_market(
 ) -> MarketSnapshot:
     """Step 2: validate every symbol's bars and assess the conditions of those that can be trusted."""
     order_books = order_books or {}
+    # Equities share a session and crypto trades around the clock: each is its own peer group.
+    newest: dict[bool, datetime] = {}
+    for symbol, history in histories.items():
+        if len(history):
+            last, crypto = _as_datetime(history.timestamps.max()), is_crypto(symbol)
+            newest[crypto] = max(newest.get(crypto, last), last)
     qualities, conditions = [], []
     for symbol in sorted(histories):
         history = histories[symbol]
-        quality = validate_history(history, now, bar_interval=bar_interval, stale_after=stale_after)
+        quality = validate_history(
+            history,
+            now,
+            bar_interval=bar_interval,
+            stale_after=stale_after,
+            peer_latest=newest.get(is_crypto(symbol)),
+        )
         qualities.append(quality)
         if quality.usable:
             conditions.append(assess_conditions(history, thresholds, order_books.get(symbol)))
