@@ -69,6 +69,17 @@ def market_buy(symbol: str, qty: float, **extra: Any) -> MarketOrderRequest:
     )
 
 
+def limit_buy(symbol: str, qty: float, limit_price: float, **extra: Any) -> LimitOrderRequest:
+    return LimitOrderRequest(
+        symbol=symbol,
+        qty=qty,
+        side=OrderSide.BUY,
+        time_in_force=TimeInForce.GTC,
+        limit_price=limit_price,
+        **extra,
+    )
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,14 +147,8 @@ def test_orders_list_get_and_cancel(server, trading) -> None:
     server.fake.set_price("AAPL", 100)
     filled = trading.submit_order(market_buy("AAPL", 1, client_order_id="a-1"))
     resting = [
-        trading.submit_order(
-            LimitOrderRequest(
-                symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, limit_price=90 - i,
-                client_order_id=f"rest-{i}",
-            )
-        )
-        for i in range(3)
-    ]  # fmt: skip
+        trading.submit_order(limit_buy("AAPL", 1, 90 - i, client_order_id=f"rest-{i}")) for i in range(3)
+    ]
 
     open_ids = [o.id for o in trading.get_orders()]  # default: open, newest first
     assert open_ids == [o.id for o in reversed(resting)]
@@ -325,62 +330,67 @@ def test_daily_bars_are_the_simulated_market(server) -> None:
     assert bars["AAPL"][-1].timestamp == datetime(2025, 3, 7, tzinfo=UTC)
 
 
-def test_bars_page_through_next_page_token(server) -> None:
-    # Through alpaca-py: two symbols' minute bars over a month are more than one 10,000-bar page.
-    data = StockHistoricalDataClient(server.key, server.secret, url_override=server.data_url)
-    start = FRIDAY_EVENING - timedelta(days=28)
-    request = StockBarsRequest(symbol_or_symbols=["AAPL", "MSFT"], timeframe=TimeFrame.Minute, start=start,
-                               end=FRIDAY_EVENING)  # fmt: skip
-    bars = data.get_stock_bars(request).data
-    assert len(bars["AAPL"]) == len(bars["MSFT"]) == 20 * 390  # 20 sessions of 390 minutes
-    pages = [r for r in server.fake.served_responses() if r.path == "/v2/stocks/bars"]
-    assert len(pages) == 2 and "page_token=" in pages[1].query
+def test_bars_page_through_next_page_token() -> None:
+    with FakeAlpacaServer(bars_page_size=1000) as server:
+        # Through alpaca-py: two symbols' minute bars over three sessions take three pages.
+        data = StockHistoricalDataClient(server.key, server.secret, url_override=server.data_url)
+        start = FRIDAY_EVENING - timedelta(days=3)
+        request = StockBarsRequest(
+            symbol_or_symbols=["AAPL", "MSFT"], timeframe=TimeFrame.Minute, start=start, end=FRIDAY_EVENING
+        )
+        bars = data.get_stock_bars(request).data
+        assert len(bars["AAPL"]) == len(bars["MSFT"]) == 3 * 390  # three sessions of 390 minutes
+        stamps = [bar.timestamp for bar in bars["AAPL"]]
+        assert stamps == sorted(set(stamps))  # pages joined without gaps or repeats
+        pages = [r for r in server.fake.served_responses() if r.path == "/v2/stocks/bars"]
+        assert len(pages) == 3 and all("page_token=" in page.query for page in pages[1:])
 
-    # By hand: small pages across symbol boundaries, ascending and descending, add up to one big page.
-    headers = server.headers
-    for sort in ("asc", "desc"):
-        params = {"symbols": "AAPL,MSFT,BTC/USD", "timeframe": "1Day", "start": "2025-02-01",
-                  "end": FRIDAY_EVENING.isoformat(), "sort": sort}  # fmt: skip
-        whole = httpx.get(
-            server.url + "/v2/stocks/bars", params=params | {"limit": 1000}, headers=headers
-        ).json()
-        assert whole["next_page_token"] is None and set(whole["bars"]) == {"AAPL", "MSFT"}
-        collected: dict[str, list[dict[str, Any]]] = {}
-        token, calls = None, 0
-        while True:
-            page_params = params | {"limit": 7} | ({"page_token": token} if token else {})
-            page = httpx.get(server.url + "/v2/stocks/bars", params=page_params, headers=headers).json()
-            calls += 1
-            assert sum(len(v) for v in page["bars"].values()) <= 7
-            for symbol, rows in page["bars"].items():
-                collected.setdefault(symbol, []).extend(rows)
-            token = page["next_page_token"]
-            if token is None:
-                break
-        assert collected == whole["bars"]
-        assert calls == -(-sum(len(v) for v in whole["bars"].values()) // 7)
+        # By hand: small pages across symbols, ascending and descending, add up to one big page.
+        for sort in ("asc", "desc"):
+            params = {
+                "symbols": "AAPL,MSFT,BTC/USD",
+                "timeframe": "1Day",
+                "start": "2025-02-01",
+                "end": FRIDAY_EVENING.isoformat(),
+                "sort": sort,
+            }
+            whole = _get(server, "/v2/stocks/bars", params | {"limit": 1000}).json()
+            assert whole["next_page_token"] is None and set(whole["bars"]) == {"AAPL", "MSFT"}
+            collected: dict[str, list[dict[str, Any]]] = {}
+            token, calls = None, 0
+            while True:
+                page = _get(server, "/v2/stocks/bars", params | {"limit": 7, "page_token": token}).json()
+                calls += 1
+                assert sum(len(rows) for rows in page["bars"].values()) <= 7
+                for symbol, rows in page["bars"].items():
+                    collected.setdefault(symbol, []).extend(rows)
+                token = page["next_page_token"]
+                if token is None:
+                    break
+            assert collected == whole["bars"]
+            assert calls == -(-sum(len(rows) for rows in whole["bars"].values()) // 7)
 
-    bad = httpx.get(
-        server.url + "/v2/stocks/bars", params={"symbols": "AAPL", "timeframe": "7Day"}, headers=headers
-    )
-    assert (bad.status_code, bad.json()["code"]) == (400, 40010001)
-    token = base64.urlsafe_b64encode(b"garbage").decode()
-    bad = httpx.get(server.url + "/v2/stocks/bars", params={"symbols": "AAPL", "timeframe": "1Day",
-                                                            "page_token": token}, headers=headers)  # fmt: skip
-    assert bad.status_code == 400
+        bad = _get(server, "/v2/stocks/bars", {"symbols": "AAPL", "timeframe": "7Day"})
+        assert (bad.status_code, bad.json()["code"]) == (400, 40010001)
+        garbage = base64.urlsafe_b64encode(b"garbage").decode()
+        bad = _get(server, "/v2/stocks/bars", {"symbols": "AAPL", "timeframe": "1Day", "page_token": garbage})
+        assert bad.status_code == 400
+        assert not spec_violations(SPEC, server.fake.served_responses())
+
+
+def _get(server: FakeAlpacaServer, path: str, params: dict[str, Any]) -> httpx.Response:
+    params = {name: value for name, value in params.items() if value is not None}
+    return httpx.get(server.url + path, params=params, headers=server.headers)
 
 
 def test_aggregated_timeframes_crypto_and_latest_values(server) -> None:
     data = StockHistoricalDataClient(server.key, server.secret, url_override=server.data_url)
     day = datetime(2025, 3, 7, tzinfo=UTC)
-    five = data.get_stock_bars(
-        StockBarsRequest(
-            symbol_or_symbols="AAPL",
-            timeframe=TimeFrame(5, TimeFrameUnit.Minute),
-            start=day,
-            end=day + timedelta(days=1),
-        )  # fmt: skip
-    ).data["AAPL"]
+    five_minutes = TimeFrame(5, TimeFrameUnit.Minute)
+    request = StockBarsRequest(
+        symbol_or_symbols="AAPL", timeframe=five_minutes, start=day, end=day + timedelta(days=1)
+    )
+    five = data.get_stock_bars(request).data["AAPL"]
     minutes = SimulatedMarket(seed=server.config.seed, timeframe="1Min").history(
         "AAPL", 390, day + timedelta(days=1)
     )
@@ -389,9 +399,13 @@ def test_aggregated_timeframes_crypto_and_latest_values(server) -> None:
     assert five[0].high == pytest.approx(max(minutes.high[:5]), abs=1e-4)
 
     crypto = CryptoHistoricalDataClient(server.key, server.secret, url_override=server.data_url)
-    hourly = crypto.get_crypto_bars(
-        CryptoBarsRequest(symbol_or_symbols="BTC/USD", timeframe=TimeFrame.Hour, start=day, end=day + timedelta(hours=23, minutes=59))
-    ).data["BTC/USD"]  # fmt: skip
+    whole_day = CryptoBarsRequest(
+        symbol_or_symbols="BTC/USD",
+        timeframe=TimeFrame.Hour,
+        start=day,
+        end=day + timedelta(hours=23, minutes=59),
+    )
+    hourly = crypto.get_crypto_bars(whole_day).data["BTC/USD"]
     assert len(hourly) == 24  # crypto trades around the clock
 
     server.fake.set_price("AAPL", 200)
@@ -422,7 +436,10 @@ def test_stock_data_stream_receives_trades_quotes_and_bars() -> None:
         runner = threading.Thread(target=stream.run, daemon=True)
         runner.start()
         try:
-            kinds = lambda: {(type(item).__name__, item.symbol) for item in received}  # noqa: E731
+
+            def kinds() -> set[tuple[str, str]]:
+                return {(type(item).__name__, item.symbol) for item in received}
+
             wait_for(
                 lambda: {("Trade", "AAPL"), ("Quote", "AAPL"), ("Quote", "MSFT"), ("Bar", "AAPL")} <= kinds()
             )
@@ -446,18 +463,14 @@ async def test_stream_protocol_in_json_and_refused_keys() -> None:
             assert json.loads(await socket.recv()) == [{"T": "success", "msg": "authenticated"}]
             await socket.send(json.dumps({"action": "subscribe", "trades": ["AAPL"], "quotes": ["AAPL"]}))
             subscription = json.loads(await socket.recv())[0]
-            assert (subscription["T"], subscription["trades"], subscription["quotes"]) == (
-                "subscription",
-                ["AAPL"],
-                ["AAPL"],
-            )  # noqa: E501
+            assert subscription["T"] == "subscription"
+            assert subscription["trades"] == subscription["quotes"] == ["AAPL"]
             first = json.loads(await asyncio.wait_for(socket.recv(), 5))  # a price at once on subscribing
             assert {m["T"] for m in first} == {"t", "q"}
             assert datetime.fromisoformat(first[0]["t"]).tzinfo is not None
 
-        async with websockets.connect(
-            server.stream_url, additional_headers={"Content-Type": "application/msgpack"}
-        ) as socket:  # noqa: E501
+        msgpack_header = {"Content-Type": "application/msgpack"}
+        async with websockets.connect(server.stream_url, additional_headers=msgpack_header) as socket:
             assert msgpack.unpackb(await socket.recv()) == [{"T": "success", "msg": "connected"}]
             await socket.send(msgpack.packb({"action": "auth", "key": server.key, "secret": "wrong"}))
             assert msgpack.unpackb(await socket.recv()) == [{"T": "error", "code": 402, "msg": "auth failed"}]

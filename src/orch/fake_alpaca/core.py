@@ -39,6 +39,9 @@ class FakeAlpacaConfig:
     ticks_per_bar: int = 60
     tick_volatility: float = 0.0005
     shorting_enabled: bool = True
+    # The most bars one page of historical bars holds, whatever `limit` asks for (the spec allows
+    # fewer); small pages let tests exercise paging without tens of thousands of bars.
+    bars_page_size: int = 10_000
     # Keep every Alpaca API response served (for conformance checks in tests).
     record_responses: bool = False
 

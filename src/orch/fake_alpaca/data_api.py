@@ -85,7 +85,7 @@ async def bars(request: Request) -> Response:
     crypto = request.url.path.startswith("/v1beta3/crypto")
     fake = fake_of(request)
     page: dict[str, list[dict[str, Any]]] = {}
-    room = limit
+    room = min(limit, fake.config.bars_page_size)
     next_token = None
     with fake.locked():
         for symbol in symbols:
