@@ -217,7 +217,7 @@ def _decide(
         cap(
             scale * limits.uncertainty_scale,
             f"{plan.symbol}'s recent returns are too uncertain "
-            f"(entropy {entropy:.2f} > {limits.max_entropy:.2f})",
+            f"(entropy {entropy:.3f} > {limits.max_entropy:.3f})",
         )
 
     var_limit = limits.max_var_fraction * equity
