@@ -45,6 +45,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--tick-interval", type=float, default=1.0, help="seconds between live price steps; 0 for none"
     )
     parser.add_argument("--ticks-per-bar", type=int, default=60, help="ticks rolled into each streamed bar")
+    parser.add_argument(
+        "--tick-volatility", type=float, default=0.0005, help="standard deviation of one tick's log return"
+    )
+    parser.add_argument("--bars-page-size", type=int, default=10_000, help="the most bars one page holds")
     hours = parser.add_mutually_exclusive_group()
     hours.add_argument("--market-closed", action="store_true", help="the clock says closed")
     hours.add_argument("--regular-hours", action="store_true", help="open 9:30-16:00 New York, weekdays")
@@ -66,6 +70,8 @@ def config_from(arguments: argparse.Namespace) -> FakeAlpacaConfig:
         market_open=market_open,
         tick_interval_seconds=arguments.tick_interval or None,
         ticks_per_bar=arguments.ticks_per_bar,
+        tick_volatility=arguments.tick_volatility,
+        bars_page_size=arguments.bars_page_size,
         shorting_enabled=not arguments.no_shorting,
     )
 

@@ -94,20 +94,27 @@ class AlpacaGate:
 
     async def _suffer(self, fault: Fault, send: Send) -> bool:
         """Apply `fault` to one request; True when it answered the request itself."""
-        loop = asyncio.get_running_loop()
         if fault.kind == "latency":
-            await asyncio.sleep(fault.seconds or 0)
+            await self._wait(fault, fault.seconds or 0, until_released=False)
             return False
         if fault.kind == "hang":
-            deadline = None if fault.seconds is None else loop.time() + fault.seconds
-            while not (fault.released or self.fake.closing) and (deadline is None or loop.time() < deadline):
-                await asyncio.sleep(0.02)
+            await self._wait(fault, fault.seconds, until_released=True)
             if not self.fake.closing:
                 return False  # released: the server "recovers" and answers
         status = fault.status if fault.kind == "error" else 503
         message = f"{HTTPStatus(status).phrase.lower()} (injected fault)"
         await _respond(send, status, _json_error(status, status * 100_000, message))
         return True
+
+    async def _wait(self, fault: Fault, seconds: float | None, until_released: bool) -> None:
+        """Sleep `seconds` (None: forever), cut short by shutdown and, for a hang, by a release."""
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
+        while not self.fake.closing and not (until_released and fault.released):
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return
+            await asyncio.sleep(0.02 if remaining is None else min(0.02, remaining))
 
     def _recording(self, scope: Scope, send: Send) -> Send:
         if not self.fake.config.record_responses:

@@ -415,7 +415,7 @@ class FakeBroker:
     def list_orders(
         self,
         status: str = "open",
-        limit: int = 50,
+        limit: int | None = 50,
         after: datetime | None = None,
         until: datetime | None = None,
         direction: str = "desc",
@@ -436,7 +436,7 @@ class FakeBroker:
             and (side is None or o.side == side)
         ]
         chosen.sort(key=lambda o: o.created_at, reverse=direction == "desc")
-        return chosen[: max(1, min(limit, 500))]
+        return chosen if limit is None else chosen[:limit]
 
     def cancel(self, order_id: str) -> FakeOrder:
         order = self.get(order_id)

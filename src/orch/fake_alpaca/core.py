@@ -199,7 +199,7 @@ class FakeAlpaca:
         """Orders as the API shows them, oldest first."""
         with self._lock:
             self.broker.advance()
-            return [o.to_alpaca() for o in self.broker.list_orders(status, 500, direction="asc")]
+            return [o.to_alpaca() for o in self.broker.list_orders(status, limit=None, direction="asc")]
 
     def order(self, order_id: str) -> dict[str, Any]:
         with self._lock:
@@ -301,7 +301,9 @@ class FakeAlpaca:
             self.broker.advance()
             return {
                 "account": self.broker.account_to_alpaca(),
-                "orders": [o.to_alpaca() for o in self.broker.list_orders("all", 500, direction="asc")],
+                "orders": [
+                    o.to_alpaca() for o in self.broker.list_orders("all", limit=None, direction="asc")
+                ],
                 "positions": [self.broker.position_to_alpaca(p) for p in self.broker.positions.values()],
                 "fills": [
                     {

@@ -114,6 +114,8 @@ class FakeAlpacaServer(_Endpoints):
         port: int = 0,
         **config_fields: Any,
     ) -> None:
+        if config is not None and config_fields:
+            raise TypeError("pass either a FakeAlpacaConfig or its fields, not both")
         defaults = {"tick_interval_seconds": None, "record_responses": True}
         self.config = config or FakeAlpacaConfig(**(defaults | config_fields))
         self.fake = FakeAlpaca(self.config, daily_source, minute_source)
@@ -218,10 +220,11 @@ class FakeAlpacaSubprocess(_Endpoints):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **config_fields: Any) -> None:
-        known = {f.name for f in fields(FakeAlpacaConfig)}
-        unknown = set(config_fields) - known
+        unknown = set(config_fields) - {f.name for f in fields(FakeAlpacaConfig)}
         if unknown:
             raise TypeError(f"unknown FakeAlpacaConfig fields: {sorted(unknown)}")
+        if config_fields.get("record_responses"):
+            raise ValueError("recorded responses stay in the server's process: use FakeAlpacaServer")
         self.config = FakeAlpacaConfig(**({"tick_interval_seconds": None} | config_fields))
         self.host, self.port = host, port
         self.key, self.secret = self.config.key, self.config.secret
@@ -239,7 +242,13 @@ class FakeAlpacaSubprocess(_Endpoints):
         command += ["--key", config.key, "--seed", str(config.seed), "--cash", str(config.starting_cash)]
         command += ["--fill-policy", _policy_argument(config.fill_policy)]
         command += ["--tick-interval", str(config.tick_interval_seconds or 0)]
-        command += ["--ticks-per-bar", str(config.ticks_per_bar)]
+        command += [
+            "--ticks-per-bar",
+            str(config.ticks_per_bar),
+            "--tick-volatility",
+            str(config.tick_volatility),
+        ]
+        command += ["--bars-page-size", str(config.bars_page_size)]
         if config.market_open is None:
             command += ["--regular-hours"]
         elif not config.market_open:

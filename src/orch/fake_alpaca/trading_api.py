@@ -9,6 +9,8 @@ from starlette.routing import Route
 from orch.fake_alpaca._http import answer, fake_of, parse_int, parse_time, read_json
 from orch.fake_alpaca.broker import CODE_NOT_FOUND, AlpacaError, parse_bool, parse_decimal
 
+MAX_ORDERS_LISTED = 500  # Alpaca's cap on GET /v2/orders
+
 
 async def get_account(request: Request) -> Response:
     return answer(fake_of(request).account())
@@ -50,7 +52,7 @@ async def list_orders(request: Request) -> Response:
         fake.broker.advance()
         orders = fake.broker.list_orders(
             status=query.get("status") or "open",
-            limit=parse_int(query.get("limit"), "limit", 50),
+            limit=min(max(parse_int(query.get("limit"), "limit", 50), 1), MAX_ORDERS_LISTED),
             after=parse_time(query.get("after"), "after"),
             until=parse_time(query.get("until"), "until"),
             direction=query.get("direction") or "desc",
