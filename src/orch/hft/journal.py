@@ -71,18 +71,27 @@ class AppliedFill:
 
 
 class Journal:
-    def __init__(self, path: str | Path = ":memory:", synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, path: str | Path = ":memory:", synchronous: str = "NORMAL", autocheckpoint: bool = True
+    ) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: each statement outside an explicit BEGIN is its own durable transaction.
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
+        if not autocheckpoint:
+            # The owner calls `checkpoint()` on a timer, so no order write pays for copying the WAL back.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
         self._sequence = self._db.execute("SELECT COALESCE(MAX(sequence), 0) FROM orders").fetchone()[0]
 
     def close(self) -> None:
+        self.checkpoint()
         self._db.close()
+
+    def checkpoint(self) -> None:
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # ---- Orders ----------------------------------------------------------------------------------
 

@@ -124,7 +124,7 @@ class HftProcess:
         self.settings = settings
         self.token = resolve_token(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal(settings.journal_path, settings.journal_synchronous)
+        self.journal = Journal(settings.journal_path, settings.journal_synchronous, autocheckpoint=False)
         self.broker = broker or build_broker(settings)
         self.tick_source = build_tick_source(settings)
         self.engine = Engine(settings, self.broker, self.journal, market_name=settings.market)
@@ -255,6 +255,7 @@ class HftProcess:
                 )
             ),
             asyncio.create_task(self._every(1.0, engine.update_tick_rate, "tick rate")),
+            asyncio.create_task(self._every(1.0, self.journal.checkpoint, "journal checkpoint")),
         ]
         await self.stop.wait()
         log.warning("orch hft %s stopping", settings.account)
