@@ -1,9 +1,9 @@
 """Injected faults: the fake Alpaca server hangs, fails, slows down or drops its stream on request.
 
 One fault per API surface at a time (`trading`, `data`, `stream`); a new one replaces the old. A
-fault lasts until cleared, or for `count` requests (stream: connection attempts). A hang also ends
-after `seconds` if given; clearing a fault releases every request it holds, so a test that stops
-the server never waits on its own hang.
+fault lasts until cleared, or for `count` requests (stream: refused connection attempts; a mute
+stream ignores `count`). A hang also ends after `seconds` if given; clearing a fault releases every
+request it holds, so a test that stops the server never waits on its own hang.
 
 HTTP faults: `hang` (no answer), `error` (answer `status`, 503 by default), `latency` (answer late).
 Stream faults: `disconnect` (drop every connection and refuse new ones) and `mute` (stay connected,
