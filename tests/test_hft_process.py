@@ -334,3 +334,42 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     kinds = sorted({d["kind"] for d in differences})
     print(f"{sent_before} orders before the SIGKILL; reconciliation differences: {len(differences)} {kinds}")
     assert "position" not in kinds  # positions came right from the fills alone, nothing was papered over
+
+
+async def test_hft_client_typed_calls(running: HftUnderTest) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from orch.contracts.system import EmergencyLevel
+    from orch.contracts.trading import OrderIntent, Side, StrategyKind, StrategyPlan, TradingState
+    from orch.hft.client import HftApiError, HftClient, HftUnavailable
+
+    async with HftClient(running.url, token=TOKEN, timeout_seconds=5) as client:
+        assert (await client.heartbeat("test")).state is TradingState.ACTIVE
+        plan = StrategyPlan(
+            plan_id="client-plan",
+            symbol="BTC/USD",
+            strategy=StrategyKind.GENERIC,
+            side=Side.BUY,
+            quantity=0.1,
+            entry_price=1.0,
+            stop_loss=0.5,
+            take_profit=10_000_000,
+            valid_until=datetime.now(UTC) + timedelta(hours=1),
+        )
+        assert (await client.send_plans([plan])).accepted == ["client-plan"]
+        ack = await client.submit_order(OrderIntent(symbol="BTC/USD", side=Side.BUY, quantity=0.1))
+        assert ack.accepted and ack.order is not None
+        status = await client.status()
+        assert status.account == "t1" and status.trading.reconciled
+        assert (await client.kill(EmergencyLevel.HALT, "client test")).state is TradingState.HALTED
+        with pytest.raises(HftApiError) as refused:
+            await client.cancel_order("no-such-order")
+        assert refused.value.status == 404
+        assert (await client.resume("client test over")).state is TradingState.ACTIVE
+    async with HftClient(running.url, token="wrong") as client:
+        with pytest.raises(HftApiError) as unauthorised:
+            await client.state()
+        assert unauthorised.value.status == 401
+    async with HftClient(f"http://127.0.0.1:{free_port()}", token=TOKEN, timeout_seconds=1) as client:
+        with pytest.raises(HftUnavailable):
+            await client.health()
