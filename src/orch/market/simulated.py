@@ -112,7 +112,7 @@ _MINUTE_SURGE_PROBABILITY = 0.01
 # on costs little. (Blocks are a fixed grid: where they start never depends on what was asked.)
 _FIRST_BLOCK_DAYS = 2048
 _BLOCK_DAYS = 512
-_MAX_DAYS = 100 * 366  # far enough for anyone; stops a typo'd year from generating for minutes
+_MAX_DAYS = 100 * 366  # far enough for anyone; a mistyped year 9999 would take minutes to generate
 _MINUTE_DAYS_CACHED = 512
 _PATHS_CACHED = 512  # about 64 MB; a universe of 60 symbols is 60 paths
 
