@@ -5,13 +5,13 @@ import pytest
 from test_agents_support import history_from_returns, now_after, range_bound, uptrend, with_last_bar
 
 from orch.agents.conditions import assess_conditions, sense_market
+from orch.agents.discovery import indicators
 from orch.agents.patterns import (
     analyse_patterns,
     detect_breakout,
     detect_crossover,
     detect_mean_reversion,
     forecast_returns,
-    moving_average,
     simulate_scenarios,
 )
 from orch.contracts.cycle import PatternAnalysis, PatternKind, RegimeThresholds
@@ -60,7 +60,7 @@ def _v_turn():
     """A slow decline, then a strong rise, cut two bars after the 10-bar average crosses the 30-bar."""
     returns = np.concatenate([np.full(100, -0.001), np.full(40, 0.008)])
     close = 100 * np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
-    above = moving_average(close, 10) > moving_average(close, 30)
+    above = indicators.rolling_mean(close, 10) > indicators.rolling_mean(close, 30)
     crossed = 100 + int(np.argmax(above[100:]))
     return history_from_returns("VTURN", returns[: crossed + 1])
 

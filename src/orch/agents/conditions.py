@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from orch.agents.discovery import indicators
 from orch.contracts.cycle import (
     Anomaly,
     AnomalyKind,
@@ -39,6 +40,7 @@ REGIME_WINDOW = 20  # bars behind the efficiency ratio and the trend
 VOLATILITY_WINDOW = 10
 LONG_WINDOW = 120  # bars behind the long-run volatility and the anomaly baselines
 ATR_WINDOW = 14
+ATR_HISTORY_BARS = 6 * ATR_WINDOW
 MIN_BARS = REGIME_WINDOW + 2
 ANOMALY_ZSCORE = 4.0
 ZSCORE_CAP = 99.0
@@ -164,8 +166,8 @@ def _staleness(
 
 
 def classify_regime(efficiency_ratio: float, volatility_ratio: float, thresholds: RegimeThresholds) -> Regime:
-    # Volatility first: a market moving fast in one direction with exploding volatility needs the
-    # volatile regime's smaller sizes more than it needs a trend label.
+    # Volatility first: a market moving fast in one direction with exploding volatility is better
+    # traded as volatile (breakouts, uncertainty checks) than as a calm trend.
     if volatility_ratio >= thresholds.volatility_ratio:
         return Regime.VOLATILE
     if efficiency_ratio >= thresholds.trend_efficiency:
@@ -180,10 +182,15 @@ def efficiency_ratio(close: np.ndarray, window: int) -> float:
     return 0.0 if path == 0 else min(abs(float(segment[-1] - segment[0])) / path, 1.0)
 
 
-def volatility_ratio(log_returns: np.ndarray, window: int, long_window: int) -> tuple[float, float]:
-    """(recent volatility per bar, recent over long-run volatility); 1.0 when the long run is flat."""
-    recent = float(np.std(log_returns[-window:], ddof=1)) if len(log_returns) > 1 else 0.0
-    long_run = float(np.std(log_returns[-long_window:], ddof=1)) if len(log_returns) > 1 else 0.0
+def volatility_ratio(close: np.ndarray, window: int, long_window: int) -> tuple[float, float]:
+    """(recent volatility of log returns per bar, recent over long-run volatility).
+
+    The long run is as much of `long_window` as the history holds; the ratio is 1 when it is flat.
+    """
+    long_window = min(long_window, len(close) - 1)
+    # Only the last value of each is wanted: hand over just the bars it needs.
+    recent = float(indicators.realized_volatility(close[-window - 1 :], window)[-1])
+    long_run = float(indicators.realized_volatility(close[-long_window - 1 :], long_window)[-1])
     return recent, (recent / long_run if long_run > 0 else 1.0)
 
 
@@ -201,13 +208,6 @@ def imbalance(history: PriceHistory, window: int, order_book: OrderBookSummary |
     )
     total = float(volume.sum())
     return 0.0 if total == 0 else float(np.clip((location * volume).sum() / total, -1.0, 1.0))
-
-
-def average_true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int) -> float:
-    """The mean true range of the last `window` bars (a gap from the previous close counts as range)."""
-    previous = np.concatenate([close[:1], close[:-1]])
-    true_range = np.maximum(high - low, np.maximum(np.abs(high - previous), np.abs(low - previous)))
-    return float(np.mean(true_range[-window:]))
 
 
 def robust_zscore(value: float, baseline: np.ndarray) -> float:
@@ -263,8 +263,8 @@ def assess_conditions(
 ) -> MarketConditions:
     """The conditions of one symbol whose data passed `validate_history`."""
     close = history.close
-    log_returns = np.diff(np.log(close))
-    recent_volatility, vol_ratio = volatility_ratio(log_returns, VOLATILITY_WINDOW, LONG_WINDOW)
+    log_returns = indicators.log_returns(close)[1:]
+    recent_volatility, vol_ratio = volatility_ratio(close, VOLATILITY_WINDOW, LONG_WINDOW)
     er = efficiency_ratio(close, REGIME_WINDOW)
     start = close[-REGIME_WINDOW - 1]
     volume = np.nan_to_num(history.volume, nan=0.0)
@@ -278,7 +278,7 @@ def assess_conditions(
         trend=float(close[-1] / start - 1.0),
         volatility=recent_volatility,
         volatility_ratio=vol_ratio,
-        atr=average_true_range(history.high, history.low, close, ATR_WINDOW),
+        atr=_atr(history),
         imbalance=imbalance(history, REGIME_WINDOW, order_book),
         imbalance_source=ImbalanceSource.ORDER_BOOK if order_book is not None else ImbalanceSource.VOLUME,
         volume_ratio=float(volume[-1] / usual_volume) if usual_volume > 0 else 1.0,
@@ -326,6 +326,12 @@ def sense_market(
         data_quality=qualities,
         conditions=conditions,
     )
+
+
+def _atr(history: PriceHistory) -> float:
+    # Wilder's average forgets the past within a few periods; its loop need not walk the whole history.
+    high, low, close = (column[-ATR_HISTORY_BARS:] for column in (history.high, history.low, history.close))
+    return float(indicators.atr(high, low, close, ATR_WINDOW)[-1])
 
 
 def _interval_seconds(steps: np.ndarray, bar_interval: timedelta | None) -> float | None:

@@ -6,8 +6,8 @@ From a symbol's bars and its conditions (step 2) this agent finds:
   only in a trending or volatile market on above-normal volume (breakouts in ranges mostly fail);
 - moving-average crossovers: the fast average crossing the slow one in the last few bars; confirmed
   only in a trending market whose move points the same way (in ranges and volatile markets they whipsaw);
-- mean-reversion set-ups: the close two or more standard deviations from its rolling mean; confirmed
-  only in a ranging market without an anomalous last return (a shock may be news, not noise);
+- mean-reversion set-ups: the close two or more standard deviations from the mean of the bars before
+  it; confirmed only in a ranging market without an anomalous last return (a shock may be news);
 
 and, without judging them, a short-horizon forecast (an AR(1) model of log returns with its confidence
 interval) and bootstrapped scenarios (paths resampled from the symbol's own returns), which the composer
@@ -22,6 +22,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from orch.agents.discovery import indicators
 from orch.contracts.cycle import (
     AnomalyKind,
     Forecast,
@@ -60,17 +61,11 @@ def detect_breakout(
     channel_high = float(history.high[-window - 1 : -1].max())
     channel_low = float(history.low[-window - 1 : -1].min())
     if close > channel_high:
-        direction, beyond, level = (
-            Side.BUY,
-            close - channel_high,
-            f"above the {window}-bar high {channel_high:.4g}",
-        )
+        direction, beyond = Side.BUY, close - channel_high
+        level = f"above the {window}-bar high {channel_high:.4g}"
     elif close < channel_low:
-        direction, beyond, level = (
-            Side.SELL,
-            channel_low - close,
-            f"below the {window}-bar low {channel_low:.4g}",
-        )
+        direction, beyond = Side.SELL, channel_low - close
+        level = f"below the {window}-bar low {channel_low:.4g}"
     else:
         return None
 
@@ -105,7 +100,8 @@ def detect_crossover(
     close = history.close
     if len(close) < slow + within_bars:
         return None
-    gap = moving_average(close, fast)[-within_bars - 1 :] - moving_average(close, slow)[-within_bars - 1 :]
+    recent = slice(-within_bars - 1, None)
+    gap = indicators.rolling_mean(close, fast)[recent] - indicators.rolling_mean(close, slow)[recent]
     signs = np.sign(gap)
     if signs[-1] == 0 or np.all(signs == signs[-1]):
         return None
@@ -137,18 +133,15 @@ def detect_mean_reversion(
     window: int = MEAN_REVERSION_WINDOW,
     entry_zscore: float = MEAN_REVERSION_ZSCORE,
 ) -> Pattern | None:
-    close = history.close[-window:]
-    if len(close) < window:
-        return None
-    spread = float(np.std(close, ddof=1))
-    if spread == 0:
-        return None
-    z = (float(close[-1]) - float(np.mean(close))) / spread
+    # Against the bars before it: a stretched close must not dampen its own score.
+    z = float(indicators.rolling_zscore(history.close[-window - 1 :], window)[-1])
+    if not np.isfinite(z):
+        return None  # too few bars, or no spread to measure a stretch against
     if abs(z) < entry_zscore:
         return None
     # Stretched up: expect a fall back to the mean, and the other way round.
     direction = Side.SELL if z > 0 else Side.BUY
-    reasons = [f"close {z:+.1f} sd from its {window}-bar mean"]
+    reasons = [f"close {z:+.1f} sd from the mean of the {window} bars before it"]
     shock = any(a.kind is AnomalyKind.RETURN for a in conditions.anomalies)
     if conditions.regime is not Regime.RANGING:
         reasons.append(f"{conditions.regime.value} market: stretched prices tend to keep going")
@@ -252,16 +245,8 @@ def analyse_patterns(
     return PatternAnalysis(as_of=snapshot.as_of, reports=reports)
 
 
-def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Simple moving average; the first `window - 1` entries average what is there so far."""
-    sums = np.cumsum(values, dtype=float)
-    sums[window:] = sums[window:] - sums[:-window]
-    counts = np.minimum(np.arange(1, len(values) + 1), window)
-    return sums / counts
-
-
 def _log_returns(history: PriceHistory) -> np.ndarray:
-    return np.diff(np.log(history.close[-ESTIMATION_BARS - 1 :]))
+    return indicators.log_returns(history.close[-ESTIMATION_BARS - 1 :])[1:]
 
 
 def _atr(history: PriceHistory, conditions: MarketConditions) -> float:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from orch.agents.composition import round_down_quantity
+from orch.agents.discovery import indicators
 from orch.contracts.cycle import PlanDecision, PortfolioRisk, PortfolioRiskLimits, RiskAssessment, RiskVerdict
 from orch.contracts.trading import Account, Position, Side, StrategyPlan
 from orch.market.base import PriceHistory
@@ -81,7 +82,7 @@ def return_matrix(
         history = histories[symbol]
         keep = np.isin(history.timestamps, common)
         close = history.close[keep]
-        columns.append(close[1:] / close[:-1] - 1.0)
+        columns.append(indicators.simple_returns(close)[1:])
     return np.column_stack(columns) if columns and len(columns[0]) else np.empty((0, len(symbols)))
 
 
@@ -308,5 +309,4 @@ def _entry(plan: StrategyPlan, histories: Mapping[str, PriceHistory]) -> float:
 
 
 def _returns(history: PriceHistory) -> np.ndarray:
-    close = history.close[-RISK_BARS - 1 :]
-    return close[1:] / close[:-1] - 1.0
+    return indicators.simple_returns(history.close[-RISK_BARS - 1 :])[1:]
