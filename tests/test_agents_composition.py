@@ -2,7 +2,6 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from test_agents_support import history_from_returns, now_after, range_bound, uptrend, with_last_bar
 
 from orch.agents.composition import compose, validate_plan
 from orch.agents.conditions import sense_market
@@ -10,6 +9,7 @@ from orch.agents.patterns import analyse_patterns
 from orch.contracts.cycle import CompositionResult, PortfolioRiskLimits, RegimeThresholds, StrategyWeights
 from orch.contracts.discovery import Candidate
 from orch.contracts.trading import Account, Position, Side, StrategyKind, StrategyPlan
+from tests.test_agents_support import history_from_returns, now_after, range_bound, uptrend, with_last_bar
 
 ACCOUNT = Account(cash=100_000.0, equity=100_000.0, buying_power=100_000.0)
 LIMITS = PortfolioRiskLimits()

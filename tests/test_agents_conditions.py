@@ -2,14 +2,6 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from test_agents_support import (
-    history_from_returns,
-    now_after,
-    random_walk,
-    range_bound,
-    uptrend,
-    with_last_bar,
-)
 
 from orch.agents.conditions import (
     ZSCORE_CAP,
@@ -28,6 +20,14 @@ from orch.contracts.cycle import (
 )
 from orch.contracts.market import Regime
 from orch.market.base import PriceHistory
+from tests.test_agents_support import (
+    history_from_returns,
+    now_after,
+    random_walk,
+    range_bound,
+    uptrend,
+    with_last_bar,
+)
 
 THRESHOLDS = RegimeThresholds()
 

@@ -2,7 +2,6 @@ import math
 
 import numpy as np
 import pytest
-from test_agents_support import history_from_returns, now_after, range_bound, uptrend, with_last_bar
 
 from orch.agents.conditions import assess_conditions, sense_market
 from orch.agents.discovery import indicators
@@ -17,6 +16,7 @@ from orch.agents.patterns import (
 from orch.contracts.cycle import PatternAnalysis, PatternKind, RegimeThresholds
 from orch.contracts.market import Regime
 from orch.contracts.trading import Side
+from tests.test_agents_support import history_from_returns, now_after, range_bound, uptrend, with_last_bar
 
 THRESHOLDS = RegimeThresholds()
 

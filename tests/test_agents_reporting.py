@@ -1,7 +1,6 @@
 from datetime import timedelta
 
 import pytest
-from test_agents_support import now_after, range_bound, uptrend, with_last_bar
 
 from orch.agents.composition import compose
 from orch.agents.conditions import sense_market
@@ -26,6 +25,7 @@ from orch.contracts.cycle import (
 from orch.contracts.discovery import Candidate
 from orch.contracts.market import Regime
 from orch.contracts.trading import Account
+from tests.test_agents_support import now_after, range_bound, uptrend, with_last_bar
 
 
 def _steps(failed: CycleStep | None = None) -> list[StepReport]:

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-from test_agents_support import random_walk, uptrend
 
 from orch.agents.risk import RISK_BARS, evaluate_risk, historical_var, return_matrix, returns_entropy
 from orch.contracts.cycle import PortfolioRiskLimits, RiskAssessment, RiskVerdict
 from orch.contracts.trading import Account, Position, Side, StrategyKind, StrategyPlan
+from tests.test_agents_support import random_walk, uptrend
 
 ACCOUNT = Account(cash=100_000.0, equity=100_000.0, buying_power=100_000.0)
 LIMITS = PortfolioRiskLimits()

@@ -1,6 +1,5 @@
 import pytest
 from pydantic import ValidationError
-from test_agents_support import history_from_returns, now_after, random_walk, with_last_bar
 
 from orch.agents.conditions import sense_market
 from orch.agents.scheduler import (
@@ -11,6 +10,7 @@ from orch.agents.scheduler import (
     performance_signal,
 )
 from orch.contracts.cycle import RegimeThresholds, SchedulerSettings, SchedulerSignals
+from tests.test_agents_support import history_from_returns, now_after, random_walk, with_last_bar
 
 SETTINGS = SchedulerSettings(base_interval_seconds=60, min_interval_seconds=10, max_interval_seconds=600)
 
