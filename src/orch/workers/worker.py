@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from temporalio.client import Client
@@ -102,6 +102,15 @@ def build_workers(
     return workers
 
 
+@contextlib.asynccontextmanager
+async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
+    """Poll with all `workers` inside the block; shut them all down on the way out."""
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield
+
+
 async def run_workers(settings: Settings | None = None, queues: Sequence[str] = ALL_QUEUES) -> None:
     """Connect, bootstrap the long-lived workflows, and poll until SIGINT or SIGTERM."""
     settings = settings or get_settings()
@@ -111,9 +120,7 @@ async def run_workers(settings: Settings | None = None, queues: Sequence[str] = 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with contextlib.AsyncExitStack() as running:
-        for worker in workers:
-            await running.enter_async_context(worker)
+    async with running(workers):
         if COMMANDS_QUEUE in queues:
             snapshot = await bootstrap(client, settings)
             log.info("SystemState ready: active strategy %s", snapshot.config.active_strategy)
