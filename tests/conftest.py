@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from orch.config import Settings
-from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
+from orch.contracts.names import COMMANDS_QUEUE, SYSTEM_STATE_WORKFLOW_ID
 from orch.embedded import temporal_binary
 from orch.workers.bootstrap import bootstrap
 from orch.workers.worker import ALL_QUEUES, ALL_WORKFLOWS, build_workers
@@ -84,12 +84,17 @@ class Stack:
     _exit: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     extra_workflows: list[type] = field(default_factory=list)
+    bootstrapped: bool = False
 
     async def start(self, queues: tuple[str, ...] = ALL_QUEUES, **kwargs: Any) -> None:
+        """Start workers for `queues`; once the commands queue polls, bootstrap as `orch worker` does."""
         self.extra_workflows += kwargs.get("extra_workflows", [])
         for worker in build_workers(self.client, self.settings, queues=queues, **kwargs):
             await self._exit.enter_async_context(worker)
             self.workers.append(worker)
+        if COMMANDS_QUEUE in queues and not self.bootstrapped:
+            await bootstrap(self.client, self.settings)
+            self.bootstrapped = True
 
     async def stop(self) -> None:
         await self._exit.aclose()
@@ -101,9 +106,8 @@ class Stack:
 
 @pytest.fixture
 async def bare_stack(client: Client, settings: Settings) -> AsyncIterator[Stack]:
-    """SystemState and the schedule exist, but no worker runs until the test starts one."""
+    """No worker runs until the test starts one; SystemState and the schedule appear with the first."""
     stack = Stack(client, settings)
-    await bootstrap(client, settings)
     yield stack
     await stack.stop()
     await assert_histories_replay(client, stack.extra_workflows)

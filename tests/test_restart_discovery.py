@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from orch.activities.steps import step_activity
 from orch.agents.discovery import discovery_strategy
-from orch.contracts.commands import CommandOptions, RestartDiscoveryInput, StepOutcome
+from orch.contracts.commands import CommandOptions, RestartDiscoveryInput, RestartDiscoveryResult, StepOutcome
 from orch.contracts.names import DISCOVERY_QUEUE, RESTART_DISCOVERY
 from orch.workflows.command import CommandWorkflow, Step
 from tests.helpers import FAST, eventually, progress_of, schedule_view, system_state, workflow_ids
@@ -36,7 +36,11 @@ def _broken_strategy(histories, params):
 async def start_restart(client, strategy: str = "legacy_v0", **kwargs):
     request = RestartDiscoveryInput(strategy=strategy, options=kwargs.pop("options", FAST), **kwargs)
     return await client.start_workflow(
-        RESTART_DISCOVERY, request, id=f"restart-{uuid.uuid4().hex[:8]}", task_queue="orch"
+        RESTART_DISCOVERY,
+        request,
+        id=f"restart-{uuid.uuid4().hex[:8]}",
+        task_queue="orch",
+        result_type=RestartDiscoveryResult,
     )
 
 
@@ -195,7 +199,8 @@ async def nap(seconds: float) -> StepOutcome:
     return StepOutcome(summary=f"napped {seconds} s")
 
 
-@workflow.defn(name="NapCommand")
+# Unsandboxed: the sandbox would re-import this test module, and with it numpy, which refuses.
+@workflow.defn(name="NapCommand", sandboxed=False)
 class NapCommand(CommandWorkflow):
     command_type = "nap"
     steps = (NAP,)

@@ -99,8 +99,8 @@ class DiscoveryActivities:
         for done, symbol in enumerate(universe, start=1):
             histories[symbol] = self._market.history(symbol, bars, end)
             activity.heartbeat(f"loaded {done}/{len(universe)} symbols")
-            if self._settings.discovery_scan_pacing_seconds:
-                await asyncio.sleep(self._settings.discovery_scan_pacing_seconds)
+            # Yields even unpaced, so heartbeats and other activities are not starved.
+            await asyncio.sleep(self._settings.discovery_scan_pacing_seconds)
         candidates = rank(request.strategy, histories, request.top_n)
         return CandidateSet(
             scan_workflow_id=activity.info().workflow_id,
@@ -131,6 +131,10 @@ class DiscoveryActivities:
     @step_activity
     async def stop_discovery_workers(self, request: StopDiscoveryRequest) -> DiscoveryStopped:
         """Pause the schedule, then drain (or cancel, with force_stop) the scans in flight."""
+        # Heartbeats cover the whole step: listing scans on a busy server can outlast the timeout.
+        return await heartbeat_until_done(self._stop_discovery(request), detail="stopping discovery")
+
+    async def _stop_discovery(self, request: StopDiscoveryRequest) -> DiscoveryStopped:
         schedule = self._client.get_schedule_handle(DISCOVERY_SCHEDULE_ID)
         state = (await schedule.describe()).schedule.state
         # Paused with our own note means a retry of this step: the first attempt paused it.
@@ -143,10 +147,7 @@ class DiscoveryActivities:
             for workflow_id in ids:
                 await self._client.get_workflow_handle(workflow_id).cancel()
         try:
-            await heartbeat_until_done(
-                asyncio.wait_for(self._wait_closed(ids), timeout=request.drain_timeout_seconds),
-                detail=f"waiting for {len(ids)} scans to stop",
-            )
+            await asyncio.wait_for(self._wait_closed(ids), timeout=request.drain_timeout_seconds)
         except TimeoutError:
             hint = "" if request.force_stop else "; use --force-stop to cancel them"
             raise ApplicationError(

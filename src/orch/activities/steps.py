@@ -52,6 +52,7 @@ async def heartbeat_until_done(awaitable: Awaitable[T], every_seconds: float = 1
     """Await `awaitable` while heartbeating, so a long wait still tells the server the worker lives
     (and a cancel from the workflow reaches us)."""
     task = asyncio.ensure_future(awaitable)
+    activity.heartbeat(detail)
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=every_seconds)

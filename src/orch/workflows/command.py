@@ -204,6 +204,11 @@ class CommandWorkflow:
                 raise
             if run.status == CommandStatus.FAILED and compensate is not None:
                 await compensate()
+        except GeneratorExit:
+            # The worker dropped this run from its cache (eviction, or the run was terminated):
+            # no workflow call is possible now, and a live run resumes on replay elsewhere.
+            self._holds_slot = False
+            raise
         finally:
             await self._release_slot()
         if run.status == CommandStatus.FAILED:

@@ -22,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         CommandStatus,
         RestartDiscoveryInput,
         RestartDiscoveryResult,
-        StepOutcome,
     )
     from orch.contracts.discovery import (
         ConfigurationUpdated,
@@ -73,12 +72,18 @@ class RestartDiscoverySystem(CommandWorkflow):
         )
 
     async def _refuse_unknown_strategy(self, strategy: str) -> None:
-        """Bad input fails at once, before a slot is taken or anything is stopped."""
+        """Bad input fails at once, before a slot is taken or anything is stopped.
+
+        A regular activity, not a local one: a query on a workflow that failed in the same task as
+        a local activity's marker is answered from the state before the marker, so `progress`
+        would say `queued` for a command that failed.
+        """
         try:
-            await workflow.execute_local_activity_method(
+            await workflow.execute_activity_method(
                 DiscoveryActivities.validate_strategy,
                 strategy,
                 start_to_close_timeout=timedelta(seconds=10),
+                summary="Check the strategy is known",
                 retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UnknownStrategy"]),
             )
         except ActivityError as err:
@@ -147,7 +152,6 @@ class RestartDiscoverySystem(CommandWorkflow):
             outcome = await workflow.execute_activity_method(
                 DiscoveryActivities.restore_discovery,
                 RestoreDiscoveryRequest(restart_id=workflow.info().workflow_id),
-                result_type=StepOutcome,
                 start_to_close_timeout=timedelta(seconds=self._run.options.step_timeout_seconds),
                 retry_policy=self.retry_policy(),
                 summary="Compensate: restore the discovery schedule",
