@@ -5,6 +5,7 @@ namespace per test so that the fixed ids of the public contract (`orch-system-st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -144,16 +145,20 @@ def orch_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_orch(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orch.cli.main", *args],
-        env=orch_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+async def run_process(*argv: str, env: dict[str, str] | None = None, timeout: float = 120):
+    """Run a child process without blocking the event loop: the test's own workers live on it."""
+    return await asyncio.to_thread(
+        subprocess.run, list(argv), env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+async def run_orch(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return await run_process(
+        sys.executable, "-m", "orch.cli.main", *args, env=orch_env(settings), timeout=timeout
     )
 
 
 @pytest.fixture
 def orch(settings: Settings) -> Iterator[object]:
+    """`await orch("status", id)`: the `orch` CLI as a child process against this test's namespace."""
     yield lambda *args, **kw: run_orch(settings, *args, **kw)
