@@ -249,6 +249,23 @@ def test_dead_mans_switch(hft: Callable[..., HftUnderTest]) -> None:
     assert process.post("/heartbeat", {"sender": "test"}).json()["state"] == "halted"  # needs a resume
 
 
+def test_busy_trading_is_not_mistaken_for_a_reconciliation_difference(
+    hft: Callable[..., HftUnderTest], tmp_path: Path
+) -> None:
+    """Fills arrive between the periodic pass's looks at the broker; they are in flight, not missed."""
+    process = hft(ORCH_HFT_RECONCILE_INTERVAL_SECONDS="0.1", ORCH_HFT_TICK_RATE="5000").start()
+    process.wait_state("active")
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        assert process.state()["state"] == "active", process.state()["reason"]
+        time.sleep(0.05)
+    fills = read_rows(tmp_path / "t1-journal.sqlite", "SELECT COUNT(*) FROM fills")[0][0]
+    differences = read_rows(
+        tmp_path / "t1-journal.sqlite", "SELECT detail FROM events WHERE kind = 'reconcile_difference'"
+    )
+    assert fills > 50 and differences == []
+
+
 # ---- Crash safety --------------------------------------------------------------------------------
 
 

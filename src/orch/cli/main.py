@@ -13,6 +13,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from orch.cli.hft import hft_app
+
 app = typer.Typer(help="Durable orchestration for the trading system, on Temporal.", no_args_is_help=True)
 discovery_app = typer.Typer(help="The discovery system: candidates and strategies.", no_args_is_help=True)
 app.add_typer(discovery_app, name="discovery")
@@ -60,11 +62,12 @@ async def _client() -> Any:
 @app.command()
 def up(
     worker: Annotated[bool, typer.Option(help="Also run the orch worker.")] = True,
+    hft: Annotated[bool, typer.Option(help="Also run the execution process (`orch hft`).")] = True,
 ) -> None:
-    """Run everything on this machine: Temporal (SQLite, UI on :8233), the worker, the schedule."""
+    """Run everything on this machine: Temporal (SQLite, UI on :8233), the worker, `orch hft`."""
     from orch.cli.up import run_stack
 
-    raise typer.Exit(run_stack(with_worker=worker))
+    raise typer.Exit(run_stack(with_worker=worker, with_hft=hft))
 
 
 @app.command("worker")
@@ -321,15 +324,7 @@ async def _candidates(as_json: bool) -> None:
     )
 
 
-def _mount_optional_apps() -> None:
-    try:
-        from orch.cli.hft import hft_app
-    except ImportError:
-        return
-    app.add_typer(hft_app, name="hft")
-
-
-_mount_optional_apps()
+app.add_typer(hft_app, name="hft")
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -8,6 +8,7 @@ every child in reverse order. A second `orch up` reuses the same SQLite file, so
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -36,10 +37,17 @@ class Child:
             self.process.wait()
 
 
-def _spawn(name: str, args: list[str], log: Path) -> Child:
+def _spawn(name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> Child:
     output = open(log, "ab")  # noqa: SIM115 - handed to the child for its lifetime
-    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     return Child(name, process, log)
+
+
+def _hft_environment(home: Path) -> dict[str, str]:
+    """`orch hft` keeps its journal and token under ORCH_HOME unless told otherwise."""
+    env = dict(os.environ)
+    env.setdefault("ORCH_HFT_DATA_DIR", str(home / "hft"))
+    return env
 
 
 async def _wait_for_system_state(settings: Settings, children: list[Child], timeout: float = 60) -> str:
@@ -62,7 +70,7 @@ async def _wait_for_system_state(settings: Settings, children: list[Child], time
     raise RuntimeError(f"SystemState did not come up within {timeout:g} s: {last_error}")
 
 
-def run_stack(*, with_worker: bool = True) -> int:
+def run_stack(*, with_worker: bool = True, with_hft: bool = True) -> int:
     settings = get_settings()
     home = settings.home.resolve()
     logs = home / "logs"
@@ -89,8 +97,17 @@ def run_stack(*, with_worker: bool = True) -> int:
             children.append(
                 _spawn("worker", [sys.executable, "-m", "orch.workers.worker"], logs / "worker.log")
             )
+        if with_hft:
+            children.append(
+                _spawn(
+                    "hft",
+                    [sys.executable, "-m", "orch.workers.hft"],
+                    logs / "hft.log",
+                    env=_hft_environment(home),
+                )
+            )
         active = asyncio.run(_wait_for_system_state(settings, children)) if with_worker else "-"
-        _print_ready(settings, ui, active, logs)
+        _print_ready(settings, ui, active, logs, with_hft)
         _wait_for_signal(children)
         return 0
     except KeyboardInterrupt:
@@ -104,11 +121,13 @@ def run_stack(*, with_worker: bool = True) -> int:
             child.stop()
 
 
-def _print_ready(settings: Settings, ui: str, active_strategy: str, logs: Path) -> None:
+def _print_ready(settings: Settings, ui: str, active_strategy: str, logs: Path, with_hft: bool) -> None:
     console.print(
         f"\n[green]orch is up.[/green]  Temporal UI: [bold]{ui}[/bold]  namespace: {settings.namespace}"
     )
     console.print(f"Active discovery strategy: {active_strategy}.  Logs: {logs}")
+    if with_hft:
+        console.print("Execution process: orch hft (simulated market and broker), `orch hft status`")
     console.print("\nTry, in another terminal:")
     for command in (
         "orch restart-discovery --strategy legacy_v0",

@@ -150,7 +150,7 @@ class HftProcess:
     async def _reconcile_periodically(self) -> None:
         """A difference seen twice in a row (not a fill in flight) is adopted and trading reduces."""
         engine = self.engine
-        differences = await reconcile(engine, adopt_positions=self._differences_last_time)
+        differences = await reconcile(engine, adopt_positions=self._differences_last_time, on_start=False)
         self._differences_last_time = bool(differences)
         gate = engine.gate
         if differences and gate.state is TradingState.ACTIVE:

@@ -21,9 +21,13 @@ log = logging.getLogger(__name__)
 POSITION_SNAPSHOT_ATTEMPTS = 5
 
 
-async def reconcile(engine: Engine, adopt_positions: bool = True) -> list[str]:
+async def reconcile(engine: Engine, adopt_positions: bool = True, on_start: bool = True) -> list[str]:
     """One pass. With `adopt_positions` false, position differences are reported but not adopted
-    (a running process may see a fill at the broker before its fill sync does)."""
+    (a running process may see a fill at the broker before its fill sync does).
+
+    On start, fills found at the broker were missed while down: a difference. While running
+    (`on_start` false) they are fills in flight that the fill sync had not polled yet: not one.
+    """
     broker, journal = engine.broker, engine.journal
     timeout = engine.settings.broker_timeout_seconds
     differences: list[str] = []
@@ -55,7 +59,7 @@ async def reconcile(engine: Engine, adopt_positions: bool = True) -> list[str]:
 
     # ---- Fills missed while down -----------------------------------------------------------------
     applied = await engine.sync_fills()
-    if applied:
+    if applied and on_start:
         differ(
             "fills_missed", f"{applied} fill(s) at the broker were missing from the journal", count=applied
         )
@@ -76,6 +80,10 @@ async def reconcile(engine: Engine, adopt_positions: bool = True) -> list[str]:
         if status.terminal and status is not order.status:
             if at_broker is not None and at_broker.filled_quantity > order.filled_quantity + QUANTITY_EPSILON:
                 await engine.sync_fills()
+            engine.router.flush()  # cancels acknowledged while we looked are written now
+            caught_up = journal.order(order.client_order_id)
+            if not on_start and caught_up is not None and caught_up.status is status:
+                continue  # filled or cancelled while we looked: in flight, not a difference
             journal.update_order_status(order.client_order_id, status)
             differ(
                 "order_status",
