@@ -92,11 +92,10 @@ async def main(args: argparse.Namespace) -> None:
     try:
         settings = Settings(
             temporal_address=f"127.0.0.1:{port}",
-            max_concurrent_workflows=10_000,  # the cap stays on, raised so it is not the bottleneck
+            max_concurrent_workflows=1000,  # the cap stays on, raised so it is not the bottleneck
             discovery_interval_seconds=3600,
         )
         client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
-        await bootstrap(client, settings)
         workers = build_workers(
             client,
             settings,
@@ -104,6 +103,7 @@ async def main(args: argparse.Namespace) -> None:
             extra_activities=[noop_step, plain_noop],
         )
         async with running(workers):
+            await bootstrap(client, settings)  # SystemState answers once its worker polls
             for name in ("PlainFiveActivities", "NoOpCommand"):
                 await sequential(client, name, 5)  # warm-up: sandbox imports, sticky caches
             results = {}
