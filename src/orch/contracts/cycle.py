@@ -17,8 +17,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
 from orch.contracts.commands import StepReport
+from orch.contracts.levels import EmergencyLevel
 from orch.contracts.market import Regime
-from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import Side, StrategyKind, StrategyPlan
 
 

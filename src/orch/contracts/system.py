@@ -4,27 +4,15 @@ Every change goes through a validated update, so the workflow's history is the a
 """
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orch.contracts.cycle import LearningState
 from orch.contracts.discovery import CandidateSet
 
-
-class TradingMode(StrEnum):
-    SIMULATED = "simulated"
-    PAPER = "paper"
-    LIVE = "live"
-
-
-class EmergencyLevel(StrEnum):
-    """Each level is stricter than the last (DESIGN.md)."""
-
-    NONE = "none"
-    PAUSE_ENTRIES = "pause_entries"  # no new positions
-    REDUCE_ONLY = "reduce_only"
-    HALT = "halt"  # everything denied but cancels; open orders cancelled
-    FLATTEN = "flatten"  # halt, then close every position
+# Re-exported: callers think of the levels as part of the system's state.
+from orch.contracts.levels import EmergencyLevel as EmergencyLevel
+from orch.contracts.levels import TradingMode as TradingMode
 
 
 class DataSources(BaseModel):
@@ -71,6 +59,46 @@ class SetStrategyRequest(BaseModel):
     requested_by: str
 
 
+class EmergencyIncident(BaseModel):
+    """One emergency stop, recorded durably in SystemState by the `EmergencyStop` workflow."""
+
+    incident_id: str  # the EmergencyStop workflow id
+    level: EmergencyLevel
+    reason: str = Field(min_length=1)
+    requested_by: str
+    at: datetime
+    actions: list[str] = Field(default_factory=list)  # what was done, one line per action
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+
+
+class ResumeRequest(BaseModel):
+    """`orch resume --confirm`: trading may start again; refused without `confirm`."""
+
+    requested_by: str
+    confirm: bool = False
+    reason: str = ""
+
+
+class LearningRecord(BaseModel):
+    """What the trading cycle learned, persisted so that every engine and replica starts from it."""
+
+    cycle_id: str  # the TradingCycle workflow id; a retried update with the same id is a no-op
+    state: LearningState
+
+
+class DataSourcesChange(BaseModel):
+    sources: DataSources
+    requested_by: str
+
+
+class TradingModeChange(BaseModel):
+    mode: TradingMode
+    requested_by: str
+    # Live trading needs this second confirmation on top of the mode itself.
+    confirm_live: bool = False
+
+
 class SystemStateSnapshot(BaseModel):
     """The whole state of the entity: what the `state` query returns and continue-as-new carries."""
 
@@ -83,3 +111,8 @@ class SystemStateSnapshot(BaseModel):
     known_strategies: list[str] = Field(default_factory=list)
     # How often slots held by commands are checked for holders that ended without releasing.
     reap_interval_seconds: float = Field(default=30.0, gt=0)
+    # Emergency stops, newest last; the active one (if any) is the newest unresolved.
+    incidents: list[EmergencyIncident] = Field(default_factory=list)
+    # Strategy weights and regime thresholds learned by the trading cycle.
+    learning: LearningState | None = None
+    last_learning_cycle: str | None = None

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orch.contracts.system import EmergencyLevel
+from orch.contracts.levels import EmergencyLevel
 
 
 class Side(StrEnum):

@@ -117,6 +117,9 @@ class CommandWorkflow:
     steps: ClassVar[Sequence[Step]]
     # A command that may not run twice at once (a second start is refused with the running id).
     exclusive: ClassVar[bool] = False
+    # False for commands that must run however busy the system is (EmergencyStop, HealthCheck):
+    # they skip the concurrency cap instead of queueing behind the commands they may need to stop.
+    uses_command_slot: ClassVar[bool] = True
 
     def _begin(self, options: CommandOptions) -> None:
         self._run = CommandRun(self.command_type, self.steps, options)
@@ -140,6 +143,8 @@ class CommandWorkflow:
 
     async def _acquire_slot(self) -> None:
         """Wait for SystemState to grant a slot: the cap holds however the command was started."""
+        if not self.uses_command_slot:
+            return
         system_state = workflow.get_external_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
         slot = CommandSlot(
             workflow_id=workflow.info().workflow_id,

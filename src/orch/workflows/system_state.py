@@ -18,13 +18,21 @@ with workflow.unsafe.imports_passed_through():
     from orch.contracts.system import (
         CommandSlot,
         ConfigChange,
+        DataSourcesChange,
+        EmergencyIncident,
+        EmergencyLevel,
+        LearningRecord,
+        ResumeRequest,
         SetStrategyRequest,
         SlotDecision,
         SystemStateSnapshot,
+        TradingMode,
+        TradingModeChange,
     )
 
 # Enough recent changes to answer "who changed what lately" without reading events.
 RECENT_CHANGES_KEPT = 50
+INCIDENTS_KEPT = 50
 
 
 @workflow.defn(name="SystemState")
@@ -127,6 +135,89 @@ class SystemStateWorkflow:
         if not 1 <= limit <= 1000:
             raise ValueError(f"max_concurrent_workflows must be between 1 and 1000, got {limit}")
 
+    @workflow.update
+    def set_data_sources(self, change: DataSourcesChange) -> DataSourcesChange:
+        """Record the primary source and its ordered fallbacks; returns the previous ones."""
+        previous = DataSourcesChange(sources=self._state.config.data_sources, requested_by="")
+        self._state.config.data_sources = change.sources
+        self._record(
+            change.requested_by,
+            "data_sources",
+            _describe_sources(previous.sources),
+            _describe_sources(change.sources),
+        )
+        return previous
+
+    @set_data_sources.validator
+    def _validate_data_sources(self, change: DataSourcesChange) -> None:
+        names = [change.sources.primary, *change.sources.fallbacks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a data source may appear once: {', '.join(names)}")
+
+    @workflow.update
+    def set_trading_mode(self, change: TradingModeChange) -> TradingMode:
+        previous = self._state.config.trading_mode
+        self._state.config.trading_mode = change.mode
+        self._record(change.requested_by, "trading_mode", previous.value, change.mode.value)
+        return previous
+
+    @set_trading_mode.validator
+    def _validate_trading_mode(self, change: TradingModeChange) -> None:
+        if change.mode is TradingMode.LIVE and not change.confirm_live:
+            raise ValueError("live trading needs an explicit second confirmation (confirm_live)")
+
+    # ---- Updates: emergencies --------------------------------------------------------------------
+
+    @workflow.update
+    def declare_emergency(self, incident: EmergencyIncident) -> EmergencyLevel:
+        """Record an incident; the level only ever rises until a resume. Returns the level in force.
+
+        The same incident id again (a retried activity, or the workflow adding its actions) replaces
+        the record instead of adding a second one.
+        """
+        kept = [i for i in self._state.incidents if i.incident_id != incident.incident_id]
+        self._state.incidents = [*kept, incident][-INCIDENTS_KEPT:]
+        current = self._state.config.emergency_level
+        if incident.level.severity > current.severity:
+            self._state.config.emergency_level = incident.level
+            self._record(incident.requested_by, "emergency_level", current.value, incident.level.value)
+        return self._state.config.emergency_level
+
+    @declare_emergency.validator
+    def _validate_declare_emergency(self, incident: EmergencyIncident) -> None:
+        if incident.level is EmergencyLevel.NONE:
+            raise ValueError("an emergency needs a level above none; to end one, resume")
+
+    @workflow.update
+    def resolve_emergency(self, request: ResumeRequest) -> list[str]:
+        """End the emergency: the level returns to none; returns the incidents resolved."""
+        resolved = []
+        for incident in self._state.incidents:
+            if incident.resolved_at is None:
+                incident.resolved_at = workflow.now()
+                incident.resolved_by = request.requested_by
+                resolved.append(incident.incident_id)
+        previous = self._state.config.emergency_level
+        self._state.config.emergency_level = EmergencyLevel.NONE
+        self._record(request.requested_by, "emergency_level", previous.value, EmergencyLevel.NONE.value)
+        return resolved
+
+    @resolve_emergency.validator
+    def _validate_resolve_emergency(self, request: ResumeRequest) -> None:
+        if not request.confirm:
+            raise ValueError("resuming trading needs an explicit confirmation (orch resume --confirm)")
+        if self._state.config.emergency_level is EmergencyLevel.NONE:
+            raise ValueError("no emergency stop is in force; nothing to resume")
+
+    # ---- Updates: learning -----------------------------------------------------------------------
+
+    @workflow.update
+    def record_learning(self, record: LearningRecord) -> None:
+        if record.cycle_id == self._state.last_learning_cycle:
+            return  # the same cycle's update, retried
+        self._state.learning = record.state
+        self._state.last_learning_cycle = record.cycle_id
+
     # ---- Signals: command slots ------------------------------------------------------------------
     # Signals, because the requester is a workflow, and signals are what workflows can send.
 
@@ -194,3 +285,7 @@ class SystemStateWorkflow:
     def _record(self, by: str, field: str, old: str, new: str) -> None:
         change = ConfigChange(at=workflow.now(), by=by, field=field, old=old, new=new)
         self._state.recent_changes = [*self._state.recent_changes, change][-RECENT_CHANGES_KEPT:]
+
+
+def _describe_sources(sources) -> str:
+    return " -> ".join([sources.primary, *sources.fallbacks])

@@ -1,0 +1,23 @@
+"""The trading modes and emergency levels: the vocabulary of every layer, from SystemState to `orch hft`."""
+
+from enum import StrEnum
+
+
+class TradingMode(StrEnum):
+    SIMULATED = "simulated"
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class EmergencyLevel(StrEnum):
+    """Each level is stricter than the last (DESIGN.md)."""
+
+    NONE = "none"
+    PAUSE_ENTRIES = "pause_entries"  # no new positions
+    REDUCE_ONLY = "reduce_only"
+    HALT = "halt"  # everything denied but cancels; open orders cancelled
+    FLATTEN = "flatten"  # halt, then close every position
+
+    @property
+    def severity(self) -> int:
+        return list(EmergencyLevel).index(self)
