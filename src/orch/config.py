@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +60,28 @@ class Settings(BaseSettings):
     # ---- Worker tuning ---------------------------------------------------------------------------
     max_concurrent_activities: int = Field(default=100, ge=1)
     critical_max_concurrent_activities: int = Field(default=20, ge=1)
+
+    # ---- Emergency, health and reviews ----------------------------------------------------------
+    # How workers and `orch` reach `orch hft`: ORCH_HFT_URL (default from ORCH_HFT_HOST/PORT) and
+    # ORCH_HFT_TOKEN, the same variable the process reads (default: its token file under ORCH_HFT_DATA_DIR,
+    # else <home>/hft as `orch up` arranges).
+    hft_url: str | None = None
+    hft_token: SecretStr | None = None
+    hft_timeout_seconds: float = Field(default=5.0, gt=0)
+    # How long the emergency stop waits for orch hft to confirm open orders cancelled (and, at flatten,
+    # positions closed) before it reports what is left.
+    emergency_confirm_seconds: float = Field(default=15.0, gt=0)
+    tactical_review_interval_seconds: float = Field(default=30.0, gt=0)
+    strategic_review_interval_seconds: float = Field(default=300.0, gt=0)
+    review_symbols: int = Field(default=5, ge=1)
+    # Consecutive errors after which an agent is disabled (AgentErrorTracker) and reported.
+    agent_error_threshold: int = Field(default=5, ge=1)
+    # Bars older than this make a non-simulated data source stale in the health check.
+    health_max_data_age_seconds: float = Field(default=900.0, gt=0)
+    # orch-backtest runs only where backtests are wanted: its missing pollers are a warning unless required.
+    health_require_backtest_worker: bool = False
+    # The health check's own deadline in `orch health-check` (a check that cannot run is unhealthy).
+    health_check_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # ---- Telemetry -------------------------------------------------------------------------------
     otel_exporter: TelemetryExporter = TelemetryExporter.NONE
