@@ -12,8 +12,15 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orch.contracts.commands import CommandOptions, CommandResult
+from orch.contracts.commands import CommandOptions, CommandResult, StepOutcome
+
+# One vocabulary for health everywhere: the trading cycle's step 7 and the health check agree on it.
+# DEGRADED is a warning: worth a look, not a reason to stop (`orch health-check` exits 0 on it).
+from orch.contracts.cycle import AgentErrorLog
+from orch.contracts.cycle import HealthStatus as HealthStatus
 from orch.contracts.levels import EmergencyLevel
+
+STOP_LEVELS = tuple(level for level in EmergencyLevel if level is not EmergencyLevel.NONE)
 
 # ---- Emergency stop ------------------------------------------------------------------------------
 
@@ -27,11 +34,11 @@ class EmergencyStopSignal(BaseModel):
     incident_id: str | None = None
 
 
-def _stop_level(level: EmergencyLevel) -> EmergencyLevel:
-    if level is EmergencyLevel.NONE:
-        levels = ", ".join(lv.value for lv in EmergencyLevel if lv is not EmergencyLevel.NONE)
-        raise ValueError(f"an emergency stop needs a level above none ({levels}); to end one, resume")
-    return level
+def stop_level_error(value: object) -> str:
+    return (
+        f"unknown emergency level {value!r}; levels, mildest first: "
+        f"{', '.join(lv.value for lv in STOP_LEVELS)} (to end an emergency, `orch resume --confirm`)"
+    )
 
 
 class EmergencyStopInput(BaseModel):
@@ -39,9 +46,9 @@ class EmergencyStopInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=500)
     level: EmergencyLevel = EmergencyLevel.HALT
-    requested_by: str = "operator"
+    requested_by: str = Field(default="operator", min_length=1, max_length=64)
     options: CommandOptions = Field(default_factory=CommandOptions)
 
     @field_validator("reason")
@@ -54,7 +61,9 @@ class EmergencyStopInput(BaseModel):
     @field_validator("level")
     @classmethod
     def _level_above_none(cls, level: EmergencyLevel) -> EmergencyLevel:
-        return _stop_level(level)
+        if level is EmergencyLevel.NONE:
+            raise ValueError(stop_level_error(level.value))
+        return level
 
 
 class ActionStatus(StrEnum):
@@ -64,34 +73,35 @@ class ActionStatus(StrEnum):
 
 
 class EmergencyAction(BaseModel):
-    """The outcome of one of the emergency stop's parallel actions."""
+    """The outcome of one of the emergency stop's (or the resume's) actions."""
 
-    name: str  # kill_hft, signal_engines, pause_schedules, cancel_orders, close_positions, record_incident
+    name: str  # the step's name, e.g. "killing_hft"
     status: ActionStatus
     summary: str = ""
-    error: str | None = None
 
     def line(self) -> str:
         """One line for the incident record in SystemState."""
-        text = f"{self.name}: {self.status.value}"
-        if self.summary:
-            text += f": {self.summary}"
-        if self.error:
-            text += f" ({self.error})"
-        return text
+        return f"{self.name}: {self.status.value}" + (f": {self.summary}" if self.summary else "")
 
 
-class EmergencyStopResult(CommandResult):
+class IncidentDraft(BaseModel):
+    """An `EmergencyIncident` without its time: the activity stamps it, so the workflow stays pure."""
+
     incident_id: str
     level: EmergencyLevel
     reason: str
-    # The trading state orch hft confirmed after the kill (None when it could not be confirmed).
-    hft_state: str | None = None
-    actions: list[EmergencyAction] = Field(default_factory=list)
-    engines_signalled: list[str] = Field(default_factory=list)
-    schedules_paused: list[str] = Field(default_factory=list)
-    orders_cancelled: int = 0
-    positions_closing: int = 0
+    requested_by: str
+    actions: list[str] = Field(default_factory=list)
+
+
+class RecordIncidentRequest(BaseModel):
+    incident: IncidentDraft
+    # 1 when the stop starts, 2 with the actions filled: the update id dedupes a retried activity.
+    revision: int = Field(ge=1)
+
+
+class IncidentRecorded(StepOutcome):
+    level_in_force: EmergencyLevel
 
 
 class KillHftRequest(BaseModel):
@@ -101,25 +111,33 @@ class KillHftRequest(BaseModel):
     requested_by: str
 
 
-class KillHftOutcome(BaseModel):
+class HftKilled(StepOutcome):
     state: str  # the TradingState orch hft reports after the kill
-    open_orders_before: int = 0
-    open_orders_after: int = 0
-    positions_before: int = 0
-    # Orders orch hft had not cancelled by the time the activity gave up waiting.
-    still_open: list[str] = Field(default_factory=list)
-    closing_orders: int = 0
-    summary: str = ""
+    emergency_level: EmergencyLevel
+    entries_paused: bool
+
+
+class SettleHftRequest(BaseModel):
+    incident_id: str
+    level: EmergencyLevel
+
+
+class HftSettled(StepOutcome):
+    """Open orders cancelled at the broker and, at flatten, every position closed."""
+
+    state: str
+    orders_cancelled: list[str] = Field(default_factory=list)
+    positions_closed: list[str] = Field(default_factory=list)
 
 
 class SignalEnginesRequest(BaseModel):
     signal: str  # "emergency_stop" or "resume"
-    payload: EmergencyStopSignal | None = None
+    emergency: EmergencyStopSignal | None = None  # the payload of emergency_stop
+    reason: str = ""  # what `resume` carries
 
 
-class SignalEnginesOutcome(BaseModel):
+class EnginesSignalled(StepOutcome):
     signalled: list[str] = Field(default_factory=list)
-    failed: dict[str, str] = Field(default_factory=dict)
 
 
 class PauseSchedulesRequest(BaseModel):
@@ -128,87 +146,124 @@ class PauseSchedulesRequest(BaseModel):
     schedule_ids: list[str]
 
 
-class SchedulesOutcome(BaseModel):
-    changed: list[str] = Field(default_factory=list)  # paused (or unpaused) by this call
+class ResumeSchedulesRequest(BaseModel):
+    incident_ids: list[str]
+    requested_by: str
+    schedule_ids: list[str]
+
+
+class SchedulesChanged(StepOutcome):
+    changed: list[str] = Field(default_factory=list)  # paused (or resumed) by this call
     untouched: dict[str, str] = Field(default_factory=dict)  # schedule id -> why it was left alone
-    failed: dict[str, str] = Field(default_factory=dict)
+
+
+class EmergencyStopResult(CommandResult):
+    incident_id: str
+    level: EmergencyLevel
+    reason: str
+    # The level SystemState holds after this stop (a milder stop never lowers a stricter one).
+    level_in_force: EmergencyLevel | None = None
+    hft_state: str | None = None  # None when orch hft could not confirm the kill
+    actions: list[EmergencyAction] = Field(default_factory=list)
+    engines_signalled: list[str] = Field(default_factory=list)
+    schedules_paused: list[str] = Field(default_factory=list)
+    orders_cancelled: list[str] = Field(default_factory=list)
+    positions_closed: list[str] = Field(default_factory=list)
+
+
+PAUSE_NOTE_PREFIX = "paused by emergency stop "
+
+
+def pause_note(incident_id: str, reason: str) -> str:
+    """The note on a schedule the emergency paused; resume unpauses only schedules carrying it."""
+    return f"{PAUSE_NOTE_PREFIX}{incident_id}: {reason}"[:300]
+
+
+def paused_by(note: str) -> str | None:
+    """The incident id in a schedule note written by `pause_note`, else None."""
+    if not note.startswith(PAUSE_NOTE_PREFIX):
+        return None
+    return note[len(PAUSE_NOTE_PREFIX) :].split(":", 1)[0]
 
 
 # ---- Resume --------------------------------------------------------------------------------------
 
 
 class ResumeTradingInput(BaseModel):
-    """`orch resume --confirm`: refused without `confirm`."""
+    """`orch resume --confirm`; `temporal workflow start --type ResumeTrading --input '{"confirm": true}'`."""
 
     model_config = ConfigDict(extra="forbid")
 
     confirm: bool = False
-    reason: str = "resumed by operator"
-    requested_by: str = "operator"
+    reason: str = Field(default="resumed by operator", min_length=1, max_length=500)
+    requested_by: str = Field(default="operator", min_length=1, max_length=64)
     options: CommandOptions = Field(default_factory=CommandOptions)
 
 
-class ResumeSchedulesRequest(BaseModel):
+class ActiveEmergency(StepOutcome):
+    level: EmergencyLevel
     incident_ids: list[str]
-    schedule_ids: list[str]
+
+
+class HftResumed(StepOutcome):
+    state: str
+
+
+class EmergencyResolved(StepOutcome):
+    resolved: list[str] = Field(default_factory=list)
 
 
 class ResumeTradingResult(CommandResult):
     resolved_incidents: list[str] = Field(default_factory=list)
+    previous_level: EmergencyLevel | None = None
     hft_state: str | None = None
     schedules_resumed: list[str] = Field(default_factory=list)
     engines_signalled: list[str] = Field(default_factory=list)
-    actions: list[EmergencyAction] = Field(default_factory=list)
 
 
 # ---- Health check --------------------------------------------------------------------------------
 
 
-class HealthStatus(StrEnum):
-    HEALTHY = "healthy"
-    WARNING = "warning"  # worth a look, not a reason to stop trading (exit code stays 0)
-    UNHEALTHY = "unhealthy"
-
-    @property
-    def rank(self) -> int:
-        return list(HealthStatus).index(self)
+def worst(statuses: list[HealthStatus]) -> HealthStatus:
+    order = list(HealthStatus)
+    return max(statuses, key=order.index, default=HealthStatus.HEALTHY)
 
 
 class ComponentHealth(BaseModel):
-    component: str  # e.g. "temporal", "queue:orch-discovery", "hft", "data:simulated", "agent:risk"
+    component: (
+        str  # "temporal", "queue:orch-discovery", "hft", "broker", "data:simulated", "agent:conditions"
+    )
     status: HealthStatus
     detail: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
 class HealthCheckInput(BaseModel):
-    """`temporal workflow start --type HealthCheck --input '{}'`."""
+    """`temporal workflow start --type HealthCheck --task-queue orch-critical --input '{}'`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    # Task queues that must have pollers; others without pollers are warnings.
-    required_queues: list[str] = Field(default_factory=lambda: ["orch", "orch-critical", "orch-discovery"])
-    optional_queues: list[str] = Field(default_factory=lambda: ["orch-backtest"])
-    # Data older than this (seconds, per source) is stale; None uses the worker's settings.
-    max_data_age_seconds: float | None = Field(default=None, gt=0)
-    options: CommandOptions = Field(default_factory=CommandOptions)
+    # Missing orch-backtest pollers: unhealthy when true, a warning when false, the worker's setting if None.
+    require_backtest_worker: bool | None = None
+    options: CommandOptions = Field(default_factory=lambda: CommandOptions(max_retries=1))
 
 
-class ResourcePoolStats(BaseModel):
-    """Placeholder for issue 5's resource pools; the health check leaves it empty until they exist."""
-
-    pools: dict[str, dict[str, float]] = Field(default_factory=dict)
+class ComponentChecks(StepOutcome):
+    components: list[ComponentHealth] = Field(default_factory=list)
+    emergency_level: EmergencyLevel | None = None
+    disabled_agents: list[str] = Field(default_factory=list)
 
 
 class HealthReport(BaseModel):
     checked_at: datetime
     status: HealthStatus
     components: list[ComponentHealth] = Field(default_factory=list)
-    # Agents disabled after too many errors (AgentErrorTracker), by name.
-    disabled_agents: list[str] = Field(default_factory=list)
     emergency_level: EmergencyLevel = EmergencyLevel.NONE
-    # Filled by issue 5 (resource pools); None while no pool reports.
-    resource_pools: ResourcePoolStats | None = None
+    # Agents disabled after error_threshold consecutive errors, by name.
+    disabled_agents: list[str] = Field(default_factory=list)
+    # Issue 5's shared resource pool: statistics per pool or API (requests, error_rate, cache_size,
+    # hit_rate), filled by the worker that ran the check; None while no pool reports.
+    resource_pools: dict[str, dict[str, float]] | None = None
 
     @property
     def unhealthy(self) -> list[ComponentHealth]:
@@ -216,7 +271,7 @@ class HealthReport(BaseModel):
 
 
 class HealthCheckResult(CommandResult):
-    report: HealthReport
+    report: HealthReport | None = None
 
 
 # ---- Reviews (tiers 3 and 4) ---------------------------------------------------------------------
@@ -228,16 +283,40 @@ class ReviewInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     symbols: int = Field(default=5, ge=1, le=200)  # how many symbols of the universe to look at
-    history_bars: int = Field(default=120, ge=20)
     error_threshold: int = Field(default=5, ge=1)
     step_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
+class ReviewContext(BaseModel):
+    """What a review reads first: the agents already disabled and the emergency in force."""
+
+    disabled_agents: list[str] = Field(default_factory=list)
+    emergency_level: EmergencyLevel = EmergencyLevel.NONE
+
+
 class ReviewFinding(BaseModel):
     area: str  # "market_conditions", "agent_health", "portfolio_risk", ...
+    agent: str | None = None  # the agent that produced it (counted by the error tracker)
     status: HealthStatus
     summary: str
-    data: dict[str, float | str] = Field(default_factory=dict)
+    figures: dict[str, float] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+class AgentOutcomes(BaseModel):
+    """This review's agent calls: who answered, who raised (and why)."""
+
+    review: str  # "tactical" or "strategic": each keeps its own counts in SystemState
+    review_id: str  # the review workflow id, so a retried record is a no-op
+    succeeded: list[str] = Field(default_factory=list)
+    failed: dict[str, str] = Field(default_factory=dict)
+    error_threshold: int = Field(default=5, ge=1)
+
+
+class AgentHealth(BaseModel):
+    log: AgentErrorLog
+    newly_disabled: list[str] = Field(default_factory=list)
+    report: list[str] = Field(default_factory=list)
 
 
 class ReviewReport(BaseModel):
@@ -247,6 +326,7 @@ class ReviewReport(BaseModel):
     finished_at: datetime | None = None
     status: HealthStatus = HealthStatus.HEALTHY
     findings: list[ReviewFinding] = Field(default_factory=list)
-    # Agents this review disabled in SystemState (error_threshold reached).
+    # Agents skipped because an earlier review disabled them, and those this review disabled.
+    skipped_agents: list[str] = Field(default_factory=list)
     agents_disabled: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orch.contracts.cycle import LearningState
+from orch.contracts.cycle import AgentErrorLog, LearningState
 from orch.contracts.discovery import CandidateSet
 
 # Re-exported: callers think of the levels as part of the system's state.
@@ -87,6 +87,17 @@ class LearningRecord(BaseModel):
     state: LearningState
 
 
+class AgentErrorsUpdate(BaseModel):
+    """`record_agent_errors`: one source's agent error counts (AgentErrorTracker), replacing its last ones.
+
+    Each source (a review, a trading engine) owns its own log, so two sources never overwrite each other.
+    """
+
+    source: str = Field(min_length=1)  # "tactical-review", "strategic-review", an engine's workflow id
+    log: AgentErrorLog
+    requested_by: str = "orch"
+
+
 class DataSourcesChange(BaseModel):
     sources: DataSources
     requested_by: str
@@ -116,3 +127,10 @@ class SystemStateSnapshot(BaseModel):
     # Strategy weights and regime thresholds learned by the trading cycle.
     learning: LearningState | None = None
     last_learning_cycle: str | None = None
+    # Agent error counts per source (record_agent_errors); an agent disabled in any source is disabled.
+    agent_errors: dict[str, AgentErrorLog] = Field(default_factory=dict)
+
+    def disabled_agents(self) -> list[str]:
+        return sorted(
+            {name for log in self.agent_errors.values() for name, r in log.agents.items() if r.disabled}
+        )

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from orch.activities.system import SystemActivities
     from orch.contracts.discovery import CandidateSet
     from orch.contracts.system import (
+        AgentErrorsUpdate,
         CommandSlot,
         ConfigChange,
         DataSourcesChange,
@@ -217,6 +218,24 @@ class SystemStateWorkflow:
             return  # the same cycle's update, retried
         self._state.learning = record.state
         self._state.last_learning_cycle = record.cycle_id
+
+    # ---- Updates: agent errors ------------------------------------------------------------------
+    # Update: the caller learns at once which agents are disabled, and a retried call (same id) is a no-op.
+
+    @workflow.update
+    def record_agent_errors(self, update: AgentErrorsUpdate) -> list[str]:
+        """Replace one source's agent error counts; returns every agent now disabled, by any source."""
+        before = set(self._state.disabled_agents())
+        self._state.agent_errors[update.source] = update.log
+        after = self._state.disabled_agents()
+        for agent in sorted(set(after) - before):
+            self._record(update.requested_by, f"agent:{agent}", "enabled", "disabled")
+        return after
+
+    @record_agent_errors.validator
+    def _validate_record_agent_errors(self, update: AgentErrorsUpdate) -> None:
+        if not update.source.strip():
+            raise ValueError("agent errors need the name of the source that counted them")
 
     # ---- Signals: command slots ------------------------------------------------------------------
     # Signals, because the requester is a workflow, and signals are what workflows can send.
