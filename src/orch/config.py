@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     # Emulates a rate-limited data source: seconds spent per symbol while scanning (0 = as fast as possible).
     discovery_scan_pacing_seconds: float = Field(default=0.0, ge=0)
 
+    # ---- Validation and backtests ----
+    # The csv source: a folder of <SYMBOL>.csv / <SYMBOL>.parquet OHLCV files, as the workers see it.
+    csv_folder: Path | None = None
+    # Where `orch validate-algorithms` writes its report folders (None: <home>/reports).
+    report_dir: Path | None = None
+    # Backtests one worker runs at once on `orch-backtest`, each in its own process (None: one per core).
+    backtest_concurrency: int | None = Field(default=None, ge=1)
+    # How long a cancelled backtest process may take to stop before it is terminated.
+    backtest_cancel_grace_seconds: float = Field(default=5.0, gt=0)
+    # How often a running backtest's bar count is read and heartbeated.
+    backtest_progress_seconds: float = Field(default=0.5, gt=0)
+    # Seconds spent per bar (0 = as fast as possible): lets a test watch and cancel a backtest mid-way.
+    backtest_bar_delay_seconds: float = Field(default=0.0, ge=0)
+
     # ---- Worker tuning ---------------------------------------------------------------------------
     max_concurrent_activities: int = Field(default=100, ge=1)
     critical_max_concurrent_activities: int = Field(default=20, ge=1)
@@ -82,6 +96,13 @@ class Settings(BaseSettings):
     health_require_backtest_worker: bool = False
     # The health check's own deadline in `orch health-check` (a check that cannot run is unhealthy).
     health_check_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # ---- Trading cycle ----------------------------------------------------------------------------
+    # Every worker's bootstrap starts the account's TradingEngine (one per account, fixed id) unless
+    # it runs already or was stopped on purpose (`orch cycle stop`); tests turn this off.
+    trading_autostart: bool = True
+    # The engine's base interval when the bootstrap or `orch cycle start` starts it (it adapts from there).
+    cycle_interval_seconds: float = Field(default=60.0, gt=0)
 
     # ---- Telemetry -------------------------------------------------------------------------------
     otel_exporter: TelemetryExporter = TelemetryExporter.NONE

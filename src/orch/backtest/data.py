@@ -1,0 +1,265 @@
+"""The bars a validation runs on: which source, which window, which walk-forward splits.
+
+`prepare` turns a request into a `DataReference` (source, symbols, exact first and last bar of the
+period, warm-up bars); `load_histories` turns that reference back into bars, wherever it runs
+(a backtest process on any worker), so bars never travel through a workflow's history.
+
+Periods are measured back from the newest bar of the source, not from today: the sample data ends
+on 2013-03-01, and a csv folder ends wherever its files do.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from orch.agents.discovery import get_strategy
+from orch.contracts.validation import (
+    BACKTEST_SOURCES,
+    DataReference,
+    PrepareDataRequest,
+    PreparedData,
+    ValidationPeriod,
+    WalkForwardSplit,
+    Window,
+)
+from orch.market.base import MarketDataSource, PriceHistory
+
+__all__ = [
+    "BacktestInputError",
+    "as_datetime",
+    "describe_source",
+    "load_histories",
+    "max_lookback",
+    "open_source",
+    "period_start",
+    "prepare",
+    "timeline",
+    "walk_forward_splits",
+]
+
+
+class BacktestInputError(ValueError):
+    """A request no retry can fix: unknown source or symbols, a period too short to split."""
+
+
+def open_source(name: str, *, csv_folder: str | None = None, seed: int = 7) -> MarketDataSource:
+    if name == "sample":
+        from orch.market.sample_data import SampleMarketData
+
+        return SampleMarketData()
+    if name == "csv":
+        if not csv_folder:
+            raise BacktestInputError(
+                "the csv source needs a folder: set ORCH_CSV_FOLDER on the workers or pass --csv-folder"
+            )
+        from orch.market.csv import CsvMarketData
+
+        return CsvMarketData(csv_folder)
+    if name == "simulated":
+        from orch.market.simulated import SimulatedMarket
+
+        return SimulatedMarket(seed=seed)
+    raise BacktestInputError(
+        f"no backtest adapter for data source {name!r}; available: {', '.join(BACKTEST_SOURCES)}"
+    )
+
+
+def describe_source(name: str, *, csv_folder: str | None, seed: int) -> str:
+    if name == "sample":
+        return "sample: real daily bars (Quandl WIKI via bokeh-sampledata, split- and dividend-adjusted)"
+    if name == "csv":
+        return f"csv: {Path(csv_folder or '').expanduser()}"
+    return f"simulated: seeded daily bars (seed {seed})"
+
+
+def period_start(newest: datetime, period: ValidationPeriod) -> datetime:
+    """The moment `period` before `newest`; the period's bars are those after it."""
+    if period is ValidationPeriod.DAYS_30:
+        return newest - timedelta(days=30)
+    months = {ValidationPeriod.MONTHS_6: 6, ValidationPeriod.YEAR_1: 12, ValidationPeriod.YEARS_5: 60}[period]
+    index = newest.year * 12 + newest.month - 1 - months
+    year, month = divmod(index, 12)
+    day = min(newest.day, calendar.monthrange(year, month + 1)[1])
+    return newest.replace(year=year, month=month + 1, day=day)
+
+
+def max_lookback(strategy: str) -> int:
+    """Bars the strategy may need with any parameters in its declared ranges (longest windows)."""
+    chosen = get_strategy(strategy)
+    highs = {name: spec.high for name, spec in chosen.params.items()}
+    return max(chosen.lookback_for(None), chosen.lookback_for(highs))
+
+
+def load_histories(ref: DataReference) -> dict[str, PriceHistory]:
+    """Each symbol's bars of the window plus up to `warmup_bars` before it."""
+    source = open_source(ref.source, csv_folder=ref.csv_folder, seed=7 if ref.seed is None else ref.seed)
+    return _load(source, ref.symbols, ref.window.start, ref.window.end, ref.warmup_bars)
+
+
+def _load(
+    source: MarketDataSource, symbols: list[str], start: datetime, end: datetime, warmup: int
+) -> dict[str, PriceHistory]:
+    # Calendar days bound the bars of any daily source (crypto trades every day).
+    bars = (end - start).days + 2 + warmup
+    first, last = _stamp(start), _stamp(end)
+    loaded = {}
+    for symbol in symbols:
+        # Sources stamp a bar with its open and serve it once it has ended (simulated, Alpaca): ask
+        # for what has ended a day after `end`, then keep the bars stamped up to `end`.
+        history = source.history(symbol, bars + 1, end + timedelta(days=1))
+        begin = max(0, int(np.searchsorted(history.timestamps, first, side="left")) - warmup)
+        stop = int(np.searchsorted(history.timestamps, last, side="right"))
+        loaded[symbol] = PriceHistory(
+            symbol,
+            history.timestamps[begin:stop],
+            history.open[begin:stop],
+            history.high[begin:stop],
+            history.low[begin:stop],
+            history.close[begin:stop],
+            history.volume[begin:stop],
+        )
+    return loaded
+
+
+def timeline(histories: dict[str, PriceHistory], start: datetime, end: datetime) -> np.ndarray:
+    """Every distinct bar timestamp in [start, end] across the symbols (backtrader's clock)."""
+    first, last = _stamp(start), _stamp(end)
+    stamps = [h.timestamps[(h.timestamps >= first) & (h.timestamps <= last)] for h in histories.values()]
+    return np.unique(np.concatenate(stamps)) if stamps else np.array([], dtype="datetime64[s]")
+
+
+def walk_forward_splits(
+    stamps: np.ndarray, splits: int, min_bars: int
+) -> tuple[list[WalkForwardSplit], list[str]]:
+    """Cut the period into `splits + 1` equal runs of bars; split i fits on run i - 1 and tests on
+    run i, so every test window follows its fit window and no two test windows overlap.
+
+    Fewer splits when the runs would be shorter than `min_bars` (said in the notes); none possible
+    is a `BacktestInputError`.
+    """
+    notes = []
+    wanted = splits
+    while splits >= 1 and len(stamps) // (splits + 1) < min_bars:
+        splits -= 1
+    if splits < 1:
+        raise BacktestInputError(
+            f"the period has {len(stamps)} bars: too few for even one walk-forward split (fit and test "
+            f"windows of at least {min_bars} bars each); use a longer period or turn optimisation off"
+        )
+    if splits != wanted:
+        notes.append(
+            f"{splits} walk-forward split(s) instead of {wanted}: {len(stamps)} bars do not give "
+            f"{wanted + 1} windows of at least {min_bars} bars"
+        )
+    size = len(stamps) // (splits + 1)
+    bounds = [(i * size, (i + 1) * size - 1) for i in range(splits + 1)]
+    bounds[-1] = (bounds[-1][0], len(stamps) - 1)  # the last run takes the remainder
+
+    def window(lo: int, hi: int) -> Window:
+        return Window(start=as_datetime(stamps[lo]), end=as_datetime(stamps[hi]), bars=hi - lo + 1)
+
+    return [
+        WalkForwardSplit(index=i, fit=window(*bounds[i - 1]), test=window(*bounds[i]))
+        for i in range(1, splits + 1)
+    ], notes
+
+
+def prepare(
+    request: PrepareDataRequest, *, source_name: str, csv_folder: str | None, seed: int
+) -> PreparedData:
+    """Resolve the source, symbols, exact window, warm-up and walk-forward splits of a validation."""
+    source = open_source(source_name, csv_folder=csv_folder, seed=seed)
+    universe = source.universe()
+    notes: list[str] = []
+    if request.symbols:
+        unknown = sorted(set(request.symbols) - set(universe))
+        if unknown:
+            raise BacktestInputError(
+                f"{source_name} has no {', '.join(unknown)}; it has {', '.join(universe[:30])}"
+                + (" ..." if len(universe) > 30 else "")
+            )
+        symbols = list(request.symbols)
+    else:
+        symbols = list(universe)
+    if len(symbols) > request.max_symbols:
+        notes.append(f"the first {request.max_symbols} of {len(symbols)} symbols (max_symbols)")
+        symbols = symbols[: request.max_symbols]
+    if not symbols:
+        raise BacktestInputError(f"{source_name} has no symbols")
+    newest_by_symbol = {}
+    for symbol in symbols:
+        last = source.history(symbol, 1)
+        if len(last):
+            newest_by_symbol[symbol] = last.timestamps[-1]
+    if not newest_by_symbol:
+        raise BacktestInputError(f"{source_name} has no bars for {', '.join(symbols)}")
+    newest = as_datetime(max(newest_by_symbol.values()))
+    after = period_start(newest, request.period)
+    warmup = max(max_lookback(s) for s in request.strategies)
+    histories = _load(source, list(newest_by_symbol), after, newest, warmup)
+    stamps = timeline(histories, after + timedelta(seconds=1), newest)
+    if len(stamps) == 0:
+        raise BacktestInputError(
+            f"{source_name} has no bars in the {request.period.value} before {newest:%Y-%m-%d}"
+        )
+    first, last = as_datetime(stamps[0]), as_datetime(stamps[-1])
+    per_symbol = {
+        s: int(((h.timestamps >= stamps[0]) & (h.timestamps <= stamps[-1])).sum())
+        for s, h in histories.items()
+    }
+    left_out = sorted(set(symbols) - {s for s, n in per_symbol.items() if n})
+    if left_out:
+        notes.append(f"no bars in the period, left out: {', '.join(left_out)}")
+    kept = [s for s in symbols if per_symbol.get(s)]
+    short = [s for s in kept if int((histories[s].timestamps < stamps[0]).sum()) < warmup]
+    if short:
+        notes.append(
+            f"fewer than {warmup} warm-up bars before the period for {', '.join(short)}: "
+            "strategies skip them until their lookback is filled"
+        )
+    top_n = request.top_n or max(1, len(kept) // 2)
+    if top_n > len(kept):
+        raise BacktestInputError(f"top_n {top_n} exceeds the {len(kept)} symbols with bars in the period")
+    splits: list[WalkForwardSplit] = []
+    if request.walk_forward_splits:
+        splits, split_notes = walk_forward_splits(
+            stamps, request.walk_forward_splits, max(10, 2 * request.rebalance_every_bars)
+        )
+        notes += split_notes
+    reference = DataReference(
+        source=source_name,
+        csv_folder=csv_folder if source_name == "csv" else None,
+        seed=seed if source_name == "simulated" else None,
+        symbols=kept,
+        window=Window(start=first, end=last, bars=len(stamps)),
+        warmup_bars=warmup,
+    )
+    summary = (
+        f"{source_name}: {len(kept)} symbols, {len(stamps)} bars {first:%Y-%m-%d}..{last:%Y-%m-%d} "
+        f"({request.period.value} back from the newest bar), warm-up {warmup} bars, top {top_n} held"
+        + (f", {len(splits)} walk-forward splits" if splits else "")
+    )
+    return PreparedData(
+        summary=summary,
+        data=reference,
+        newest_bar=newest,
+        source_description=describe_source(source_name, csv_folder=csv_folder, seed=seed),
+        bars_per_symbol={s: per_symbol[s] for s in kept},
+        top_n=top_n,
+        splits=splits,
+        notes=notes,
+    )
+
+
+def _stamp(moment: datetime) -> np.datetime64:
+    naive = moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
+    return np.datetime64(naive, "s")
+
+
+def as_datetime(stamp: np.datetime64) -> datetime:
+    """A bar's numpy timestamp as an aware UTC datetime (what the contracts carry)."""
+    return stamp.astype("datetime64[us]").item().replace(tzinfo=UTC)
