@@ -1,0 +1,746 @@
+"""The trading cycle's nine steps as activities: thin wrappers around the agents, `orch hft` and SystemState.
+
+Agents are plain Python and CPU-bound (numpy), so they run in a thread: the worker's event loop keeps
+heartbeating and polling while a step computes. Bars are never passed between steps; a step that needs
+them again reads them from the market source with the snapshot's `as_of` as the end, which gives the
+same bars every time.
+
+Failures are typed for the retry policy: `orch hft` answering 4xx (the request itself is wrong) and
+`InvalidInput` are not retried; a process that does not answer, or a market source that fails, is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from orch.activities.hft import hft_address
+from orch.activities.steps import step_activity
+from orch.agents.composition import compose
+from orch.agents.conditions import sense_market
+from orch.agents.discovery import get_strategy, rank
+from orch.agents.health import AgentErrorTracker, evaluate_health
+from orch.agents.learning import learn
+from orch.agents.patterns import analyse_patterns
+from orch.agents.reporting import build_cycle_report
+from orch.agents.risk import evaluate_risk
+from orch.agents.scheduler import load_signal, market_activity, next_interval, performance_signal
+from orch.brokers.base import make_client_order_id
+from orch.config import Settings
+from orch.contracts.commands import CommandStatus
+from orch.contracts.cycle import (
+    AdapterHealth,
+    ExecutionSummary,
+    HealthFigures,
+    LearningState,
+    SchedulerSignals,
+    TradeOutcome,
+)
+from orch.contracts.discovery import Candidate
+from orch.contracts.engine import (
+    Composed,
+    ComposeRequest,
+    CycleContext,
+    Executed,
+    ExecuteRequest,
+    HealthChecked,
+    HealthRequest,
+    HftTarget,
+    InitializeRequest,
+    KeepAliveRequest,
+    Learned,
+    LearnRequest,
+    PatternsFound,
+    PatternsRequest,
+    PendingPlan,
+    Reported,
+    ReportRequest,
+    RiskEvaluated,
+    RiskRequest,
+    Sensed,
+    SenseRequest,
+    cycle_report_path,
+)
+from orch.contracts.levels import EmergencyLevel
+from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
+from orch.contracts.system import LearningRecord, SystemStateSnapshot
+from orch.contracts.trading import Account, Fill, Position, Side, StrategyPlan, TradingState
+from orch.hft.client import HftApiError, HftClient, HftClientError, HftUnavailable
+from orch.hft.config import HftSettings
+from orch.market.base import MarketDataError, MarketDataSource, PriceHistory
+
+log = logging.getLogger(__name__)
+
+FILL_PAGE = 5_000
+# orch hft's tier-2 handler retries a denied exit with a new key each time; attempts beyond this many
+# are not attributed to the plan (its outcome is then counted without them).
+MAX_EXIT_ATTEMPTS = 20
+SETTLE_POLL_SECONDS = 0.2
+# Plan states in orch hft after which nothing more happens to the entry.
+ENTRY_SETTLED = {"open", "exiting", "closed", "failed", "expired"}
+# Denials that mean a request could not be processed at all (the gate's limits working are not errors).
+ERROR_DENIALS = ("invalid_order", "no_price")
+# The counters the health step measures over its window.
+WINDOW_COUNTERS = ("orders_sent_total", "denials_total", "errors_total", "pnl_total", "fees_total")
+
+
+class CycleActivities:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        market: MarketDataSource,
+        hft_settings: HftSettings | None = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._market = market
+        # ORCH_HFT_* is read once, when first needed: the same variables `orch hft` reads.
+        self._hft_settings = hft_settings
+
+    # ---- Reaching orch hft and SystemState -----------------------------------------------------------
+
+    def hft_settings(self, account: str) -> HftSettings:
+        if self._hft_settings is None:
+            self._hft_settings = HftSettings()
+        base = self._hft_settings
+        return base if base.account == account else base.model_copy(update={"account": account})
+
+    def hft_client(self, target: HftTarget) -> HftClient:
+        """A client of `orch hft`: the worker's address and token (`hft_address`), unless the engine's
+        execution settings name another URL or port."""
+        url, token = hft_address(self._settings)
+        execution = target.execution
+        if execution.hft_url:
+            url = execution.hft_url
+        elif execution.hft_port:
+            url = self.hft_settings(target.account).model_copy(update={"port": execution.hft_port}).base_url
+        return HftClient(url, token=token, timeout_seconds=execution.request_timeout_seconds)
+
+    async def _system_state(self) -> SystemStateSnapshot:
+        handle = self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
+        return await handle.query("state", result_type=SystemStateSnapshot)
+
+    async def _histories(self, symbols: Sequence[str], bars: int, end: datetime) -> dict[str, PriceHistory]:
+        """Bars of every symbol the source knows; a symbol it refuses is left out (the step says so)."""
+
+        def load() -> dict[str, PriceHistory]:
+            histories = {}
+            for symbol in symbols:
+                try:
+                    histories[symbol] = self._market.history(symbol, bars, end)
+                except MarketDataError as err:
+                    log.warning("no bars for %s from %s: %s", symbol, self._market.name, err)
+            return histories
+
+        histories = await asyncio.to_thread(load)
+        if symbols and not histories:
+            raise MarketDataError(f"{self._market.name} served none of {', '.join(symbols)}")
+        return histories
+
+    # ---- Step 1: initialize --------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def initialize(self, request: InitializeRequest) -> CycleContext:
+        """Load the configuration, reach the market source and orch hft, and pick the candidates."""
+        notes: list[str] = []
+        state = await self._system_state()
+        learning = state.learning or LearningState()
+        if request.weights_override is not None:
+            learning = learning.model_copy(update={"weights": request.weights_override})
+            record = LearningRecord(cycle_id=f"{request.cycle_id}-weights", state=learning)
+            await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+                "record_learning", record, id=f"learn-{record.cycle_id}"
+            )
+            notes.append("strategy weights set by set_config, persisted in SystemState")
+
+        hft = self.hft_settings(request.hft.account)
+        known = set(self._market.universe())
+        wanted = request.symbols or hft.symbols
+        tradable = [s for s in wanted if s in known]
+        if len(tradable) < len(wanted):
+            missing = ", ".join(s for s in wanted if s not in known)
+            notes.append(f"not served by {self._market.name}, left out: {missing}")
+        if not tradable:
+            raise ApplicationError(
+                f"none of the tradable symbols ({', '.join(wanted)}) is served by {self._market.name}",
+                type="InvalidInput",
+                non_retryable=True,
+            )
+
+        positions: list[Position] = []
+        pnl = 0.0
+        hft_state: TradingState | None = None
+        hft_reason = ""
+        fill_cursor = request.fill_cursor
+        async with self.hft_client(request.hft) as client:
+            try:
+                # The dead man's switch: a cycle is the orchestrator's proof of life.
+                await client.heartbeat(sender=f"cycle-{request.cycle_number}")
+                status = await client.status()
+                positions = status.positions
+                pnl = status.realized_pnl + status.unrealized_pnl
+                hft_state, hft_reason = status.trading.state, status.trading.reason
+                if fill_cursor is None:
+                    # A new engine learns from fills from now on: skip the account's history once.
+                    fill_cursor, _ = await _read_fills(client, 0)
+            except HftClientError as err:
+                notes.append(f"orch hft unreachable ({err}): nothing can be executed this cycle")
+        equity = hft.sim_starting_cash + pnl
+        gross = sum(abs(p.quantity) * (p.market_price or p.average_price) for p in positions)
+        net = sum(p.quantity * (p.market_price or p.average_price) for p in positions)
+        account = Account(cash=equity - net, equity=equity, buying_power=max(equity - gross, 0.0))
+
+        candidates, source = await self._candidates(state, tradable, request)
+        summary = (
+            f"{len(candidates)} candidates ({source}); orch hft "
+            f"{hft_state.value if hft_state else 'unreachable'}; "
+            f"emergency level {state.config.emergency_level.value}"
+        )
+        return CycleContext(
+            summary=summary,
+            account=account,
+            positions=positions,
+            tradable=tradable,
+            candidates=candidates,
+            candidates_source=source,
+            learning=learning,
+            emergency_level=state.config.emergency_level,
+            hft_state=hft_state,
+            hft_reason=hft_reason,
+            fill_cursor=fill_cursor or 0,
+            notes=notes,
+        )
+
+    async def _candidates(
+        self, state: SystemStateSnapshot, tradable: list[str], request: InitializeRequest
+    ) -> tuple[list[Candidate], str]:
+        """Discovery's latest candidates that can be traded; else the tradable symbols, ranked."""
+        published = state.latest_candidates
+        if published is not None:
+            usable = [c for c in published.candidates if c.symbol in tradable][: request.top_n]
+            if usable:
+                ranked = [c.model_copy(update={"rank": i}) for i, c in enumerate(usable, start=1)]
+                return ranked, f"discovery scan {published.scan_workflow_id}"
+        strategy = state.config.active_strategy
+        bars = max(get_strategy(strategy).lookback, 60)
+        histories = await self._histories(tradable, bars, request.as_of)
+        ranked = await asyncio.to_thread(rank, strategy, histories, request.top_n)
+        # Ranking may leave symbols out (too short, no score); the cycle still considers every one.
+        rest = [s for s in tradable if s in histories and s not in {c.symbol for c in ranked}]
+        candidates = [
+            *ranked,
+            *(
+                Candidate(symbol=s, score=0.0, rank=len(ranked) + i, last_price=float(histories[s].close[-1]))
+                for i, s in enumerate(rest, start=1)
+            ),
+        ][: request.top_n]
+        return candidates, f"tradable universe ranked by {strategy} (no usable discovery scan)"
+
+    # ---- Step 2: sense the market --------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def sense_market(self, request: SenseRequest) -> Sensed:
+        histories = await self._histories(request.symbols, request.lookback_bars, request.as_of)
+        snapshot = await asyncio.to_thread(
+            sense_market,
+            histories,
+            request.as_of,
+            request.thresholds,
+            source=self._market.name,
+            lookback_bars=request.lookback_bars,
+        )
+        issues = sum(len(q.issues) for q in snapshot.data_quality)
+        regimes = ", ".join(f"{c.symbol} {c.regime.value}" for c in snapshot.conditions[:6])
+        summary = (
+            f"{len(snapshot.conditions)}/{len(request.symbols)} symbols usable from {self._market.name}; "
+            f"{issues} data issues; {regimes}"
+        )
+        return Sensed(summary=summary, snapshot=snapshot)
+
+    # ---- Step 3: patterns ----------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def analyse_patterns(self, request: PatternsRequest) -> PatternsFound:
+        snapshot = request.snapshot
+        symbols = [c.symbol for c in snapshot.conditions]
+        histories = await self._histories(symbols, snapshot.lookback_bars, snapshot.as_of)
+        analysis = await asyncio.to_thread(analyse_patterns, histories, snapshot, request.seed)
+        found = sum(len(r.patterns) for r in analysis.reports)
+        confirmed = sum(len(r.confirmed) for r in analysis.reports)
+        return PatternsFound(
+            summary=f"{found} patterns, {confirmed} confirmed, over {len(analysis.reports)} symbols",
+            analysis=analysis,
+        )
+
+    # ---- Step 4: compose (a local activity) ----------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def compose_strategy(self, request: ComposeRequest) -> Composed:
+        composition = compose(
+            request.candidates,
+            request.snapshot,
+            request.patterns,
+            request.account,
+            request.positions,
+            request.limits,
+            request.weights,
+            now=request.as_of,
+            plan_id_prefix=request.plan_id_prefix,
+        )
+        plans = ", ".join(
+            f"{c.plan.side.value} {c.plan.quantity:g} {c.plan.symbol} ({c.plan.strategy.value})"
+            for c in composition.plans
+        )
+        return Composed(
+            summary=f"{len(composition.plans)} plans ({plans or 'none'}), "
+            f"{len(composition.rejected)} not planned",
+            composition=composition,
+        )
+
+    # ---- Step 5: risk --------------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def evaluate_risks(self, request: RiskRequest) -> RiskEvaluated:
+        symbols = sorted({p.symbol for p in request.plans} | {p.symbol for p in request.positions})
+        known = set(self._market.universe())
+        histories = await self._histories(
+            [s for s in symbols if s in known], request.lookback_bars, request.as_of
+        )
+        assessment = await asyncio.to_thread(
+            evaluate_risk,
+            request.plans,
+            request.account,
+            request.positions,
+            histories,
+            request.limits,
+            peak_equity=request.peak_equity,
+        )
+        verdicts: dict[str, int] = {}
+        for decision in assessment.decisions:
+            verdicts[decision.verdict.value] = verdicts.get(decision.verdict.value, 0) + 1
+        described = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) or "no plans to judge"
+        return RiskEvaluated(
+            summary=f"{described}; VaR {assessment.after.var:,.0f}, "
+            f"gross {assessment.after.gross_exposure:.0%}",
+            assessment=assessment,
+        )
+
+    # ---- Step 6: execute -----------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def execute(self, request: ExecuteRequest) -> Executed:
+        """Send the approved plans to orch hft, watch them enter, and attribute the fills that come back."""
+        account = request.hft.account
+        new: list[PendingPlan] = []
+        accepted: list[str] = []
+        rejected: dict[str, str] = {}
+        statuses: dict[str, str] = {}
+        round_trip_ms: float | None = None
+        async with self.hft_client(request.hft) as client:
+            try:
+                await _hft_call(client.heartbeat(sender=f"cycle-{request.cycle_number}"))
+                if request.plans and request.blocked is None:
+                    plans = [_outgoing(c.plan, request.hft.execution.limit_entries) for c in request.plans]
+                    started = time.perf_counter()
+                    ack = await _hft_call(client.send_plans(plans))
+                    round_trip_ms = (time.perf_counter() - started) * 1e3
+                    sent_at = datetime.now(UTC)
+                    for composed in request.plans:
+                        plan_id = composed.plan.plan_id
+                        reason = ack.rejected.get(plan_id)
+                        # A retried step finds its plans already there: they were accepted the first time.
+                        if reason is None or reason.startswith(f"plan {plan_id} is already"):
+                            accepted.append(plan_id)
+                            new.append(
+                                PendingPlan(
+                                    composed=composed, cycle_number=request.cycle_number, sent_at=sent_at
+                                )
+                            )
+                        else:
+                            rejected[plan_id] = reason
+                    statuses = await self._settle(client, accepted, request.hft.execution.settle_seconds)
+                pending = [*request.pending, *new]
+                cursor, fills = await _read_fills(client, request.fill_cursor)
+            except HftUnavailable:
+                if request.plans and request.blocked is None:
+                    raise
+                # Nothing to send: an unreachable process costs this cycle nothing but the window's fills.
+                return Executed(
+                    summary="nothing to send; orch hft unreachable, fills not read",
+                    execution=ExecutionSummary(),
+                    pending=list(request.pending),
+                    fill_cursor=request.fill_cursor,
+                )
+        attribute_fills(account, pending, fills)
+        mine = {p.plan_id: p for p in pending if p.plan_id in set(accepted)}
+        latencies = [
+            (p.first_fill_at - p.sent_at).total_seconds() * 1e3
+            for p in mine.values()
+            if p.first_fill_at is not None
+        ]
+        slippages = [s for p in mine.values() if (s := _entry_slippage_bps(p)) is not None]
+        execution = ExecutionSummary(
+            plans_sent=len(accepted),
+            orders=sum(
+                1 for plan_id in accepted if statuses.get(plan_id, "waiting") not in ("waiting", "expired")
+            ),
+            fills=sum(p.fills for p in mine.values()),
+            rejected_orders=len(rejected)
+            + sum(1 for plan_id in accepted if statuses.get(plan_id) == "failed"),
+            latency_ms_p50=statistics.median(latencies) if latencies else None,
+            slippage_bps_mean=statistics.fmean(slippages) if slippages else None,
+            fees=sum(p.fees for p in mine.values()),
+        )
+        if request.blocked is not None:
+            summary = f"nothing sent: {request.blocked}"
+        elif not request.plans:
+            summary = "no approved plans to send"
+        else:
+            summary = (
+                f"{len(accepted)} plans accepted by orch hft, {len(rejected)} rejected; "
+                f"{execution.orders} entered, {execution.fills} fills"
+                + (f"; control API {round_trip_ms:.1f} ms" if round_trip_ms is not None else "")
+            )
+        return Executed(
+            summary=summary,
+            execution=execution,
+            accepted=accepted,
+            rejected=rejected,
+            pending=pending,
+            fill_cursor=cursor,
+            window_fills=len(fills),
+            window_fees=sum(f.fee for f in fills),
+        )
+
+    async def _settle(self, client: HftClient, plan_ids: list[str], seconds: float) -> dict[str, str]:
+        """Watch the plans until every entry settled or `seconds` passed; their last known states."""
+        deadline = time.monotonic() + seconds
+        statuses: dict[str, str] = {}
+        wanted = set(plan_ids)
+        while True:
+            statuses = {
+                s.plan.plan_id: s.status for s in await _hft_call(client.plans()) if s.plan.plan_id in wanted
+            }
+            activity.heartbeat(
+                f"{sum(1 for s in statuses.values() if s in ENTRY_SETTLED)}/{len(wanted)} settled"
+            )
+            if all(statuses.get(p) in ENTRY_SETTLED for p in wanted) or time.monotonic() >= deadline:
+                return statuses
+            await asyncio.sleep(SETTLE_POLL_SECONDS)
+
+    # ---- Step 7: health ------------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def monitor_health(self, request: HealthRequest) -> HealthChecked:
+        async with self.hft_client(request.hft) as client:
+            started = time.perf_counter()
+            status = await _hft_call(client.status())
+            status_ms = (time.perf_counter() - started) * 1e3
+            metrics = await _hft_call(client.metrics())
+        denials = {k: v for k, v in metrics.items() if k.startswith("denials_total")}
+        previous = request.counters
+        counters = {
+            "at": request.as_of.timestamp(),
+            "orders_sent_total": metrics.get("orders_sent_total", 0.0),
+            "denials_total": sum(denials.values()),
+            "errors_total": sum(v for k, v in denials.items() if any(e in k for e in ERROR_DENIALS)),
+            "pnl_total": status.realized_pnl + status.unrealized_pnl,
+            # orch hft reports no fee total: the cycles add up the fees of the fills they read.
+            "fees_total": previous.get("fees_total", 0.0) + request.window_fees,
+        }
+        counters |= _window_base(counters, previous, request.window_seconds)
+        window = {k: counters[k] - counters[f"base.{k}"] for k in WINDOW_COUNTERS}
+        equity = self.hft_settings(request.hft.account).sim_starting_cash + counters["pnl_total"]
+        data_source = await self._probe_market()
+        figures = HealthFigures(
+            latency_ms_p50=metrics.get("tick_to_order_p50_us", 0.0) / 1e3,
+            latency_ms_p99=metrics.get("tick_to_order_p99_us", 0.0) / 1e3,
+            requests=int(window["orders_sent_total"] + window["denials_total"]),
+            errors=int(window["errors_total"]),
+            fees=window["fees_total"],
+            gross_pnl=window["pnl_total"],
+            equity=max(equity, 1e-9),
+            broker=AdapterHealth(name=status.broker, reachable=True, latency_ms=status_ms),
+            data_sources=[data_source],
+        )
+        assessment = evaluate_health(figures, request.thresholds, request.as_of, request.previous)
+        tripped = ", ".join(b.value for b in assessment.tripped)
+        summary = f"{assessment.status.value}" + (
+            f"; tripped: {tripped}" if tripped else "; no breaker tripped"
+        )
+        summary += (
+            f"; p99 {figures.latency_ms_p99:.2f} ms, {figures.requests} requests, {figures.errors} errors"
+        )
+        return HealthChecked(
+            summary=summary,
+            assessment=assessment,
+            counters=counters,
+            equity=equity,
+            pnl_fraction=(figures.gross_pnl - figures.fees) / figures.equity,
+        )
+
+    async def _probe_market(self) -> AdapterHealth:
+        symbol = self._market.universe()[0]
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self._market.history, symbol, 1)
+        except Exception as err:
+            return AdapterHealth(name=self._market.name, reachable=False, error=str(err)[:200])
+        return AdapterHealth(
+            name=self._market.name, reachable=True, latency_ms=(time.perf_counter() - started) * 1e3
+        )
+
+    # ---- Step 8: learn -------------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def learn_and_adapt(self, request: LearnRequest) -> Learned:
+        """Credit closed plans with their realised P&L, update the weights, persist them in SystemState."""
+        async with self.hft_client(request.hft) as client:
+            states = {s.plan.plan_id: s.status for s in await _hft_call(client.plans())}
+            cursor, fills = await _read_fills(client, request.fill_cursor)
+        pending = [p.model_copy(deep=True) for p in request.pending]
+        attribute_fills(request.hft.account, pending, fills)
+        outcomes: list[TradeOutcome] = []
+        keep: list[PendingPlan] = []
+        dropped = 0
+        too_old = request.as_of - timedelta(seconds=request.max_age_seconds)
+        for plan in pending:
+            status = states.get(plan.plan_id)
+            if status == "closed" and plan.exit_quantity > 0:
+                outcomes.append(TradeOutcome.of(plan.composed, plan.realised_pnl))
+            elif status in ("expired", "failed", None) or plan.sent_at < too_old:
+                dropped += 1  # never entered (or forgotten by orch hft): nothing to learn from
+            else:
+                keep.append(plan)
+        update = await asyncio.to_thread(learn, request.learning, outcomes, request.settings)
+        persisted = False
+        if outcomes:
+            record = LearningRecord(cycle_id=request.cycle_id, state=update.state)
+            await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+                "record_learning", record, id=f"learn-{request.cycle_id}"
+            )
+            persisted = True
+        summary = (
+            f"{len(outcomes)} outcomes learned from, {len(keep)} plans still open, {dropped} never entered"
+            + ("; weights persisted in SystemState" if persisted else "")
+        )
+        return Learned(
+            summary=summary,
+            update=update,
+            outcomes=outcomes,
+            pending=keep,
+            fill_cursor=cursor,
+            persisted=persisted,
+        )
+
+    # ---- Step 9: report ------------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def log_and_report(self, request: ReportRequest) -> Reported:
+        """Count agent errors, choose the next interval, write the report; returns what the engine keeps."""
+        tracker = AgentErrorTracker(request.agent_errors)
+        for step in request.steps:
+            if step.status is CommandStatus.FAILED:
+                tracker.record_error(
+                    step.name, step.error or "failed", step.finished_at or request.finished_at
+                )
+            elif step.status is CommandStatus.COMPLETED:
+                tracker.record_success(step.name)
+        inputs = request.scheduler
+        signals = SchedulerSignals(
+            market_activity=market_activity(request.snapshot) if request.snapshot is not None else 0.5,
+            performance=performance_signal(inputs.success_rate, inputs.pnl_fraction),
+            system_load=load_signal(inputs.utilisation),
+        )
+        decision = next_interval(inputs.settings, inputs.state, signals)
+        path = cycle_report_path(self._settings.home, request.account, request.cycle_number)
+        steps = [
+            s.model_copy(update={"status": CommandStatus.COMPLETED, "summary": f"report written to {path}"})
+            if s.name == "log_and_report"
+            else s
+            for s in request.steps
+        ]
+        report = build_cycle_report(
+            request.cycle_number,
+            steps,
+            started_at=request.started_at,
+            finished_at=request.finished_at,
+            snapshot=request.snapshot,
+            patterns=request.patterns,
+            composition=request.composition,
+            risk=request.risk,
+            execution=request.execution,
+            health=request.health,
+            learning=request.learning,
+            next_interval_seconds=decision.state.interval_seconds,
+            notes=[*request.notes, decision.reason, *tracker.report()],
+        )
+        await asyncio.to_thread(_write_atomically, path, report.model_dump_json(indent=2))
+        return Reported(
+            summary=f"cycle {request.cycle_number} {report.outcome.value}; next in "
+            f"{decision.state.interval_seconds:.0f} s; report {path}",
+            report=report,
+            decision=decision,
+            agent_errors=tracker.log,
+            path=str(path),
+        )
+
+    # ---- The engine's own activities -----------------------------------------------------------------
+
+    @activity.defn
+    async def read_emergency_level(self) -> EmergencyLevel:
+        """SystemState's emergency level: the engine resumes only once it is back to none."""
+        return (await self._system_state()).config.emergency_level
+
+    @activity.defn
+    async def keep_hft_alive(self, request: KeepAliveRequest) -> None:
+        """Heartbeat orch hft until cancelled: its dead man's switch halts trading when the engine is gone.
+
+        Runs for the engine's whole run, so the switch holds between cycles too; it reports to Temporal
+        every beat, so a worker that dies stops both heartbeats.
+        """
+        while True:
+            try:
+                async with self.hft_client(request.hft) as client:
+                    state = await client.heartbeat(sender=request.sender)
+                activity.heartbeat(state.state.value)
+            except HftClientError as err:
+                activity.heartbeat(f"orch hft unreachable: {err}")
+            await asyncio.sleep(request.every_seconds)
+
+
+# ---- Helpers -------------------------------------------------------------------------------------------
+
+
+async def _hft_call(awaitable):  # type: ignore[no-untyped-def]
+    """Await a control-API call, turning a 4xx into a non-retryable failure."""
+    try:
+        return await awaitable
+    except HftApiError as err:
+        if 400 <= err.status < 500:
+            raise ApplicationError(
+                f"orch hft refused the request: {err}", type="HftRequestRejected", non_retryable=True
+            ) from err
+        raise
+
+
+async def _read_fills(client: HftClient, cursor: int) -> tuple[int, list[Fill]]:
+    """Every fill after `cursor`, and the cursor after the last one."""
+    fills: list[Fill] = []
+    while True:
+        page = await _hft_call(client.fills(since=cursor, limit=FILL_PAGE))
+        fills.extend(page.fills)
+        if len(page.fills) < FILL_PAGE or page.next_cursor == cursor:
+            return page.next_cursor, fills
+        cursor = page.next_cursor
+        with contextlib.suppress(RuntimeError):  # outside an activity (the benchmark's loop)
+            activity.heartbeat(f"read fills up to {cursor}")
+
+
+def plan_order_ids(account: str, plan_id: str) -> dict[str, str]:
+    """orch hft's client order ids for a plan's entry and exits (it keys them by plan id, idempotently)."""
+    ids = {make_client_order_id(account, idempotency_key=f"{plan_id}:entry"): "entry"}
+    for attempt in range(1, MAX_EXIT_ATTEMPTS + 1):
+        ids[make_client_order_id(account, idempotency_key=f"{plan_id}:exit:{attempt}")] = "exit"
+    return ids
+
+
+def attribute_fills(account: str, pending: list[PendingPlan], fills: Sequence[Fill]) -> None:
+    """Add each fill of a pending plan's orders to that plan (in place)."""
+    owners: dict[str, tuple[int, str]] = {}
+    for index, plan in enumerate(pending):
+        for order_id, leg in plan_order_ids(account, plan.plan_id).items():
+            owners[order_id] = (index, leg)
+    for fill in fills:
+        owner = owners.get(fill.client_order_id)
+        if owner is None:
+            continue
+        index, leg = owner
+        plan = pending[index]
+        if leg == "entry":
+            plan.entry_quantity += fill.quantity
+            plan.entry_value += fill.quantity * fill.price
+        else:
+            plan.exit_quantity += fill.quantity
+            plan.exit_value += fill.quantity * fill.price
+        plan.fees += fill.fee
+        plan.fills += 1
+        if plan.first_fill_at is None or fill.timestamp < plan.first_fill_at:
+            plan.first_fill_at = fill.timestamp
+
+
+def _outgoing(plan: StrategyPlan, limit_entries: bool) -> StrategyPlan:
+    return plan if limit_entries else plan.model_copy(update={"entry_price": None})
+
+
+def _entry_slippage_bps(plan: PendingPlan) -> float | None:
+    """How much worse than the plan's price the entry filled, in basis points (negative: better)."""
+    reference = plan.composed.plan.entry_price
+    if plan.entry_quantity <= 0 or not reference:
+        return None
+    price = plan.entry_value / plan.entry_quantity
+    direction = 1.0 if plan.composed.plan.side is Side.BUY else -1.0
+    return direction * (price - reference) / reference * 1e4
+
+
+def _window_base(now: dict[str, float], before: dict[str, float], window_seconds: float) -> dict[str, float]:
+    """Where the health window starts: a baseline of the counters at most `window_seconds` old.
+
+    The window spans several cycles, so one cycle's noise (a fill's fee against a few cents of profit)
+    does not trip a breaker; the first look, or a restarted orch hft (counters went backwards), starts a
+    fresh window at the current counters.
+    """
+    base = {k: before[f"base.{k}"] for k in ("at", *WINDOW_COUNTERS) if f"base.{k}" in before}
+    restarted = any(now[k] < before.get(k, 0.0) for k in ("orders_sent_total", "denials_total"))
+    if len(base) < len(WINDOW_COUNTERS) + 1 or restarted:
+        base = {k: now[k] for k in ("at", *WINDOW_COUNTERS)}
+    elif now["at"] - base["at"] > window_seconds and "at" in before:
+        # Move the start up to the previous look: the window stays between one and two cycles longer.
+        base = {k: before[k] for k in ("at", *WINDOW_COUNTERS)}
+    return {f"base.{k}": v for k, v in base.items()}
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
+        out.write(text)
+    os.replace(out.name, path)
+
+
+def cycle_activities(activities: CycleActivities) -> list[Callable[..., object]]:
+    """Every activity the trading engine and cycle run, for the commands queue's worker."""
+    return [
+        activities.initialize,
+        activities.sense_market,
+        activities.analyse_patterns,
+        activities.compose_strategy,
+        activities.evaluate_risks,
+        activities.execute,
+        activities.monitor_health,
+        activities.learn_and_adapt,
+        activities.log_and_report,
+        activities.read_emergency_level,
+        activities.keep_hft_alive,
+    ]

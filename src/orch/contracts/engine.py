@@ -1,0 +1,660 @@
+"""`TradingEngine` and `TradingCycle`: their inputs, the engine's whole state, and what the nine steps pass.
+
+The engine keeps everything it knows in one `EngineState`, which is also what it hands to
+continue-as-new, so a new run starts exactly where the last one stopped. Inputs that users type
+(`TradingEngineInput`, `EngineConfigChange`) forbid unknown fields, so a typo is refused; what steps
+produce accepts unknown fields, so a history written by a newer worker still replays.
+
+The step models reuse the agents' summaries from `contracts.cycle`; they stay small (a few symbols'
+summaries, never bars), because each is stored in the cycle's history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orch.contracts.commands import StepOutcome, StepReport
+from orch.contracts.cycle import (
+    AgentErrorLog,
+    ComposedPlan,
+    CompositionResult,
+    CycleOutcome,
+    CycleReport,
+    CycleStep,
+    ExecutionSummary,
+    HealthAssessment,
+    HealthThresholds,
+    LearningSettings,
+    LearningState,
+    LearningUpdate,
+    MarketSnapshot,
+    PatternAnalysis,
+    PortfolioRiskLimits,
+    RegimeThresholds,
+    RiskAssessment,
+    ScheduleDecision,
+    SchedulerSettings,
+    SchedulerState,
+    StrategyWeights,
+    TradeOutcome,
+)
+from orch.contracts.discovery import Candidate
+from orch.contracts.emergency import EmergencyStopSignal
+from orch.contracts.levels import EmergencyLevel
+from orch.contracts.trading import Account, Position, Side, StrategyPlan, TradingState
+
+ACCOUNT_PATTERN = r"^[A-Za-z0-9_.-]{1,20}$"  # the same rule as `orch hft`'s account
+
+
+def engine_workflow_id(account: str) -> str:
+    """The fixed id of an account's engine: one engine per account, found without a search."""
+    return f"trading-engine-{account}"
+
+
+def cycle_workflow_id(engine_id: str, cycle_number: int) -> str:
+    return f"{engine_id}-cycle-{cycle_number}"
+
+
+def cycle_reports_dir(home: Path, account: str) -> Path:
+    """Where `log_and_report` writes each cycle's report and `orch cycle report N` reads it."""
+    return home / "cycle-reports" / account
+
+
+def cycle_report_path(home: Path, account: str, cycle_number: int) -> Path:
+    return cycle_reports_dir(home, account) / f"cycle-{cycle_number:06d}.json"
+
+
+def next_cycle_number(home: Path, account: str) -> int:
+    """One past the newest report on disk: a restarted engine does not reuse the numbers of the last."""
+    numbers = [
+        int(path.stem.removeprefix("cycle-"))
+        for path in cycle_reports_dir(home, account).glob("cycle-*.json")
+        if path.stem.removeprefix("cycle-").isdigit()
+    ]
+    return max(numbers, default=0) + 1
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+
+
+class _Summary(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+# ---- Tuning: per-step policies and execution ---------------------------------------------------------
+
+
+class StepPolicy(_Settings):
+    """One step's timeout and retry policy."""
+
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    initial_retry_seconds: float = Field(default=1.0, gt=0)
+    max_retry_seconds: float = Field(default=10.0, gt=0)
+
+
+class CyclePolicies(_Settings):
+    """Each of the nine steps' own timeout and retries; defaults suit a 60 s cycle."""
+
+    initialize: StepPolicy = Field(default_factory=lambda: StepPolicy(timeout_seconds=30))
+    sense_market: StepPolicy = Field(default_factory=lambda: StepPolicy(timeout_seconds=120))
+    # Patterns only improve a cycle: one retry, then the cycle goes on without them.
+    analyse_patterns: StepPolicy = Field(
+        default_factory=lambda: StepPolicy(timeout_seconds=120, max_attempts=2)
+    )
+    compose_strategy: StepPolicy = Field(
+        default_factory=lambda: StepPolicy(timeout_seconds=10, max_attempts=2)
+    )
+    evaluate_risks: StepPolicy = Field(default_factory=lambda: StepPolicy(timeout_seconds=60))
+    # Sending plans is idempotent (orch hft keys them by plan id), so retrying cannot double an order.
+    execute: StepPolicy = Field(default_factory=lambda: StepPolicy(timeout_seconds=60))
+    monitor_health: StepPolicy = Field(default_factory=lambda: StepPolicy(timeout_seconds=30, max_attempts=2))
+    learn_and_adapt: StepPolicy = Field(
+        default_factory=lambda: StepPolicy(timeout_seconds=30, max_attempts=2)
+    )
+    log_and_report: StepPolicy = Field(default_factory=lambda: StepPolicy(timeout_seconds=30))
+    # Steps that wait (execute) heartbeat; a dead worker is noticed after this long.
+    heartbeat_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    def of(self, step: CycleStep) -> StepPolicy:
+        return getattr(self, step.value)
+
+
+class ExecutionSettings(_Settings):
+    """How step 6 reaches `orch hft` and how long it watches the plans it sent."""
+
+    # None: ORCH_HFT_* settings of the worker (ORCH_HFT_HOST / ORCH_HFT_PORT), as `orch hft` reads them.
+    hft_url: str | None = None
+    hft_port: int | None = Field(default=None, ge=1, le=65535)
+    request_timeout_seconds: float = Field(default=5.0, gt=0)
+    # After sending, wait up to this long for entry orders and fills to come back into the report.
+    settle_seconds: float = Field(default=5.0, ge=0)
+    # False: entries are market orders timed by orch hft's tier-2 handler from live ticks (the plan's
+    # price stays the reference for slippage); True: the plan's price is sent as a limit.
+    limit_entries: bool = False
+
+
+# ---- The engine's configuration ----------------------------------------------------------------------
+
+
+class _EngineOptions(_Settings):
+    """What an engine is told, at start and through `set_config`."""
+
+    risk_limits: PortfolioRiskLimits = Field(default_factory=PortfolioRiskLimits)
+    # Starting weights for the composer; None: the weights learned so far (SystemState).
+    strategy_weights: StrategyWeights | None = None
+    learning: LearningSettings = Field(default_factory=LearningSettings)
+    health: HealthThresholds = Field(default_factory=HealthThresholds)
+    policies: CyclePolicies = Field(default_factory=CyclePolicies)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    # The tradable universe; None: the symbols `orch hft` has market data for (ORCH_HFT_SYMBOLS).
+    symbols: list[str] | None = Field(default=None, min_length=1)
+    lookback_bars: int = Field(default=300, ge=30, le=5000)
+    top_n: int = Field(default=10, ge=1, le=200)
+    # History stays small: a new run starts after this many cycles (or sooner, when Temporal suggests).
+    max_cycles_per_run: int = Field(default=100, ge=1, le=10_000)
+    # An agent failing this many cycles in a row is disabled (its step skipped) until re-enabled.
+    error_threshold: int = Field(default=5, ge=1)
+    # While stopped by an emergency, after `resume`: how often to look whether SystemState cleared it.
+    emergency_poll_seconds: float = Field(default=5.0, gt=0)
+    # The dead man's switch: the engine heartbeats `orch hft` this often, between cycles too.
+    hft_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    # Health figures (fees, profit, errors) are judged over about this long, across cycles.
+    health_window_seconds: float = Field(default=900.0, gt=0)
+    # Plans whose outcome is still open after this long are dropped from learning.
+    pending_plan_max_age_seconds: float = Field(default=86_400.0, gt=0)
+
+    @model_validator(mode="after")
+    def _execute_outlasts_settling(self) -> _EngineOptions:
+        if self.policies.execute.timeout_seconds <= self.execution.settle_seconds:
+            raise ValueError(
+                f"policies.execute.timeout_seconds ({self.policies.execute.timeout_seconds:g}) must exceed "
+                f"execution.settle_seconds ({self.execution.settle_seconds:g})"
+            )
+        return self
+
+
+class EngineConfig(_EngineOptions):
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+
+
+def scheduler_settings(
+    base: float, minimum: float | None = None, maximum: float | None = None, min_change: float = 0.05
+) -> SchedulerSettings:
+    """Interval bounds default to a sixth and ten times the base (10 s and 600 s around 60 s)."""
+    return SchedulerSettings(
+        base_interval_seconds=base,
+        min_interval_seconds=base / 6 if minimum is None else minimum,
+        max_interval_seconds=base * 10 if maximum is None else maximum,
+        min_change=min_change,
+    )
+
+
+# ---- The engine's state ------------------------------------------------------------------------------
+
+
+class EngineRunState(StrEnum):
+    RUNNING = "running"  # a cycle is running
+    WAITING = "waiting"  # between cycles
+    PAUSED = "paused"
+    EMERGENCY_STOPPED = "emergency_stopped"
+    STOPPING = "stopping"  # finishing the current cycle, then ending
+    STOPPED = "stopped"
+
+
+class PendingPlan(_Summary):
+    """A plan sent to `orch hft` whose outcome is not known yet, and the fills seen for it so far."""
+
+    composed: ComposedPlan
+    cycle_number: int
+    sent_at: datetime
+    entry_quantity: float = 0.0
+    entry_value: float = 0.0
+    exit_quantity: float = 0.0
+    exit_value: float = 0.0
+    fees: float = 0.0
+    fills: int = 0
+    first_fill_at: datetime | None = None
+
+    @property
+    def realised_pnl(self) -> float:
+        """Profit of the closed part, after every fee paid so far."""
+        plan = self.composed.plan
+        closed = min(self.entry_quantity, self.exit_quantity)
+        if closed <= 0:
+            return -self.fees
+        entry_price = self.entry_value / self.entry_quantity
+        exit_price = self.exit_value / self.exit_quantity
+        direction = 1.0 if plan.side is Side.BUY else -1.0
+        return direction * (exit_price - entry_price) * closed - self.fees
+
+    @property
+    def plan_id(self) -> str:
+        return self.composed.plan.plan_id
+
+
+class EngineState(_Summary):
+    """Everything the engine knows; the one value continue-as-new carries."""
+
+    account: str
+    config: EngineConfig
+    next_cycle_number: int = Field(default=1, ge=0)
+    cycles_total: int = 0
+    cycles_successful: int = 0
+    cycles_degraded: int = 0
+    cycles_failed: int = 0
+    total_duration_seconds: float = 0.0
+    last_duration_seconds: float | None = None
+    last_report: CycleReport | None = None
+    recent_outcomes: list[CycleOutcome] = Field(default_factory=list)
+    paused: bool = False
+    stopping: bool = False
+    emergency: EmergencyStopSignal | None = None
+    resume_requested: bool = False
+    emergency_stops_started: int = 0
+    scheduler: SchedulerState
+    health: HealthAssessment | None = None
+    learning: LearningState | None = None
+    # Weights from `set_config` the next cycle must persist in SystemState.
+    weights_override: StrategyWeights | None = None
+    pending_plans: list[PendingPlan] = Field(default_factory=list)
+    fill_cursor: int | None = None
+    hft_counters: dict[str, float] = Field(default_factory=dict)
+    agent_errors: AgentErrorLog = Field(default_factory=AgentErrorLog)
+    peak_equity: float | None = None
+    last_pnl_fraction: float = 0.0
+    runs: int = Field(default=1, ge=1)  # how many runs (continue-as-new) this engine has had
+    config_changes: int = 0
+
+    @property
+    def success_rate(self) -> float:
+        done = self.cycles_successful + self.cycles_degraded
+        return done / self.cycles_total if self.cycles_total else 1.0
+
+
+class TradingEngineInput(_EngineOptions):
+    """`temporal workflow start --type TradingEngine --input '{"cycle_interval_seconds": 60}'`."""
+
+    account: str = Field(default="paper-1", pattern=ACCOUNT_PATTERN)
+    cycle_interval_seconds: float = Field(default=60.0, gt=0)
+    min_interval_seconds: float | None = Field(default=None, gt=0)
+    max_interval_seconds: float | None = Field(default=None, gt=0)
+    # Cycle numbers go on from here, so `orch cycle report N` stays unambiguous across engine restarts.
+    first_cycle_number: int = Field(default=1, ge=1)
+    # Set only by continue-as-new: the state of the run before.
+    resume_state: EngineState | None = None
+
+    @model_validator(mode="after")
+    def _interval_bounds(self) -> TradingEngineInput:
+        self.scheduler_settings()  # raises on bounds that do not hold the base interval
+        return self
+
+    def scheduler_settings(self) -> SchedulerSettings:
+        return scheduler_settings(
+            self.cycle_interval_seconds, self.min_interval_seconds, self.max_interval_seconds
+        )
+
+    def engine_config(self) -> EngineConfig:
+        options = {name: getattr(self, name) for name in _EngineOptions.model_fields}
+        return EngineConfig(**options, scheduler=self.scheduler_settings())
+
+
+class EngineConfigChange(BaseModel):
+    """`set_config`'s input: only what is given changes.
+
+    Fields are loosely typed on purpose: the update's validator checks the merged configuration and
+    refuses with a message naming the field, instead of failing to decode the payload.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cycle_interval_seconds: float | None = None
+    min_interval_seconds: float | None = None
+    max_interval_seconds: float | None = None
+    # Field by field: {"max_gross_exposure": 0.5} changes that limit only.
+    risk_limits: dict[str, Any] | None = None
+    # Kind by kind: {"trend": 2.0} changes that weight; the whole set is normalised.
+    strategy_weights: dict[str, float] | None = None
+    max_cycles_per_run: int | None = None
+    settle_seconds: float | None = None
+    top_n: int | None = None
+    symbols: list[str] | None = None
+    # Agents disabled after repeated errors that an operator re-enables.
+    enable_agents: list[str] = Field(default_factory=list)
+    requested_by: str = "operator"
+
+
+def apply_config_change(
+    config: EngineConfig, change: EngineConfigChange, weights: StrategyWeights | None = None
+) -> tuple[EngineConfig, StrategyWeights | None]:
+    """The configuration after `change`, and the new weights if any; ValueError naming what is wrong.
+
+    `weights` are the ones in force (learned), which partial weights are merged into.
+    """
+    scheduler = config.scheduler
+    try:
+        if any(
+            v is not None
+            for v in (change.cycle_interval_seconds, change.min_interval_seconds, change.max_interval_seconds)
+        ):
+            new_base = change.cycle_interval_seconds
+            base = scheduler.base_interval_seconds if new_base is None else new_base
+            # A new base widens the bounds it falls outside of, unless bounds were given too.
+            minimum, maximum = scheduler.min_interval_seconds, scheduler.max_interval_seconds
+            if new_base is not None:
+                minimum, maximum = min(minimum, new_base), max(maximum, new_base)
+            scheduler = SchedulerSettings(
+                base_interval_seconds=base,
+                min_interval_seconds=minimum
+                if change.min_interval_seconds is None
+                else change.min_interval_seconds,
+                max_interval_seconds=maximum
+                if change.max_interval_seconds is None
+                else change.max_interval_seconds,
+                min_change=scheduler.min_change,
+            )
+        limits = config.risk_limits
+        if change.risk_limits:
+            limits = PortfolioRiskLimits(**(limits.model_dump() | change.risk_limits))
+        new_weights = None
+        if change.strategy_weights:
+            current = (weights or config.strategy_weights or StrategyWeights()).root
+            merged: dict[str, float] = {kind.value: w for kind, w in current.items()}
+            unknown = set(change.strategy_weights) - set(merged)
+            if unknown:
+                raise ValueError(
+                    f"unknown strategy kind(s) {', '.join(sorted(unknown))}; known: {', '.join(merged)}"
+                )
+            merged |= change.strategy_weights
+            new_weights = StrategyWeights.model_validate(merged)
+        updates: dict[str, Any] = {"scheduler": scheduler, "risk_limits": limits}
+        if new_weights is not None:
+            updates["strategy_weights"] = new_weights
+        if change.max_cycles_per_run is not None:
+            updates["max_cycles_per_run"] = change.max_cycles_per_run
+        if change.top_n is not None:
+            updates["top_n"] = change.top_n
+        if change.symbols is not None:
+            updates["symbols"] = change.symbols
+        execution = config.execution
+        if change.settle_seconds is not None:
+            execution = ExecutionSettings(
+                **(execution.model_dump() | {"settle_seconds": change.settle_seconds})
+            )
+            updates["execution"] = execution
+        # Validate the whole configuration, cross-field rules included.
+        merged_config = EngineConfig.model_validate(
+            config.model_dump() | {k: _dump(v) for k, v in updates.items()}
+        )
+    except ValidationError as err:
+        raise ValueError(_validation_message(err)) from None
+    return merged_config, new_weights
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump() if isinstance(value, BaseModel) else value
+
+
+def _validation_message(err: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or e.get('title', 'value')}: {e['msg']}" for e in err.errors()
+    )
+
+
+class EngineStatus(_Summary):
+    """The `status` query."""
+
+    workflow_id: str
+    account: str
+    state: EngineRunState
+    cycles_total: int
+    cycles_successful: int
+    cycles_degraded: int
+    cycles_failed: int
+    success_rate: float
+    average_duration_seconds: float | None
+    last_duration_seconds: float | None
+    current_cycle: str | None
+    next_cycle_number: int
+    interval_seconds: float
+    interval_adjustments: int
+    next_cycle_at: datetime | None
+    runs: int
+    emergency: EmergencyStopSignal | None
+    resume_requested: bool
+    weights: StrategyWeights | None
+    pending_plans: int
+    disabled_agents: list[str]
+    breakers_tripped: list[str]
+    last_report: CycleReport | None
+    config: EngineConfig
+
+
+# ---- TradingCycle: input and result --------------------------------------------------------------
+
+
+class TradingCycleInput(_Summary):
+    """`temporal workflow start --type TradingCycle --input '{"cycle_number": 1}'` runs one cycle alone."""
+
+    cycle_number: int = Field(default=1, ge=0)
+    account: str = Field(default="paper-1", pattern=ACCOUNT_PATTERN)
+    config: EngineConfig = Field(default_factory=EngineConfig)
+    scheduler: SchedulerState | None = None
+    success_rate: float = Field(default=1.0, ge=0, le=1)
+    last_pnl_fraction: float = 0.0
+    previous_health: HealthAssessment | None = None
+    pending_plans: list[PendingPlan] = Field(default_factory=list)
+    fill_cursor: int | None = None
+    hft_counters: dict[str, float] = Field(default_factory=dict)
+    agent_errors: AgentErrorLog = Field(default_factory=AgentErrorLog)
+    peak_equity: float | None = None
+    weights_override: StrategyWeights | None = None
+    # Why the engine wants no new entries this cycle (an open circuit breaker), if it does.
+    entries_blocked: str | None = None
+
+
+class TradingCycleResult(_Summary):
+    report: CycleReport
+    report_path: str | None = None
+    scheduler: SchedulerState | None = None
+    health: HealthAssessment | None = None
+    learning: LearningState | None = None
+    pending_plans: list[PendingPlan] = Field(default_factory=list)
+    fill_cursor: int | None = None
+    hft_counters: dict[str, float] = Field(default_factory=dict)
+    agent_errors: AgentErrorLog = Field(default_factory=AgentErrorLog)
+    equity: float | None = None
+    pnl_fraction: float = 0.0
+    duration_seconds: float = 0.0
+
+
+# ---- The nine steps' requests and outcomes -------------------------------------------------------
+
+
+class HftTarget(_Summary):
+    """Which `orch hft` a step talks to: the account's token file and its control API."""
+
+    account: str
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+
+
+class InitializeRequest(_Summary):
+    cycle_id: str
+    cycle_number: int
+    hft: HftTarget
+    as_of: datetime
+    symbols: list[str] | None = None
+    top_n: int = 10
+    lookback_bars: int = 300
+    weights_override: StrategyWeights | None = None
+    fill_cursor: int | None = None
+
+
+class CycleContext(StepOutcome):
+    """Step 1: what the rest of the cycle starts from."""
+
+    account: Account
+    positions: list[Position] = Field(default_factory=list)
+    tradable: list[str]
+    candidates: list[Candidate] = Field(default_factory=list)
+    candidates_source: str = ""
+    learning: LearningState = Field(default_factory=LearningState)
+    emergency_level: EmergencyLevel = EmergencyLevel.NONE
+    hft_state: TradingState | None = None
+    hft_reason: str = ""
+    fill_cursor: int = 0
+    notes: list[str] = Field(default_factory=list)
+
+
+class SenseRequest(_Summary):
+    as_of: datetime
+    symbols: list[str]
+    lookback_bars: int
+    thresholds: RegimeThresholds
+
+
+class Sensed(StepOutcome):
+    snapshot: MarketSnapshot
+
+
+class PatternsRequest(_Summary):
+    snapshot: MarketSnapshot
+    seed: int = 0
+
+
+class PatternsFound(StepOutcome):
+    analysis: PatternAnalysis
+
+
+class ComposeRequest(_Summary):
+    candidates: list[Candidate]
+    snapshot: MarketSnapshot
+    patterns: PatternAnalysis | None = None
+    account: Account
+    positions: list[Position] = Field(default_factory=list)
+    limits: PortfolioRiskLimits
+    weights: StrategyWeights
+    as_of: datetime
+    plan_id_prefix: str
+
+
+class Composed(StepOutcome):
+    composition: CompositionResult
+
+
+class RiskRequest(_Summary):
+    plans: list[StrategyPlan]
+    account: Account
+    positions: list[Position] = Field(default_factory=list)
+    as_of: datetime
+    lookback_bars: int
+    limits: PortfolioRiskLimits
+    peak_equity: float | None = None
+
+
+class RiskEvaluated(StepOutcome):
+    assessment: RiskAssessment
+
+
+class ExecuteRequest(_Summary):
+    cycle_number: int
+    hft: HftTarget
+    # Composed plans carrying the quantity risk approved.
+    plans: list[ComposedPlan] = Field(default_factory=list)
+    blocked: str | None = None  # why nothing may be sent this cycle
+    pending: list[PendingPlan] = Field(default_factory=list)
+    fill_cursor: int = 0
+
+
+class Executed(StepOutcome):
+    execution: ExecutionSummary
+    accepted: list[str] = Field(default_factory=list)
+    rejected: dict[str, str] = Field(default_factory=dict)
+    pending: list[PendingPlan] = Field(default_factory=list)
+    fill_cursor: int = 0
+    # Every fill of the account since the cursor (not only ours): the health step's window.
+    window_fills: int = 0
+    window_fees: float = 0.0
+
+
+class HealthRequest(_Summary):
+    hft: HftTarget
+    as_of: datetime
+    thresholds: HealthThresholds
+    previous: HealthAssessment | None = None
+    counters: dict[str, float] = Field(default_factory=dict)
+    window_fees: float = 0.0
+    window_seconds: float = Field(default=900.0, gt=0)
+
+
+class HealthChecked(StepOutcome):
+    assessment: HealthAssessment
+    counters: dict[str, float] = Field(default_factory=dict)
+    equity: float
+    pnl_fraction: float = 0.0
+
+
+class LearnRequest(_Summary):
+    cycle_id: str
+    hft: HftTarget
+    as_of: datetime
+    learning: LearningState
+    settings: LearningSettings
+    pending: list[PendingPlan] = Field(default_factory=list)
+    fill_cursor: int = 0
+    max_age_seconds: float = 86_400.0
+
+
+class Learned(StepOutcome):
+    update: LearningUpdate
+    outcomes: list[TradeOutcome] = Field(default_factory=list)
+    pending: list[PendingPlan] = Field(default_factory=list)
+    fill_cursor: int = 0
+    persisted: bool = False
+
+
+class SchedulerInput(_Summary):
+    settings: SchedulerSettings
+    state: SchedulerState
+    success_rate: float = Field(default=1.0, ge=0, le=1)
+    pnl_fraction: float = 0.0
+    # The share of the interval this cycle took: the system-load signal.
+    utilisation: float = Field(default=0.0, ge=0)
+
+
+class ReportRequest(_Summary):
+    cycle_number: int
+    cycle_id: str
+    account: str
+    steps: list[StepReport]
+    started_at: datetime
+    finished_at: datetime
+    snapshot: MarketSnapshot | None = None
+    patterns: PatternAnalysis | None = None
+    composition: CompositionResult | None = None
+    risk: RiskAssessment | None = None
+    execution: ExecutionSummary | None = None
+    health: HealthAssessment | None = None
+    learning: LearningState | None = None
+    notes: list[str] = Field(default_factory=list)
+    scheduler: SchedulerInput
+    agent_errors: AgentErrorLog = Field(default_factory=AgentErrorLog)
+
+
+class Reported(StepOutcome):
+    report: CycleReport
+    decision: ScheduleDecision
+    agent_errors: AgentErrorLog
+    path: str | None = None
+
+
+class KeepAliveRequest(_Summary):
+    hft: HftTarget
+    sender: str
+    every_seconds: float = Field(gt=0)

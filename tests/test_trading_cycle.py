@@ -1,0 +1,165 @@
+"""`TradingCycle` on a real Temporal server with a real `orch hft` subprocess: the nine steps, orders that
+reach the process and come back as fills, degradation, critical failures, and risk rejections.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from temporalio.client import Client
+
+from orch.contracts.commands import CommandStatus
+from orch.contracts.cycle import CycleOutcome, CycleStep, PortfolioRiskLimits, RiskVerdict
+from orch.contracts.engine import TradingCycleInput, TradingCycleResult, cycle_report_path
+from orch.contracts.names import COMMANDS_QUEUE, SYSTEM_STATE_WORKFLOW_ID, TRADING_CYCLE
+from orch.contracts.system import EmergencyIncident, EmergencyLevel
+from tests.conftest import Stack
+from tests.cycle_support import ACCOUNT, cycle_config, hft_get, hft_process, start_cycle_stack
+from tests.helpers import progress_of
+from tests.test_hft_process import HftUnderTest, hft
+
+__all__ = ["hft", "hft_process"]  # fixtures used by name
+
+
+async def run_cycle(client: Client, number: int = 1, **config: object) -> tuple[TradingCycleResult, str]:
+    workflow_id = f"cycle-test-{uuid.uuid4().hex[:8]}"
+    result = await client.execute_workflow(
+        TRADING_CYCLE,
+        TradingCycleInput(cycle_number=number, account=ACCOUNT, config=cycle_config(**config)),
+        id=workflow_id,
+        task_queue=COMMANDS_QUEUE,
+        result_type=TradingCycleResult,
+    )
+    return result, workflow_id
+
+
+def steps_of(result: TradingCycleResult) -> dict[str, CommandStatus]:
+    return {s.name: s.status for s in result.report.steps}
+
+
+async def plans_in_hft(process: HftUnderTest, prefix: str) -> list[dict]:
+    return [p for p in await hft_get(process, "/plans") if p["plan"]["plan_id"].startswith(prefix)]
+
+
+async def test_a_cycle_runs_all_nine_steps_and_its_orders_come_back_as_fills(
+    bare_stack: Stack, hft_process: HftUnderTest
+) -> None:
+    await start_cycle_stack(bare_stack, hft_process)
+    result, workflow_id = await run_cycle(bare_stack.client)
+    report = result.report
+
+    assert report.outcome is CycleOutcome.COMPLETED, report.steps
+    assert steps_of(result) == {step.value: CommandStatus.COMPLETED for step in CycleStep}
+    progress = await progress_of(bare_stack.client.get_workflow_handle(workflow_id))
+    assert progress.status is CommandStatus.COMPLETED and progress.progress == 1.0
+    assert progress.details.steps_completed == [step.value for step in CycleStep]
+
+    # The trending market gives every crypto pair a buy; risk approved them; orch hft traded them.
+    assert report.symbols_sensed == 4 and report.plans
+    assert all(line.verdict in (RiskVerdict.APPROVE, RiskVerdict.SCALE_DOWN) for line in report.plans)
+    execution = report.execution
+    assert execution is not None
+    assert execution.plans_sent == len(report.plans)
+    assert execution.orders >= 1 and execution.fills >= 1, execution
+    assert execution.latency_ms_p50 is not None and execution.slippage_bps_mean is not None
+    sent = {line.plan_id for line in report.plans}
+    in_hft = await plans_in_hft(hft_process, f"{ACCOUNT}-c1-")
+    assert {p["plan"]["plan_id"] for p in in_hft} == sent
+    orders = await hft_get(hft_process, "/orders", open="false", limit=1000)
+    assert {o["plan_id"] for o in orders if o["status"] == "filled"} & sent
+    # Entries went as market orders at the approved size: the plan's price is only the reference.
+    for plan in in_hft:
+        assert plan["plan"]["entry_price"] is None
+
+    # What the engine carries to the next cycle: the plans whose outcome is still open, the fill cursor.
+    assert {p.plan_id for p in result.pending_plans} <= sent and result.fill_cursor
+    assert result.health is not None and result.scheduler is not None
+    # The report is durable twice: in the workflow's history (its result) and as a file.
+    path = cycle_report_path(bare_stack.settings.home, ACCOUNT, 1)
+    assert result.report_path == str(path)
+    assert type(report).model_validate_json(path.read_text()) == report
+
+
+async def test_a_failing_pattern_step_degrades_the_cycle_which_still_executes(
+    bare_stack: Stack, hft_process: HftUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("pattern detector out of order")
+
+    monkeypatch.setattr("orch.activities.cycle.analyse_patterns", broken)
+    await start_cycle_stack(bare_stack, hft_process)
+    result, _ = await run_cycle(bare_stack.client)
+
+    assert result.report.outcome is CycleOutcome.DEGRADED
+    failed = next(s for s in result.report.steps if s.name == CycleStep.ANALYSE_PATTERNS.value)
+    assert failed.status is CommandStatus.FAILED and failed.attempts == 2
+    assert "pattern detector out of order" in (failed.error or "")
+    assert steps_of(result)[CycleStep.EXECUTE.value] is CommandStatus.COMPLETED
+    assert result.report.execution is not None and result.report.execution.plans_sent >= 1
+    assert await plans_in_hft(hft_process, f"{ACCOUNT}-c1-")
+    # The failure is counted against the agent, towards disabling it.
+    assert result.agent_errors.agents["analyse_patterns"].consecutive_errors == 1
+
+
+async def test_a_failing_risk_step_means_nothing_is_executed(
+    bare_stack: Stack, hft_process: HftUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("risk model diverged")
+
+    monkeypatch.setattr("orch.activities.cycle.evaluate_risk", broken)
+    await start_cycle_stack(bare_stack, hft_process)
+    result, workflow_id = await run_cycle(bare_stack.client)
+
+    assert result.report.outcome is CycleOutcome.FAILED
+    steps = {s.name: s for s in result.report.steps}
+    assert steps[CycleStep.EVALUATE_RISKS.value].status is CommandStatus.FAILED
+    assert steps[CycleStep.EXECUTE.value].status is CommandStatus.CANCELLED
+    assert steps[CycleStep.EXECUTE.value].summary.startswith("skipped: evaluate_risks failed")
+    # Health, learning and the report do not depend on the plans: they still ran.
+    for step in (CycleStep.MONITOR_HEALTH, CycleStep.LEARN_AND_ADAPT, CycleStep.LOG_AND_REPORT):
+        assert steps[step.value].status is CommandStatus.COMPLETED
+    assert await plans_in_hft(hft_process, ACCOUNT) == []
+    progress = await progress_of(bare_stack.client.get_workflow_handle(workflow_id))
+    assert progress.status is CommandStatus.FAILED
+    assert any("risk model diverged" in m for m in progress.details.error_messages)
+
+
+async def test_a_risk_rejection_is_an_outcome_not_a_failure(
+    bare_stack: Stack, hft_process: HftUnderTest
+) -> None:
+    await start_cycle_stack(bare_stack, hft_process)
+    # No room in gross exposure: every plan is rejected with its reasons.
+    result, _ = await run_cycle(bare_stack.client, risk_limits=PortfolioRiskLimits(max_gross_exposure=1e-6))
+
+    assert result.report.outcome is CycleOutcome.COMPLETED
+    assert result.report.plans and all(line.verdict is RiskVerdict.REJECT for line in result.report.plans)
+    assert all(any("gross exposure" in r for r in line.reasons) for line in result.report.plans)
+    assert steps_of(result)[CycleStep.EXECUTE.value] is CommandStatus.COMPLETED
+    assert result.report.execution is not None and result.report.execution.plans_sent == 0
+    assert await plans_in_hft(hft_process, ACCOUNT) == []
+
+
+async def test_no_entries_while_systemstate_records_an_emergency(
+    bare_stack: Stack, hft_process: HftUnderTest
+) -> None:
+    await start_cycle_stack(bare_stack, hft_process)
+    incident = EmergencyIncident(
+        incident_id="drill-1",
+        level=EmergencyLevel.PAUSE_ENTRIES,
+        reason="fire drill",
+        requested_by="test",
+        at=datetime.now(UTC),
+    )
+    await bare_stack.client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+        "declare_emergency", incident
+    )
+    result, _ = await run_cycle(bare_stack.client)
+
+    execute = next(s for s in result.report.steps if s.name == CycleStep.EXECUTE.value)
+    assert execute.status is CommandStatus.COMPLETED
+    assert "nothing sent: emergency level pause_entries" in execute.summary
+    assert result.report.plans  # still composed and judged: the report shows what would have traded
+    assert await plans_in_hft(hft_process, ACCOUNT) == []
