@@ -71,6 +71,34 @@ class Settings(BaseSettings):
     # Seconds spent per bar (0 = as fast as possible): lets a test watch and cancel a backtest mid-way.
     backtest_bar_delay_seconds: float = Field(default=0.0, ge=0)
 
+    # ---- Data sources and the resource pool ----
+    # The csv source reads `csv_folder` (above); Alpaca's keys come from ALPACA_API_KEY/ALPACA_SECRET_KEY,
+    # never from settings or workflow inputs.
+    # Bars the workers' sources serve: "1D" (daily) or "1Min".
+    data_timeframe: str = Field(default="1D", pattern="^(1D|1Min)$")
+    # A source whose newest bar is older than this is stale and the next fallback answers instead
+    # (None: three bars, plus a weekend for equities, as the market-conditions agent judges).
+    data_staleness_seconds: float | None = Field(default=None, gt=0)
+    # After the primary fails, requests go straight to the fallbacks for this long, then try it again.
+    data_source_retry_seconds: float = Field(default=30.0, ge=0)
+    # How long a worker keeps SystemState's data sources before looking them up again.
+    data_sources_refresh_seconds: float = Field(default=5.0, ge=0)
+    # Alpaca market data: url override (a proxy, or the fake server in tests) and each call's timeout.
+    alpaca_data_url: str | None = None
+    alpaca_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The shared resource pool of each worker process.
+    http_pool_size: int = Field(default=20, ge=1)
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Requests per window per API ("alpaca-data", "alpaca-trading", ...); an API not listed is not limited.
+    rate_limits: dict[str, float] = Field(
+        default_factory=lambda: {"alpaca-data": 200.0, "alpaca-trading": 200.0}
+    )
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
+    # A request that finds no capacity within this long fails (retryably) instead of queueing forever.
+    rate_limit_max_wait_seconds: float = Field(default=120.0, gt=0)
+    cache_ttl_seconds: float = Field(default=30.0, gt=0)
+    cache_max_entries: int = Field(default=1024, ge=1)
+
     # ---- Worker tuning ---------------------------------------------------------------------------
     max_concurrent_activities: int = Field(default=100, ge=1)
     critical_max_concurrent_activities: int = Field(default=20, ge=1)

@@ -1,8 +1,10 @@
 """Alpaca through alpaca-py's `TradingClient` (paper by default; `url_override` for the fake server).
 
-alpaca-py's REST calls are blocking and have no timeout. Each call here runs on a small thread
-pool, bounded by `asyncio.wait_for`, and the HTTP session itself gets a timeout so that a stuck
-thread ends too: the event loop never blocks and no call hangs forever. The keys are passed to
+alpaca-py's REST calls are blocking and have no timeout. `orch.resources` bounds them, as it does the
+market data's: each call runs on a small thread pool (`BlockingCalls`), bounded by `asyncio.wait_for`,
+and the HTTP session itself gets a timeout (`bound_session`) so that a stuck thread ends too: the event
+loop never blocks and no call hangs forever. Given a `ResourcePool`, calls also wait for the
+`alpaca-trading` rate limit and are counted in its statistics. The keys are passed to
 alpaca-py and never logged or put into an exception.
 
 Fills: `fills_since` reports, for each recent order with a fill, one cumulative fill (quantity and
@@ -13,21 +15,20 @@ It looks at the most recent `RECENT_ORDERS` orders each time (one REST call).
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from orch.brokers.base import Broker, BrokerError, BrokerTimeout, OrderRejected
 from orch.contracts.trading import Account, Fill, Order, OrderStatus, OrderType, Position, Side
+from orch.resources import BlockingCalls, CallsClosed, CallTimeout, RateLimited, ResourcePool, bound_session
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RECENT_ORDERS = 500
+RATE_LIMITED_API = "alpaca-trading"  # its name in the resource pool's rate limits and statistics
 _CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
 
 _STATUS = {
@@ -80,15 +81,20 @@ class AlpacaBroker(Broker):
         url_override: str | None = None,
         timeout_seconds: float = 5.0,
         max_threads: int = 4,
+        resources: ResourcePool | None = None,
     ) -> None:
         from alpaca.trading.client import TradingClient
 
         self._client = TradingClient(api_key, secret_key, paper=paper, url_override=url_override)
-        session = self._client._session
-        # requests waits forever by default; every request made through this session now gives up.
-        session.request = functools.partial(session.request, timeout=timeout_seconds)  # type: ignore[method-assign]
+        bound_session(self._client, timeout_seconds)
         self._timeout = timeout_seconds
-        self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="alpaca-rest")
+        # A little beyond the session's own timeout, so the HTTP timeout normally fires first.
+        self._calls = BlockingCalls(
+            RATE_LIMITED_API,
+            timeout_seconds=timeout_seconds + 1.0,
+            resources=resources,
+            max_threads=max_threads,
+        )
 
     # ---- Calls off the event loop ----------------------------------------------------------------
 
@@ -96,17 +102,16 @@ class AlpacaBroker(Broker):
         from alpaca.common.exceptions import APIError
         from requests import RequestException, Timeout
 
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, functools.partial(function, *args, **kwargs))
         try:
-            # A little beyond the session's own timeout, so the HTTP timeout normally fires first.
-            return await asyncio.wait_for(future, self._timeout + 1.0)
-        except TimeoutError:
+            return await self._calls.call(function, *args, **kwargs)
+        except (CallTimeout, Timeout):
             raise BrokerTimeout(f"alpaca {function.__name__} took longer than {self._timeout:g}s") from None
+        except CallsClosed:
+            raise BrokerError("alpaca broker is closed") from None
+        except RateLimited as error:
+            raise BrokerError(str(error)) from None
         except APIError:
             raise
-        except Timeout:
-            raise BrokerTimeout(f"alpaca {function.__name__} took longer than {self._timeout:g}s") from None
         except RequestException as error:
             raise BrokerError(f"alpaca {function.__name__}: {type(error).__name__}: {error}") from None
 
@@ -299,4 +304,4 @@ class AlpacaBroker(Broker):
         )
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._calls.close()

@@ -4,14 +4,13 @@ Keys come from ALPACA_API_KEY and ALPACA_SECRET_KEY (or the constructor); they a
 alpaca-py and never stored on this object, logged, put in a repr or in an error message.
 `url_override` points alpaca-py elsewhere, such as the fake Alpaca server (`orch.fake_alpaca`).
 
-Timeouts: alpaca-py's REST calls block and have no timeout (a `requests` session without one). Two
-layers bound every call here:
-
-- the HTTP session gets a connect and read timeout, so a socket that stops answering fails and the
-  thread waiting on it ends;
-- the call itself runs on a small thread pool and the caller waits at most `timeout_seconds` for
-  the whole of it (pages, alpaca-py's own retries of 429 and 504 and all), because a read timeout
-  bounds each read, not the call.
+Timeouts and limits: alpaca-py's REST calls block and have no timeout (a `requests` session without
+one). `orch.resources` bounds every call here, as it does the broker's: the HTTP session gets a
+connect and read timeout (`bound_session`), and the call itself runs on a small thread pool
+(`BlockingCalls`) where the caller waits at most `timeout_seconds` for the whole of it (pages,
+alpaca-py's own retries of 429 and 504 and all), because a read timeout bounds each read, not the call.
+Given the worker's `ResourcePool`, every call also waits for the `alpaca-data` rate limit and is
+counted in the pool's statistics.
 
 Every failure becomes a `MarketDataError` (`UnknownSymbolError` when Alpaca has no bars at all for
 the symbol); the caller never sees alpaca-py's or requests' exceptions.
@@ -19,22 +18,21 @@ the symbol); the caller never sees alpaca-py's or requests' exceptions.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from orch.contracts.market import Bar
 from orch.market.base import MarketDataError, MarketDataSource, PriceHistory, UnknownSymbolError, is_crypto
+from orch.resources import BlockingCalls, CallsClosed, CallTimeout, RateLimited, ResourcePool, bound_session
 
 T = TypeVar("T")
 
 API_KEY_VARIABLE = "ALPACA_API_KEY"
+RATE_LIMITED_API = "alpaca-data"  # its name in the resource pool's rate limits and statistics
 SECRET_KEY_VARIABLE = "ALPACA_SECRET_KEY"
 TIMEFRAMES = ("1D", "1Min")
 _PERIOD = {"1D": timedelta(days=1), "1Min": timedelta(minutes=1)}
@@ -70,6 +68,7 @@ class AlpacaMarketData(MarketDataSource):
         max_threads: int = 4,
         api_key: str | None = None,
         secret_key: str | None = None,
+        resources: ResourcePool | None = None,
     ) -> None:
         if timeframe not in TIMEFRAMES:
             raise ValueError(f"timeframe must be one of {', '.join(TIMEFRAMES)}, not {timeframe!r}")
@@ -91,10 +90,10 @@ class AlpacaMarketData(MarketDataSource):
         self._stocks = StockHistoricalDataClient(api_key, secret_key, url_override=url_override)
         self._crypto = CryptoHistoricalDataClient(api_key, secret_key, url_override=url_override)
         for client in (self._stocks, self._crypto):
-            session = client._session
-            # requests waits forever by default; every request through this session now gives up.
-            session.request = functools.partial(session.request, timeout=timeout_seconds)  # type: ignore[method-assign]
-        self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="alpaca-data")
+            bound_session(client, timeout_seconds)
+        self._calls = BlockingCalls(
+            RATE_LIMITED_API, timeout_seconds=timeout_seconds, resources=resources, max_threads=max_threads
+        )
 
     def __repr__(self) -> str:
         return (
@@ -104,7 +103,7 @@ class AlpacaMarketData(MarketDataSource):
 
     def close(self) -> None:
         """Stop the worker threads (waiting for none: a hung call ends by its own socket timeout)."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._calls.close()
 
     def universe(self) -> list[str]:
         return list(self._symbols)
@@ -177,14 +176,13 @@ class AlpacaMarketData(MarketDataSource):
         from requests import RequestException
 
         try:
-            future = self._executor.submit(function, *args)
-        except RuntimeError:
+            return self._calls.call_sync(function, *args)
+        except CallsClosed:
             raise MarketDataError("alpaca market data is closed") from None
-        try:
-            return future.result(timeout=self.timeout_seconds)
-        except FutureTimeout:
-            future.cancel()
+        except CallTimeout:
             raise MarketDataError(f"alpaca did not answer within {self.timeout_seconds:g}s") from None
+        except RateLimited as error:
+            raise MarketDataError(str(error)) from None
         except APIError as error:
             raise MarketDataError(_describe_api_error(error)) from None
         except RequestException as error:
