@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from orch.cli.emergency import emergency_stop, health_check, resume
 from orch.cli.hft import hft_app
 
 app = typer.Typer(help="Durable orchestration for the trading system, on Temporal.", no_args_is_help=True)
@@ -325,6 +326,11 @@ async def _candidates(as_json: bool) -> None:
 
 
 app.add_typer(hft_app, name="hft")
+
+# ---- Emergency stop, resume, health check (src/orch/cli/emergency.py) ------------------------------
+app.command("emergency-stop")(emergency_stop)
+app.command("resume")(resume)
+app.command("health-check")(health_check)
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -19,8 +19,23 @@ from orch.contracts.commands import CommandOptions, CommandResult, StepOutcome
 from orch.contracts.cycle import AgentErrorLog
 from orch.contracts.cycle import HealthStatus as HealthStatus
 from orch.contracts.levels import EmergencyLevel
+from orch.contracts.names import DISCOVERY_SCHEDULE_ID
+from orch.contracts.system import EmergencyIncident
 
 STOP_LEVELS = tuple(level for level in EmergencyLevel if level is not EmergencyLevel.NONE)
+
+# ---- Public names of this module's workflows and schedules (candidates for contracts/names.py) -----
+RESUME_TRADING = "ResumeTrading"
+TACTICAL_REVIEW = "TacticalReview"
+STRATEGIC_REVIEW = "StrategicReview"
+TACTICAL_REVIEW_SCHEDULE_ID = "tactical-review"
+STRATEGIC_REVIEW_SCHEDULE_ID = "strategic-review"
+# What an emergency stop pauses and a resume unpauses (only where the stop's note is on the schedule).
+EMERGENCY_PAUSED_SCHEDULES = (
+    DISCOVERY_SCHEDULE_ID,
+    TACTICAL_REVIEW_SCHEDULE_ID,
+    STRATEGIC_REVIEW_SCHEDULE_ID,
+)
 
 # ---- Emergency stop ------------------------------------------------------------------------------
 
@@ -84,18 +99,8 @@ class EmergencyAction(BaseModel):
         return f"{self.name}: {self.status.value}" + (f": {self.summary}" if self.summary else "")
 
 
-class IncidentDraft(BaseModel):
-    """An `EmergencyIncident` without its time: the activity stamps it, so the workflow stays pure."""
-
-    incident_id: str
-    level: EmergencyLevel
-    reason: str
-    requested_by: str
-    actions: list[str] = Field(default_factory=list)
-
-
 class RecordIncidentRequest(BaseModel):
-    incident: IncidentDraft
+    incident: EmergencyIncident
     # 1 when the stop starts, 2 with the actions filled: the update id dedupes a retried activity.
     revision: int = Field(ge=1)
 
@@ -120,6 +125,7 @@ class HftKilled(StepOutcome):
 class SettleHftRequest(BaseModel):
     incident_id: str
     level: EmergencyLevel
+    since: datetime  # the stop's start: orders cancelled from then on count as cancelled by it
 
 
 class HftSettled(StepOutcome):
@@ -252,6 +258,7 @@ class ComponentChecks(StepOutcome):
     components: list[ComponentHealth] = Field(default_factory=list)
     emergency_level: EmergencyLevel | None = None
     disabled_agents: list[str] = Field(default_factory=list)
+    resource_pools: dict[str, dict[str, float]] | None = None
 
 
 class HealthReport(BaseModel):

@@ -1,4 +1,5 @@
-"""Make sure the long-lived pieces exist: the `SystemState` entity and the `discovery-scan` schedule.
+"""Make sure the long-lived pieces exist: the `SystemState` entity, the `discovery-scan` schedule and
+the `tactical-review` and `strategic-review` schedules.
 
 Every worker runs this at start-up; it is idempotent, so any number of replicas may race on it.
 """
@@ -17,12 +18,22 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 
 from orch.agents.discovery import known_strategies
 from orch.config import Settings
 from orch.contracts.discovery import DiscoveryScanInput
+from orch.contracts.emergency import (
+    STRATEGIC_REVIEW,
+    STRATEGIC_REVIEW_SCHEDULE_ID,
+    TACTICAL_REVIEW,
+    TACTICAL_REVIEW_SCHEDULE_ID,
+    ReviewInput,
+    pause_note,
+)
 from orch.contracts.names import (
     COMMANDS_QUEUE,
     DISCOVERY_QUEUE,
@@ -31,7 +42,7 @@ from orch.contracts.names import (
     SYSTEM_STATE,
     SYSTEM_STATE_WORKFLOW_ID,
 )
-from orch.contracts.system import SystemConfig, SystemStateSnapshot
+from orch.contracts.system import EmergencyLevel, SystemConfig, SystemStateSnapshot
 
 
 async def ensure_system_state(client: Client, settings: Settings) -> SystemStateSnapshot:
@@ -78,7 +89,50 @@ async def ensure_discovery_schedule(client: Client, settings: Settings, strategy
         pass
 
 
+async def ensure_review_schedules(client: Client, settings: Settings, snapshot: SystemStateSnapshot) -> None:
+    """Create the `tactical-review` and `strategic-review` schedules; an existing one gets the interval
+    and input of today's settings, keeping its paused state and note (an emergency's pause holds)."""
+    review = ReviewInput(symbols=settings.review_symbols, error_threshold=settings.agent_error_threshold)
+    open_incidents = [i for i in snapshot.incidents if i.resolved_at is None]
+    for schedule_id, workflow_type, every in (
+        (TACTICAL_REVIEW_SCHEDULE_ID, TACTICAL_REVIEW, settings.tactical_review_interval_seconds),
+        (STRATEGIC_REVIEW_SCHEDULE_ID, STRATEGIC_REVIEW, settings.strategic_review_interval_seconds),
+    ):
+        # Created during an emergency: paused under its note, so the resume unpauses it with the rest.
+        state = (
+            ScheduleState(
+                paused=True, note=pause_note(open_incidents[-1].incident_id, open_incidents[-1].reason)
+            )
+            if open_incidents and snapshot.config.emergency_level is not EmergencyLevel.NONE
+            else ScheduleState(note="created by orch")
+        )
+        schedule = Schedule(
+            action=ScheduleActionStartWorkflow(
+                workflow_type,
+                review,
+                id=schedule_id,  # the schedule appends the start time
+                task_queue=COMMANDS_QUEUE,
+                # A review older than a few intervals is no longer news.
+                execution_timeout=timedelta(seconds=max(3 * every, 60)),
+            ),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=every))]),
+            # A review still running when the next is due is skipped: reviews are snapshots.
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=state,
+        )
+        try:
+            await client.create_schedule(schedule_id, schedule)
+        except ScheduleAlreadyRunningError:
+
+            def keep_state(current: ScheduleUpdateInput, fresh: Schedule = schedule) -> ScheduleUpdate:
+                fresh.state = current.description.schedule.state
+                return ScheduleUpdate(schedule=fresh)
+
+            await client.get_schedule_handle(schedule_id).update(keep_state)
+
+
 async def bootstrap(client: Client, settings: Settings) -> SystemStateSnapshot:
     snapshot = await ensure_system_state(client, settings)
     await ensure_discovery_schedule(client, settings, snapshot.config.active_strategy)
+    await ensure_review_schedules(client, settings, snapshot)
     return snapshot

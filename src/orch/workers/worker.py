@@ -18,6 +18,10 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from orch.activities.discovery import DiscoveryActivities
+from orch.activities.emergency import EmergencyActivities
+from orch.activities.health import HealthActivities
+from orch.activities.hft import HftLink
+from orch.activities.reviews import ReviewActivities
 from orch.activities.system import SystemActivities
 from orch.client import connect
 from orch.config import Settings, get_settings
@@ -26,13 +30,26 @@ from orch.market.base import MarketDataSource
 from orch.market.simulated import SimulatedMarket
 from orch.workers.bootstrap import bootstrap
 from orch.workflows.discovery_scan import DiscoveryScanWorkflow
+from orch.workflows.emergency_stop import EmergencyStop
+from orch.workflows.health_check import HealthCheck
 from orch.workflows.restart_discovery import RestartDiscoverySystem
+from orch.workflows.resume_trading import ResumeTrading
+from orch.workflows.reviews import StrategicReview, TacticalReview
 from orch.workflows.system_state import SystemStateWorkflow
 
 log = logging.getLogger("orch.worker")
 
 ALL_QUEUES = (COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE)
-ALL_WORKFLOWS = (SystemStateWorkflow, RestartDiscoverySystem, DiscoveryScanWorkflow)
+ALL_WORKFLOWS = (
+    SystemStateWorkflow,
+    RestartDiscoverySystem,
+    DiscoveryScanWorkflow,
+    EmergencyStop,
+    ResumeTrading,
+    HealthCheck,
+    TacticalReview,
+    StrategicReview,
+)
 
 # Modules that hold no workflow state: shared with the sandbox instead of re-imported per run.
 SANDBOX_PASSTHROUGH = ("orch.contracts", "orch.activities", "orch.agents", "orch.market", "pydantic", "numpy")
@@ -56,6 +73,38 @@ def build_workers(
     market = market or SimulatedMarket(seed=settings.market_seed)
     discovery = DiscoveryActivities(client, settings, market)
     system = SystemActivities(client)
+    # One link to orch hft per worker process, shared by the emergency, health and review activities.
+    hft = HftLink(settings)
+    emergency = EmergencyActivities(client, settings, hft)
+    health = HealthActivities(client, settings, market, hft)
+    reviews = ReviewActivities(client, settings, market, hft)
+    emergency_activities = [
+        emergency.record_incident,
+        emergency.kill_hft,
+        emergency.settle_hft,
+        emergency.signal_engines,
+        emergency.pause_schedules,
+        emergency.resume_schedules,
+        emergency.check_emergency,
+        emergency.resume_hft,
+        emergency.resolve_emergency,
+    ]
+    health_activities = [
+        health.check_temporal,
+        health.check_task_queues,
+        health.check_hft,
+        health.check_data_sources,
+        health.check_schedules,
+        health.check_agents,
+    ]
+    review_activities = [
+        reviews.load_review_context,
+        reviews.assess_market_conditions,
+        reviews.assess_portfolio_risk,
+        reviews.optimise_portfolio,
+        reviews.review_strategy_performance,
+        reviews.record_agent_outcomes,
+    ]
     discovery_activities = [
         discovery.validate_strategy,
         discovery.rank_universe,
@@ -69,13 +118,24 @@ def build_workers(
     ]
     per_queue = {
         COMMANDS_QUEUE: dict(
-            workflows=[SystemStateWorkflow, RestartDiscoverySystem, *extra_workflows],
-            activities=[*discovery_activities, system.find_closed_workflows, *extra_activities],
+            workflows=[
+                SystemStateWorkflow,
+                RestartDiscoverySystem,
+                TacticalReview,
+                StrategicReview,
+                *extra_workflows,
+            ],
+            activities=[
+                *discovery_activities,
+                system.find_closed_workflows,
+                *review_activities,
+                *extra_activities,
+            ],
             max_concurrent_activities=settings.max_concurrent_activities,
         ),
         CRITICAL_QUEUE: dict(
-            workflows=[],
-            activities=[system.find_closed_workflows],
+            workflows=[EmergencyStop, ResumeTrading, HealthCheck],
+            activities=[system.find_closed_workflows, *emergency_activities, *health_activities],
             max_concurrent_activities=settings.critical_max_concurrent_activities,
         ),
         DISCOVERY_QUEUE: dict(

@@ -1,0 +1,412 @@
+"""The emergency stop's and the resume's actions on real things: `orch hft`, the trading engines, the
+schedules and SystemState.
+
+Every action is idempotent (a retried activity must not stop or resume twice) and reports what it
+did, so the incident in SystemState lists exactly what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from orch.activities.discovery import _pause_note as _restart_pause_note
+from orch.activities.hft import HftLink
+from orch.activities.steps import step_activity
+from orch.config import Settings
+from orch.contracts.emergency import (
+    PAUSE_NOTE_PREFIX,
+    ActiveEmergency,
+    EmergencyResolved,
+    EnginesSignalled,
+    HftKilled,
+    HftResumed,
+    HftSettled,
+    IncidentRecorded,
+    KillHftRequest,
+    PauseSchedulesRequest,
+    RecordIncidentRequest,
+    ResumeSchedulesRequest,
+    SchedulesChanged,
+    SettleHftRequest,
+    SignalEnginesRequest,
+    pause_note,
+    paused_by,
+)
+from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID, TRADING_ENGINE
+from orch.contracts.system import EmergencyLevel, ResumeRequest, SystemStateSnapshot
+from orch.contracts.trading import Order, OrderStatus, Position, Side, TradingState, TradingStatus
+from orch.hft.client import HftApiError, HftClientError
+
+RUNNING_ENGINES_QUERY = f"WorkflowType = '{TRADING_ENGINE}' AND ExecutionStatus = 'Running'"
+# A schedule paused by a command in flight (RestartDiscoverySystem) is taken over by the emergency: the
+# command then leaves it paused ("left paused as it was") and only the resume unpauses it.
+RESTART_PAUSE_PREFIX = _restart_pause_note("")
+SETTLE_POLL_SECONDS = 0.05
+# Orders orch hft was asked to cancel but still lists after this long are cancelled again by us.
+RECANCEL_AFTER_SECONDS = 1.0
+# The most recent orders read back from the journal to count what the stop cancelled.
+JOURNAL_ORDERS_READ = 10_000  # the control API's maximum
+
+
+class EmergencyActivities:
+    def __init__(self, client: Client, settings: Settings, hft: HftLink) -> None:
+        self._client = client
+        self._settings = settings
+        self._hft = hft
+
+    # ---- SystemState -----------------------------------------------------------------------------
+
+    async def _system_state(self) -> SystemStateSnapshot:
+        return await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).query(
+            "state", result_type=SystemStateSnapshot
+        )
+
+    @activity.defn
+    @step_activity
+    async def record_incident(self, request: RecordIncidentRequest) -> IncidentRecorded:
+        """`declare_emergency`; the same incident id replaces the earlier record (revision 2 adds actions)."""
+        incident = request.incident
+        try:
+            level = await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+                "declare_emergency",
+                incident,
+                id=f"declare-{incident.incident_id}-r{request.revision}",
+                result_type=EmergencyLevel,
+            )
+        except WorkflowUpdateFailedError as err:
+            raise ApplicationError(
+                f"SystemState refused the incident: {err.cause}", type="InvalidInput", non_retryable=True
+            ) from err
+        what = "recorded" if request.revision == 1 else f"recorded with {len(incident.actions)} actions"
+        return IncidentRecorded(
+            summary=f"incident {incident.incident_id} {what}; level in force: {level.value}",
+            level_in_force=level,
+        )
+
+    # ---- orch hft --------------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def kill_hft(self, request: KillHftRequest) -> HftKilled:
+        """POST /kill at the level. orch hft maps it onto its gate: pause_entries keeps ACTIVE with
+        entries paused, reduce_only REDUCING, halt HALTED (it cancels every open order itself), flatten
+        REDUCING while it cancels and closes every position, then HALTED."""
+        reason = f"{request.reason} (incident {request.incident_id})"[:500]
+        status = await self._call(
+            lambda hft: hft.kill(request.level, reason, requested_by=request.requested_by[:64])
+        )
+        if not kill_confirmed(request.level, status):
+            raise ApplicationError(
+                f"orch hft answered {status.state.value} at level {status.emergency_level.value} "
+                f"after a {request.level.value} kill",
+                type="KillNotConfirmed",
+            )
+        paused = ", entries paused" if status.entries_paused else ""
+        return HftKilled(
+            summary=f"orch hft {status.state.value} at {status.emergency_level.value}{paused}",
+            state=status.state.value,
+            emergency_level=status.emergency_level,
+            entries_paused=status.entries_paused,
+        )
+
+    @activity.defn
+    @step_activity
+    async def settle_hft(self, request: SettleHftRequest) -> HftSettled:
+        """Wait until the kill has taken effect at the broker, doing what orch hft does not do itself.
+
+        halt: orch hft cancels every open order; we wait for none to be open and cancel again any it
+        still lists after a second (a cancel the broker dropped). flatten: orch hft cancels, closes every
+        position with reduce-only orders, then halts; we wait for HALTED and flat. pause_entries and
+        reduce_only: orch hft only blocks new orders, so the resting orders that would open or grow a
+        position (market-making quotes, plan entries) are cancelled here.
+        """
+        level = request.level
+        deadline = time.monotonic() + self._settings.emergency_confirm_seconds
+        first_seen: dict[str, float] = {}
+        last_cancel: dict[str, float] = {}
+        while True:
+            status = await self._call(lambda hft: hft.status())
+            positions = {p.symbol: p for p in status.positions if p.quantity}
+            targets = orders_to_cancel(level, status.open_orders, positions)
+            now = time.monotonic()
+            for order in targets:
+                first_seen.setdefault(order.client_order_id, now)
+            state = status.trading.state
+            settled = not targets
+            if level in (EmergencyLevel.HALT, EmergencyLevel.FLATTEN):
+                settled = settled and state is TradingState.HALTED and not status.open_orders
+            if level is EmergencyLevel.FLATTEN and state is TradingState.HALTED and positions:
+                raise ApplicationError(
+                    f"orch hft halted but is NOT flat: {_describe_positions(positions.values())} "
+                    f"({status.trading.reason})",
+                    type="NotSettled",
+                    non_retryable=True,
+                )
+            if settled:
+                cancelled, closed = await self._journal_since(request.since)
+                return HftSettled(
+                    summary=_settled_summary(level, state, cancelled, closed),
+                    state=state.value,
+                    orders_cancelled=cancelled,
+                    positions_closed=closed,
+                )
+            if now >= deadline:
+                left = ", ".join(o.client_order_id for o in (targets or status.open_orders)[:10])
+                raise ApplicationError(
+                    f"after {self._settings.emergency_confirm_seconds:g} s orch hft is {state.value} with "
+                    f"{len(status.open_orders)} open orders ({left or '-'}) and "
+                    f"{_describe_positions(positions.values()) or 'no positions'}",
+                    type="NotSettled",
+                    non_retryable=True,
+                )
+            for order in targets:
+                own = level in (EmergencyLevel.PAUSE_ENTRIES, EmergencyLevel.REDUCE_ONLY)
+                waited = now - first_seen[order.client_order_id] >= RECANCEL_AFTER_SECONDS
+                recent = now - last_cancel.get(order.client_order_id, -1e9) < RECANCEL_AFTER_SECONDS
+                if (own or waited) and not recent:
+                    last_cancel[order.client_order_id] = now
+                    await self._cancel(order.client_order_id)
+            activity.heartbeat(
+                f"{state.value}: {len(status.open_orders)} open orders, {len(positions)} positions"
+            )
+            await asyncio.sleep(SETTLE_POLL_SECONDS)
+
+    @activity.defn
+    @step_activity
+    async def resume_hft(self, reason: str, requested_by: str) -> HftResumed:
+        status = await self._call(lambda hft: hft.resume(reason[:500], requested_by=requested_by[:64]))
+        if status.state is not TradingState.ACTIVE:
+            raise ApplicationError(
+                f"orch hft is {status.state.value} after resume ({status.reason})", type="ResumeNotConfirmed"
+            )
+        return HftResumed(summary=f"orch hft {status.state.value}", state=status.state.value)
+
+    async def _journal_since(self, since: datetime) -> tuple[list[str], list[str]]:
+        """What the journal shows since the stop began: the orders cancelled, and the symbols closed by
+        flatten's own orders (orch hft acts before we can look, so its journal is the witness)."""
+        orders = await self._call(lambda hft: hft.orders(open_only=False, limit=JOURNAL_ORDERS_READ))
+        cancelled = sorted(
+            o.client_order_id
+            for o in orders
+            if o.status is OrderStatus.CANCELLED and (o.updated_at or o.created_at) >= since
+        )
+        closed = sorted(
+            {
+                o.symbol
+                for o in orders
+                if o.source == "flatten" and o.created_at >= since and o.filled_quantity
+            }
+        )
+        return cancelled, closed
+
+    async def _cancel(self, client_order_id: str) -> None:
+        try:
+            await self._hft.client().cancel_order(client_order_id)
+        except HftApiError as err:
+            if err.status != 404:  # 404: no longer open, which is what we wanted
+                raise
+
+    async def _call(self, action):
+        """One control-API call; an unreachable process is retryable, a 4xx answer (but 409) is not."""
+        try:
+            return await action(self._hft.client())
+        except HftApiError as err:
+            self._hft.forget(err)
+            retryable = err.status >= 500 or err.status in (401, 409, 429)
+            raise ApplicationError(
+                f"orch hft at {self._hft.url} answered {err}", type="HftApiError", non_retryable=not retryable
+            ) from err
+        except HftClientError as err:
+            raise ApplicationError(str(err), type="HftUnavailable") from err
+
+    # ---- The trading engines ---------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def signal_engines(self, request: SignalEnginesRequest) -> EnginesSignalled:
+        """Signal every running TradingEngine; a signal is idempotent for an engine, so retries resend all."""
+        ids = [e.id async for e in self._client.list_workflows(RUNNING_ENGINES_QUERY)]
+        signalled, failed = [], {}
+        for workflow_id in ids:
+            handle = self._client.get_workflow_handle(workflow_id)
+            try:
+                if request.emergency is not None:
+                    await handle.signal(request.signal, request.emergency)
+                else:
+                    await handle.signal(request.signal)
+                signalled.append(workflow_id)
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    continue  # it ended between the list and the signal: nothing left to stop
+                failed[workflow_id] = str(err)
+        if failed:
+            raise ApplicationError(
+                f"could not signal {request.signal} to {', '.join(f'{k} ({v})' for k, v in failed.items())}",
+                type="SignalFailed",
+            )
+        names = ", ".join(signalled) if signalled else "no TradingEngine running"
+        return EnginesSignalled(summary=f"{request.signal} sent to {names}", signalled=signalled)
+
+    # ---- Schedules -------------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def pause_schedules(self, request: PauseSchedulesRequest) -> SchedulesChanged:
+        """Pause each schedule with the incident's note; one paused by someone else is left alone."""
+        note = pause_note(request.incident_id, request.reason)
+        changed, untouched = [], {}
+        for schedule_id in request.schedule_ids:
+            handle = self._client.get_schedule_handle(schedule_id)
+            try:
+                state = (await handle.describe()).schedule.state
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                untouched[schedule_id] = "does not exist"
+                continue
+            current = state.note or ""
+            if state.paused and paused_by(current) == request.incident_id:
+                changed.append(schedule_id)  # this stop's earlier attempt paused it
+            elif state.paused and not current.startswith(RESTART_PAUSE_PREFIX):
+                untouched[schedule_id] = f"already paused ({current or 'no note'})"
+            else:
+                await handle.pause(note=note)
+                changed.append(schedule_id)
+        summary = f"paused {', '.join(changed) or 'nothing'}" + "".join(
+            f"; {k}: {v}" for k, v in untouched.items()
+        )
+        return SchedulesChanged(summary=summary, changed=changed, untouched=untouched)
+
+    @activity.defn
+    @step_activity
+    async def resume_schedules(self, request: ResumeSchedulesRequest) -> SchedulesChanged:
+        """Unpause only schedules paused by an emergency no longer in force (or being resolved now)."""
+        snapshot = await self._system_state()
+        active = {i.incident_id for i in snapshot.incidents if i.resolved_at is None}
+        ending = set(request.incident_ids)
+        changed, untouched = [], {}
+        for schedule_id in request.schedule_ids:
+            handle = self._client.get_schedule_handle(schedule_id)
+            try:
+                state = (await handle.describe()).schedule.state
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                untouched[schedule_id] = "does not exist"
+                continue
+            owner = paused_by(state.note or "") if state.paused else None
+            if owner is None:
+                untouched[schedule_id] = "paused by someone else" if state.paused else "not paused"
+            elif owner in active and owner not in ending:
+                untouched[schedule_id] = f"paused by emergency {owner}, still in force"
+            else:
+                await handle.unpause(note=f"resumed after emergency stop {owner} by {request.requested_by}")
+                changed.append(schedule_id)
+        summary = f"resumed {', '.join(changed) or 'nothing'}" + "".join(
+            f"; {k}: {v}" for k, v in untouched.items()
+        )
+        return SchedulesChanged(summary=summary, changed=changed, untouched=untouched)
+
+    # ---- Resume ----------------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def check_emergency(self, schedule_ids: list[str]) -> ActiveEmergency:
+        """What a resume has to undo; refuses when there is nothing (no emergency, nothing left halted)."""
+        snapshot = await self._system_state()
+        level = snapshot.config.emergency_level
+        open_ids = [i.incident_id for i in snapshot.incidents if i.resolved_at is None]
+        if level is not EmergencyLevel.NONE:
+            return ActiveEmergency(
+                summary=f"emergency {level.value} in force ({', '.join(open_ids)})",
+                level=level,
+                incident_ids=open_ids,
+            )
+        # An earlier resume that stopped half-way left hft halted or schedules paused: finish it.
+        leftovers = []
+        for schedule_id in schedule_ids:
+            try:
+                state = (await self._client.get_schedule_handle(schedule_id).describe()).schedule.state
+            except RPCError:
+                continue
+            if state.paused and (state.note or "").startswith(PAUSE_NOTE_PREFIX):
+                leftovers.append(f"schedule {schedule_id} still paused")
+        try:
+            hft = await self._hft.client().state()
+            if hft.emergency_level is not EmergencyLevel.NONE:
+                leftovers.append(f"orch hft still at {hft.emergency_level.value}")
+        except HftClientError:
+            pass
+        if not leftovers:
+            raise ApplicationError(
+                "no emergency stop is in force; nothing to resume", type="NothingToResume", non_retryable=True
+            )
+        return ActiveEmergency(
+            summary=f"no emergency in force, finishing an earlier resume: {'; '.join(leftovers)}",
+            level=EmergencyLevel.NONE,
+            incident_ids=[],
+        )
+
+    @activity.defn
+    @step_activity
+    async def resolve_emergency(self, request: ResumeRequest, resume_id: str) -> EmergencyResolved:
+        try:
+            resolved = await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+                "resolve_emergency", request, id=f"resolve-{resume_id}", result_type=list[str]
+            )
+        except WorkflowUpdateFailedError as err:
+            raise ApplicationError(
+                f"SystemState refused the resume: {err.cause}", type="CommandRejected", non_retryable=True
+            ) from err
+        return EmergencyResolved(summary=f"resolved {', '.join(resolved) or 'nothing'}", resolved=resolved)
+
+
+def kill_confirmed(level: EmergencyLevel, status: TradingStatus) -> bool:
+    """Did orch hft take the kill: its level at least the one asked for, its gate in the level's state."""
+    levels = list(EmergencyLevel)
+    if levels.index(status.emergency_level) < levels.index(level):
+        return False
+    if level is EmergencyLevel.PAUSE_ENTRIES:
+        return status.entries_paused
+    if level is EmergencyLevel.HALT:
+        return status.state is TradingState.HALTED
+    return status.state in (TradingState.REDUCING, TradingState.HALTED)
+
+
+def orders_to_cancel(
+    level: EmergencyLevel, orders: list[Order], positions: dict[str, Position]
+) -> list[Order]:
+    """The open orders that must go at this level: all at halt; at flatten all but its own closing
+    orders (reduce-only); at pause_entries and reduce_only those that would open or grow a position."""
+    if level is EmergencyLevel.HALT:
+        return list(orders)
+    if level is EmergencyLevel.FLATTEN:
+        return [o for o in orders if not o.reduce_only]
+
+    def grows(order: Order) -> bool:
+        held = positions[order.symbol].quantity if order.symbol in positions else 0.0
+        return held == 0 or (held > 0) == (order.side is Side.BUY)
+
+    return [o for o in orders if not o.reduce_only and grows(o)]
+
+
+def _describe_positions(positions) -> str:
+    return ", ".join(f"{p.symbol} {p.quantity:g}" for p in positions)
+
+
+def _settled_summary(
+    level: EmergencyLevel, state: TradingState, cancelled: list[str], closed: list[str]
+) -> str:
+    text = f"orch hft {state.value}; {len(cancelled)} open orders cancelled"
+    if level is EmergencyLevel.FLATTEN:
+        text += f"; {len(closed)} positions closed ({', '.join(closed) or 'none held'})"
+    elif level in (EmergencyLevel.PAUSE_ENTRIES, EmergencyLevel.REDUCE_ONLY):
+        text = f"orch hft {state.value}; {len(cancelled)} orders that would open or grow a position cancelled"
+    return text

@@ -1,0 +1,431 @@
+"""The health check's probes: each looks at one kind of component and never raises for what it finds.
+
+A component that is down is a finding (an UNHEALTHY row), not an activity failure: the report must
+come back whole, with every other component, exactly when something is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from temporalio import activity
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from orch.activities.discovery import POLLER_FRESHNESS
+from orch.activities.hft import HftLink
+from orch.activities.steps import step_activity
+from orch.config import Settings
+from orch.contracts.cycle import HealthThresholds
+from orch.contracts.emergency import (
+    STRATEGIC_REVIEW_SCHEDULE_ID,
+    TACTICAL_REVIEW_SCHEDULE_ID,
+    ComponentChecks,
+    ComponentHealth,
+    HealthStatus,
+    paused_by,
+)
+from orch.contracts.names import (
+    BACKTEST_QUEUE,
+    COMMANDS_QUEUE,
+    CRITICAL_QUEUE,
+    DISCOVERY_QUEUE,
+    DISCOVERY_SCHEDULE_ID,
+    SYSTEM_STATE_WORKFLOW_ID,
+)
+from orch.contracts.system import EmergencyLevel, SystemStateSnapshot
+from orch.contracts.trading import TradingState
+from orch.hft.client import HftClientError
+from orch.market.base import MarketDataSource, is_crypto
+
+HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
+
+# Which pollers each queue needs: (workflow pollers, activity pollers). Backtests are activities only.
+QUEUE_NEEDS: dict[str, tuple[bool, bool]] = {
+    COMMANDS_QUEUE: (True, True),
+    CRITICAL_QUEUE: (True, True),
+    DISCOVERY_QUEUE: (True, True),
+    BACKTEST_QUEUE: (False, True),
+}
+# A missing schedule: discovery is the system's input, the reviews are oversight.
+SCHEDULE_MISSING = {
+    DISCOVERY_SCHEDULE_ID: UNHEALTHY,
+    TACTICAL_REVIEW_SCHEDULE_ID: DEGRADED,
+    STRATEGIC_REVIEW_SCHEDULE_ID: DEGRADED,
+}
+DATA_PROBE_TIMEOUT_SECONDS = 10.0
+
+
+class HealthActivities:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        market: MarketDataSource,
+        hft: HftLink,
+        # Issue 5's resource pool: a callable returning statistics per pool or API, shown in the report.
+        resource_pools: Callable[[], dict[str, dict[str, float]]] | None = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._market = market
+        self._hft = hft
+        self._resource_pools = resource_pools
+
+    async def _system_state(self) -> SystemStateSnapshot | None:
+        try:
+            return await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).query(
+                "state", result_type=SystemStateSnapshot
+            )
+        except Exception:
+            return None
+
+    # ---- Temporal and its task queues ------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def check_temporal(self) -> ComponentChecks:
+        started = time.perf_counter()
+        try:
+            info = await self._client.workflow_service.get_system_info(GetSystemInfoRequest())
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            component = ComponentHealth(
+                component="temporal",
+                status=HEALTHY,
+                detail=f"server {info.server_version or '?'} answered in {elapsed_ms:.1f} ms "
+                f"(namespace {self._client.namespace})",
+                metrics={"latency_ms": round(elapsed_ms, 3)},
+            )
+        except RPCError as err:
+            component = ComponentHealth(component="temporal", status=UNHEALTHY, detail=f"no answer: {err}")
+        state = await self._system_state()
+        system = (
+            ComponentHealth(
+                component="system-state", status=HEALTHY, detail=f"{SYSTEM_STATE_WORKFLOW_ID} answers"
+            )
+            if state is not None
+            else ComponentHealth(
+                component="system-state",
+                status=UNHEALTHY,
+                detail=f"{SYSTEM_STATE_WORKFLOW_ID} does not answer its state query: start a commands worker",
+            )
+        )
+        return ComponentChecks(summary=f"temporal {component.status.value}", components=[component, system])
+
+    @activity.defn
+    @step_activity
+    async def check_task_queues(self, require_backtest_worker: bool | None) -> ComponentChecks:
+        """Live pollers of each queue, workflow and activity side; a queue nobody polls never runs."""
+        require_backtest = (
+            self._settings.health_require_backtest_worker
+            if require_backtest_worker is None
+            else require_backtest_worker
+        )
+        components = []
+        for queue, (needs_workflows, needs_activities) in QUEUE_NEEDS.items():
+            workflows, backlog = await self._pollers(queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+            activities, activity_backlog = await self._pollers(queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+            missing = [
+                side
+                for side, needed, pollers in (
+                    ("workflow", needs_workflows, workflows),
+                    ("activity", needs_activities, activities),
+                )
+                if needed and not pollers
+            ]
+            detail = f"{len(workflows)} workflow pollers, {len(activities)} activity pollers"
+            if backlog or activity_backlog:
+                detail += f"; backlog {backlog} workflow, {activity_backlog} activity tasks"
+            if not missing:
+                status = HEALTHY
+            elif queue == BACKTEST_QUEUE and not require_backtest:
+                status = DEGRADED
+                detail = f"no {' or '.join(missing)} pollers on {queue}: no backtest worker runs (optional)"
+            else:
+                status = UNHEALTHY
+                detail = f"no {' or '.join(missing)} pollers on {queue}: start `orch worker --queue {queue}`"
+            components.append(
+                ComponentHealth(
+                    component=f"queue:{queue}",
+                    status=status,
+                    detail=detail,
+                    metrics={
+                        "workflow_pollers": len(workflows),
+                        "activity_pollers": len(activities),
+                        "workflow_backlog": backlog,
+                        "activity_backlog": activity_backlog,
+                    },
+                )
+            )
+        bad = [c.component for c in components if c.status is UNHEALTHY]
+        return ComponentChecks(
+            summary=f"{len(components) - len(bad)}/{len(components)} queues polled"
+            + (f"; unpolled: {', '.join(bad)}" if bad else ""),
+            components=components,
+        )
+
+    async def _pollers(self, queue: str, kind: TaskQueueType.ValueType) -> tuple[list[str], int]:
+        response = await self._client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=self._client.namespace,
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=kind,
+                report_stats=True,
+            )
+        )
+        cutoff = datetime.now(UTC) - POLLER_FRESHNESS
+        pollers = [
+            p.identity for p in response.pollers if p.last_access_time.ToDatetime(tzinfo=UTC) >= cutoff
+        ]
+        backlog = response.stats.approximate_backlog_count if response.HasField("stats") else 0
+        return pollers, int(backlog)
+
+    # ---- orch hft and the broker -----------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def check_hft(self) -> ComponentChecks:
+        """orch hft alive with its latency; the broker as orch hft sees it (reconciled, or not)."""
+        started = time.perf_counter()
+        try:
+            status = await self._hft.client().status()
+        except HftClientError as err:
+            self._hft.forget(err)
+            down = f"orch hft at {self._hft.url} is not answering: {err}"
+            return ComponentChecks(
+                summary="orch hft down",
+                components=[
+                    ComponentHealth(component="hft", status=UNHEALTHY, detail=down),
+                    ComponentHealth(
+                        component="broker", status=UNHEALTHY, detail="unknown: orch hft is not answering"
+                    ),
+                ],
+            )
+        answer_ms = (time.perf_counter() - started) * 1000
+        trading = status.trading
+        latency = status.latency
+        metrics = {
+            "control_api_ms": round(answer_ms, 3),
+            "ticks_per_second": round(status.ticks_per_second, 1),
+            "open_orders": len(status.open_orders),
+            "positions": sum(1 for p in status.positions if p.quantity),
+        }
+        for name in ("p50_us", "p99_us", "p999_us"):
+            value = getattr(latency, name)
+            if value is not None:
+                metrics[f"tick_to_order_{name}"] = round(value, 1)
+        if status.last_heartbeat_age_seconds is not None:
+            metrics["heartbeat_age_seconds"] = round(status.last_heartbeat_age_seconds, 3)
+        p99 = f"{latency.p99_us:.0f} us" if latency.p99_us is not None else "no samples"
+        detail = f"{trading.state.value}, tick-to-order p99 {p99}, {status.ticks_per_second:.0f} ticks/s"
+        limit_ms = HealthThresholds().max_latency_ms_p99
+        hft_status = HEALTHY
+        if trading.state is TradingState.HALTED or trading.emergency_level is not EmergencyLevel.NONE:
+            state = await self._system_state()
+            declared = state is not None and state.config.emergency_level is not EmergencyLevel.NONE
+            # Halted by a declared emergency is the system doing its job; halted by itself is not.
+            hft_status = DEGRADED if declared else UNHEALTHY
+            detail += f"; {trading.emergency_level.value}: {trading.reason}"
+            if not declared:
+                detail += " (no emergency declared in SystemState: dead man's switch or a loss limit?)"
+        elif latency.p99_us is not None and latency.p99_us / 1000 > limit_ms:
+            hft_status = DEGRADED
+            detail += f"; p99 above {limit_ms:g} ms"
+        broker = ComponentHealth(
+            component="broker",
+            status=HEALTHY if trading.reconciled else UNHEALTHY,
+            detail=f"{status.broker}: reconciled with orch hft's journal"
+            if trading.reconciled
+            else f"{status.broker}: not reconciled ({trading.reason}); orch hft cannot trust it yet",
+        )
+        return ComponentChecks(
+            summary=f"orch hft {trading.state.value}; broker {status.broker} "
+            + ("reconciled" if trading.reconciled else "NOT reconciled"),
+            components=[
+                ComponentHealth(component="hft", status=hft_status, detail=detail, metrics=metrics),
+                broker,
+            ],
+        )
+
+    # ---- Market data -----------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def check_data_sources(self) -> ComponentChecks:
+        """Freshness of each configured source: simulated is fresh by construction; others by their
+        newest bar, read through this worker's market source."""
+        state = await self._system_state()
+        if state is None:
+            return ComponentChecks(
+                summary="data sources unknown",
+                components=[
+                    ComponentHealth(
+                        component="data",
+                        status=UNHEALTHY,
+                        detail="SystemState does not answer: sources unknown",
+                    )
+                ],
+            )
+        sources = state.config.data_sources
+        components = [
+            await self._probe(name, primary=index == 0)
+            for index, name in enumerate([sources.primary, *sources.fallbacks])
+        ]
+        return ComponentChecks(
+            summary=", ".join(f"{c.component.removeprefix('data:')} {c.status.value}" for c in components),
+            components=components,
+        )
+
+    async def _probe(self, name: str, *, primary: bool) -> ComponentHealth:
+        component = f"data:{name}"
+        role = "primary" if primary else "fallback"
+        failing = UNHEALTHY if primary else DEGRADED
+        if name == "simulated":
+            return ComponentHealth(
+                component=component, status=HEALTHY, detail=f"{role}: simulated, always fresh"
+            )
+        if getattr(self._market, "name", None) != name:
+            return ComponentHealth(
+                component=component,
+                status=failing,
+                detail=f"{role}: this worker reads {getattr(self._market, 'name', '?')}, not {name}",
+            )
+        try:
+            universe = self._market.universe()
+            # Crypto trades around the clock, so its newest bar is a fair freshness probe on any day.
+            symbol = next((s for s in universe if is_crypto(s)), universe[0])
+            started = time.perf_counter()
+            history = await asyncio.wait_for(
+                asyncio.to_thread(self._market.history, symbol, 1), DATA_PROBE_TIMEOUT_SECONDS
+            )
+            elapsed_ms = (time.perf_counter() - started) * 1000
+        except Exception as err:
+            return ComponentHealth(component=component, status=failing, detail=f"{role}: no answer: {err}")
+        if not len(history):
+            return ComponentHealth(
+                component=component, status=failing, detail=f"{role}: no bars for {symbol}"
+            )
+        newest = datetime.fromtimestamp(int(history.timestamps[-1].astype("datetime64[s]").astype(int)), UTC)
+        age = (datetime.now(UTC) - newest).total_seconds()
+        limit = self._settings.health_max_data_age_seconds
+        fresh = age <= limit
+        return ComponentHealth(
+            component=component,
+            status=HEALTHY if fresh else failing,
+            detail=f"{role}: newest {symbol} bar {timedelta(seconds=int(age))} old"
+            + ("" if fresh else f" (stale: limit {limit:g} s)"),
+            metrics={"age_seconds": round(age, 1), "latency_ms": round(elapsed_ms, 1)},
+        )
+
+    # ---- Schedules -------------------------------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def check_schedules(self) -> ComponentChecks:
+        state = await self._system_state()
+        active = (
+            {i.incident_id for i in state.incidents if i.resolved_at is None} if state is not None else set()
+        )
+        components = []
+        for schedule_id, missing_status in SCHEDULE_MISSING.items():
+            component = f"schedule:{schedule_id}"
+            try:
+                description = await self._client.get_schedule_handle(schedule_id).describe()
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                components.append(
+                    ComponentHealth(component=component, status=missing_status, detail="missing")
+                )
+                continue
+            schedule_state = description.schedule.state
+            note = schedule_state.note or ""
+            if schedule_state.paused:
+                owner = paused_by(note)
+                detail = f"paused by emergency {owner}" if owner else f"paused ({note or 'no note'})"
+                if owner and owner not in active:
+                    detail += " which is resolved: run `orch resume --confirm` to finish the resume"
+                components.append(ComponentHealth(component=component, status=DEGRADED, detail=detail))
+                continue
+            upcoming = description.info.next_action_times
+            detail = "running" + (f", next at {upcoming[0]:%H:%M:%S} UTC" if upcoming else "")
+            components.append(
+                ComponentHealth(
+                    component=component,
+                    status=HEALTHY,
+                    detail=detail,
+                    metrics={"runs": description.info.num_actions},
+                )
+            )
+        paused = [c.component for c in components if c.status is not HEALTHY]
+        return ComponentChecks(
+            summary=f"{len(components) - len(paused)}/{len(components)} schedules running",
+            components=components,
+        )
+
+    # ---- SystemState: emergency and agents -------------------------------------------------------
+
+    @activity.defn
+    @step_activity
+    async def check_agents(self) -> ComponentChecks:
+        """The emergency in force, and every agent's error counts (disabled agents are unhealthy)."""
+        state = await self._system_state()
+        pools = self._resource_pools() if self._resource_pools is not None else None
+        if state is None:
+            return ComponentChecks(summary="SystemState does not answer", resource_pools=pools)
+        level = state.config.emergency_level
+        open_incidents = [i for i in state.incidents if i.resolved_at is None]
+        if level is EmergencyLevel.NONE:
+            emergency = ComponentHealth(component="emergency", status=HEALTHY, detail="none in force")
+        else:
+            newest = open_incidents[-1] if open_incidents else None
+            emergency = ComponentHealth(
+                component="emergency",
+                status=DEGRADED,
+                detail=f"{level.value} in force"
+                + (
+                    f" since {newest.at:%Y-%m-%d %H:%M:%S} UTC ({newest.incident_id}: {newest.reason})"
+                    if newest
+                    else ""
+                )
+                + "; `orch resume --confirm` ends it",
+            )
+        components = [emergency]
+        agents: dict[str, tuple[int, int, bool, str]] = {}
+        for source, log in sorted(state.agent_errors.items()):
+            for name, record in log.agents.items():
+                consecutive, total, disabled, last = agents.get(name, (0, 0, False, ""))
+                agents[name] = (
+                    max(consecutive, record.consecutive_errors),
+                    total + record.total_errors,
+                    disabled or record.disabled,
+                    f"{source}: {record.last_error}" if record.last_error else last,
+                )
+        for name, (consecutive, total, disabled, last) in sorted(agents.items()):
+            if not total:
+                continue
+            components.append(
+                ComponentHealth(
+                    component=f"agent:{name}",
+                    status=UNHEALTHY if disabled else DEGRADED if consecutive else HEALTHY,
+                    detail=("DISABLED after repeated errors; " if disabled else "")
+                    + f"{consecutive} consecutive, {total} total errors; last: {last}",
+                    metrics={"consecutive_errors": consecutive, "total_errors": total},
+                )
+            )
+        if len(components) == 1:
+            components.append(ComponentHealth(component="agents", status=HEALTHY, detail="no agent errors"))
+        disabled = state.disabled_agents()
+        return ComponentChecks(
+            summary=f"emergency {level.value}; {len(disabled)} agents disabled",
+            components=components,
+            emergency_level=level,
+            disabled_agents=disabled,
+            resource_pools=pools,
+        )

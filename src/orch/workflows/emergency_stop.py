@@ -1,0 +1,203 @@
+"""`EmergencyStop`: stop trading everywhere, at once, and say exactly what was done.
+
+In parallel: kill `orch hft` at the level (then wait until its open orders are cancelled at the broker
+and, at flatten, every position closed), signal `emergency_stop` to every running `TradingEngine`,
+pause the discovery and review schedules, and record the incident in SystemState. One action failing
+never holds up the others; the incident is recorded again with every action's outcome, and the
+workflow fails at the end if any action failed, so `orch emergency-stop` exits 1 and says which.
+
+It runs on `orch-critical` (its own worker slots) and skips the command slots, so however busy the
+system is, nothing queues in front of it. Trading stays stopped until `orch resume --confirm`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pydantic import ValidationError
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from orch.activities.emergency import EmergencyActivities
+    from orch.contracts.commands import CommandStatus, StepOutcome
+    from orch.contracts.emergency import (
+        EMERGENCY_PAUSED_SCHEDULES,
+        ActionStatus,
+        EmergencyAction,
+        EmergencyStopInput,
+        EmergencyStopResult,
+        EmergencyStopSignal,
+        EnginesSignalled,
+        HftKilled,
+        HftSettled,
+        IncidentRecorded,
+        KillHftRequest,
+        PauseSchedulesRequest,
+        RecordIncidentRequest,
+        SchedulesChanged,
+        SettleHftRequest,
+        SignalEnginesRequest,
+    )
+    from orch.contracts.system import EmergencyIncident
+    from orch.workflows.command import CommandWorkflow, Step, StepFailed
+
+RECORD = Step("recording_incident", "Record the incident in SystemState")
+KILL = Step("killing_hft", "Kill orch hft at the level")
+SETTLE = Step("cancelling_orders", "Cancel open orders at the broker (flatten: close every position)")
+ENGINES = Step("signalling_engines", "Signal emergency_stop to every TradingEngine")
+SCHEDULES = Step("pausing_schedules", "Pause the discovery and review schedules")
+ACTIONS = Step("recording_actions", "Record every action's outcome with the incident")
+
+OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
+
+
+# Malformed input (an empty reason, level "none", unknown fields) fails at once instead of retrying.
+@workflow.defn(name="EmergencyStop", failure_exception_types=[ValidationError])
+class EmergencyStop(CommandWorkflow):
+    command_type = "emergency_stop"
+    steps = (RECORD, KILL, SETTLE, ENGINES, SCHEDULES, ACTIONS)
+    uses_command_slot = False
+
+    @workflow.init
+    def __init__(self, request: EmergencyStopInput) -> None:
+        self._begin(request.options)
+        self._outcomes: dict[str, StepOutcome] = {}
+
+    @workflow.run
+    async def run(self, request: EmergencyStopInput) -> EmergencyStopResult:
+        incident = EmergencyIncident(
+            incident_id=workflow.info().workflow_id,
+            level=request.level,
+            reason=request.reason,
+            requested_by=request.requested_by,
+            at=workflow.now(),
+        )
+        fields = await self.execute(lambda: self._stop(incident))
+        return self._result(fields, incident)
+
+    async def _stop(self, incident: EmergencyIncident) -> None:
+        kill = KillHftRequest(
+            incident_id=incident.incident_id,
+            level=incident.level,
+            reason=incident.reason,
+            requested_by=incident.requested_by,
+        )
+        signal = EmergencyStopSignal(
+            reason=incident.reason,
+            level=incident.level,
+            requested_by=incident.requested_by,
+            incident_id=incident.incident_id,
+        )
+
+        async def kill_then_settle() -> None:
+            # The kill goes first: it is what stops orders within milliseconds. Settling runs even if
+            # the kill was not confirmed, since cancelling what is open is still worth doing.
+            await self._action(KILL, EmergencyActivities.kill_hft, kill, result_type=HftKilled)
+            await self._action(
+                SETTLE,
+                EmergencyActivities.settle_hft,
+                SettleHftRequest(incident_id=incident.incident_id, level=incident.level, since=incident.at),
+                result_type=HftSettled,
+                heartbeat=True,
+                detail=incident.level.value,
+            )
+
+        await asyncio.gather(
+            kill_then_settle(),
+            self._action(
+                RECORD,
+                EmergencyActivities.record_incident,
+                RecordIncidentRequest(incident=incident, revision=1),
+                result_type=IncidentRecorded,
+            ),
+            self._action(
+                ENGINES,
+                EmergencyActivities.signal_engines,
+                SignalEnginesRequest(signal="emergency_stop", emergency=signal),
+                result_type=EnginesSignalled,
+            ),
+            self._action(
+                SCHEDULES,
+                EmergencyActivities.pause_schedules,
+                PauseSchedulesRequest(
+                    incident_id=incident.incident_id,
+                    reason=incident.reason,
+                    schedule_ids=list(EMERGENCY_PAUSED_SCHEDULES),
+                ),
+                result_type=SchedulesChanged,
+            ),
+        )
+        done = [a for a in self._actions() if a.name != ACTIONS.name]
+        recorded = incident.model_copy(update={"actions": [a.line() for a in done]})
+        await self._action(
+            ACTIONS,
+            EmergencyActivities.record_incident,
+            RecordIncidentRequest(incident=recorded, revision=2),
+            result_type=IncidentRecorded,
+        )
+        failed = [a for a in self._actions() if a.status is not ActionStatus.DONE]
+        if failed:
+            # The last message is what `orch` shows: every action that did not happen, not just the last.
+            self._run.fail(
+                f"{len(failed)} of {len(self.steps)} actions did not happen: "
+                + "; ".join(f"{a.name}: {a.summary or a.status.value}" for a in failed)
+            )
+
+    async def _action(
+        self,
+        step: Step,
+        activity: Callable[..., Awaitable[OutcomeT]],
+        *args: object,
+        result_type: type[OutcomeT],
+        heartbeat: bool = False,
+        detail: str = "",
+    ) -> None:
+        """One action: its failure is recorded (and fails the workflow at the end) but stops nothing else."""
+        try:
+            self._outcomes[step.name] = await self.run_step(
+                step, activity, *args, result_type=result_type, heartbeat=heartbeat, detail=detail
+            )
+        except StepFailed:
+            pass
+
+    def _actions(self) -> list[EmergencyAction]:
+        actions = []
+        for step in self.steps:
+            report = self._run.reports[step.name]
+            if report.status == CommandStatus.COMPLETED:
+                actions.append(
+                    EmergencyAction(name=step.name, status=ActionStatus.DONE, summary=report.summary)
+                )
+            elif report.status == CommandStatus.FAILED:
+                actions.append(
+                    EmergencyAction(name=step.name, status=ActionStatus.FAILED, summary=report.error or "")
+                )
+            else:
+                actions.append(EmergencyAction(name=step.name, status=ActionStatus.SKIPPED))
+        return actions
+
+    def _result(self, fields: dict, incident: EmergencyIncident) -> EmergencyStopResult:
+        outcomes = self._outcomes
+        killed, settled = outcomes.get(KILL.name), outcomes.get(SETTLE.name)
+        recorded = outcomes.get(ACTIONS.name) or outcomes.get(RECORD.name)
+        engines, schedules = outcomes.get(ENGINES.name), outcomes.get(SCHEDULES.name)
+        hft_state = None
+        if isinstance(settled, HftSettled):
+            hft_state = settled.state
+        elif isinstance(killed, HftKilled):
+            hft_state = killed.state
+        return EmergencyStopResult(
+            **fields,
+            incident_id=incident.incident_id,
+            level=incident.level,
+            reason=incident.reason,
+            level_in_force=recorded.level_in_force if isinstance(recorded, IncidentRecorded) else None,
+            hft_state=hft_state,
+            actions=self._actions(),
+            engines_signalled=engines.signalled if isinstance(engines, EnginesSignalled) else [],
+            schedules_paused=schedules.changed if isinstance(schedules, SchedulesChanged) else [],
+            orders_cancelled=settled.orders_cancelled if isinstance(settled, HftSettled) else [],
+            positions_closed=settled.positions_closed if isinstance(settled, HftSettled) else [],
+        )
