@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from orch.activities.backtest import BacktestActivities
 from orch.activities.discovery import DiscoveryActivities
 from orch.activities.emergency import EmergencyActivities
 from orch.activities.health import HealthActivities
@@ -25,7 +27,7 @@ from orch.activities.reviews import ReviewActivities
 from orch.activities.system import SystemActivities
 from orch.client import connect
 from orch.config import Settings, get_settings
-from orch.contracts.names import COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE
+from orch.contracts.names import BACKTEST_QUEUE, COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE
 from orch.market.base import MarketDataSource
 from orch.market.simulated import SimulatedMarket
 from orch.workers.bootstrap import bootstrap
@@ -36,14 +38,16 @@ from orch.workflows.restart_discovery import RestartDiscoverySystem
 from orch.workflows.resume_trading import ResumeTrading
 from orch.workflows.reviews import StrategicReview, TacticalReview
 from orch.workflows.system_state import SystemStateWorkflow
+from orch.workflows.validate_algorithms import ValidateAlgorithms
 
 log = logging.getLogger("orch.worker")
 
-ALL_QUEUES = (COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE)
+ALL_QUEUES = (COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE, BACKTEST_QUEUE)
 ALL_WORKFLOWS = (
     SystemStateWorkflow,
     RestartDiscoverySystem,
     DiscoveryScanWorkflow,
+    ValidateAlgorithms,
     EmergencyStop,
     ResumeTrading,
     HealthCheck,
@@ -73,6 +77,13 @@ def build_workers(
     market = market or SimulatedMarket(seed=settings.market_seed)
     discovery = DiscoveryActivities(client, settings, market)
     system = SystemActivities(client)
+    backtests = BacktestActivities(client, settings)
+    # ValidateAlgorithms' light steps; its backtests run on orch-backtest.
+    validation = [
+        backtests.prepare_validation_data,
+        backtests.analyse_performance,
+        backtests.generate_recommendations,
+    ]
     # One link to orch hft per worker process, shared by the emergency, health and review activities.
     hft = HftLink(settings)
     emergency = EmergencyActivities(client, settings, hft)
@@ -123,12 +134,14 @@ def build_workers(
                 RestartDiscoverySystem,
                 TacticalReview,
                 StrategicReview,
+                ValidateAlgorithms,
                 *extra_workflows,
             ],
             activities=[
                 *discovery_activities,
                 system.find_closed_workflows,
                 *review_activities,
+                *validation,
                 *extra_activities,
             ],
             max_concurrent_activities=settings.max_concurrent_activities,
@@ -142,6 +155,12 @@ def build_workers(
             workflows=[DiscoveryScanWorkflow],
             activities=discovery_activities,
             max_concurrent_activities=max(2, settings.max_concurrent_activities // 10),
+        ),
+        BACKTEST_QUEUE: dict(
+            workflows=[],
+            # CPU-bound: each backtest runs in a process of its own, one per core by default.
+            activities=[backtests.run_backtest, backtests.optimise_split],
+            max_concurrent_activities=settings.backtest_concurrency or os.cpu_count() or 1,
         ),
     }
     workers = []

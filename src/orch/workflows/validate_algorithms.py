@@ -1,0 +1,361 @@
+"""`ValidateAlgorithms`: backtest discovery strategies on real bars and recommend one, in five steps.
+
+1 prepare validation data (source, symbols, the period's exact bars, walk-forward splits), 2 run
+backtests (one activity per strategy on `orch-backtest`, all at once), 3 analyse performance
+(against buy-and-hold), 4 optimise parameters (one activity per strategy and walk-forward split,
+all at once: fit in sample, score out of sample), 5 generate recommendations; with `apply`, the
+winner becomes the active discovery strategy through a `RestartDiscoverySystem` child.
+
+Bars never pass through this workflow: activities get a `DataReference` and load them. A cancel of
+the workflow cancels every backtest in flight and waits until each has stopped its process
+(`WAIT_CANCELLATION_COMPLETED`), so a cancelled validation leaves no CPU burning behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio import workflow
+from temporalio.common import Priority, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from orch.activities.backtest import BacktestActivities
+    from orch.activities.discovery import DiscoveryActivities
+    from orch.contracts.commands import (
+        CommandStatus,
+        RestartDiscoveryInput,
+        RestartDiscoveryResult,
+    )
+    from orch.contracts.names import (
+        BACKTEST_QUEUE,
+        COMMANDS_QUEUE,
+        RESTART_DISCOVERY,
+        VALIDATE_ALGORITHMS,
+        TaskPriority,
+    )
+    from orch.contracts.validation import (
+        BacktestRequest,
+        BacktestResult,
+        EquityCurve,
+        OptimisationResult,
+        OptimiseSplitRequest,
+        PerformanceAnalysis,
+        PortfolioRules,
+        PrepareDataRequest,
+        PreparedData,
+        Recommendations,
+        RecommendRequest,
+        ValidateAlgorithmsInput,
+        ValidateAlgorithmsResult,
+    )
+    from orch.workflows.command import CommandWorkflow, Step, StepFailed, _describe_activity_failure
+
+PREPARE = Step("preparing_validation_data", "Prepare validation data")
+BACKTEST = Step("running_backtests", "Run backtests")
+ANALYSE = Step("analysing_performance", "Analyse performance")
+OPTIMISE = Step("optimising_parameters", "Optimise parameters")
+RECOMMEND = Step("generating_recommendations", "Generate recommendations")
+
+# Backtests are background work: anything more urgent on the same queue goes first.
+BACKTEST_PRIORITY = Priority(priority_key=int(TaskPriority.LOW))
+
+
+# Malformed input (a bad period, unknown fields) fails the workflow at once instead of retrying its task.
+@workflow.defn(name=VALIDATE_ALGORITHMS, failure_exception_types=[ValidationError])
+class ValidateAlgorithms(CommandWorkflow):
+    command_type = "validate_algorithms"
+    steps = (PREPARE, BACKTEST, ANALYSE, OPTIMISE, RECOMMEND)
+
+    @workflow.init
+    def __init__(self, request: ValidateAlgorithmsInput) -> None:
+        self._begin(request.options)
+        self._prepared: PreparedData | None = None
+        self._backtests: list[BacktestResult] = []
+        self._analysis: PerformanceAnalysis | None = None
+        self._optimisation: list[OptimisationResult] = []
+        self._recommendations: Recommendations | None = None
+        self._applied = False
+        self._apply_error: str | None = None
+        self._restart_id: str | None = None
+        self._previous: str | None = None
+        self._active: str | None = None
+
+    @workflow.run
+    async def run(self, request: ValidateAlgorithmsInput) -> ValidateAlgorithmsResult:
+        await self._refuse_unknown_strategies(request.strategies)
+        fields = await self.execute(lambda: self._validate(request))
+        prepared, recommended = self._prepared, self._recommendations
+        return ValidateAlgorithmsResult(
+            **fields,
+            period=request.validation_period,
+            data=prepared.data if prepared else None,
+            source_description=prepared.source_description if prepared else None,
+            splits=prepared.splits if prepared else [],
+            backtests=self._backtests,
+            analysis=self._analysis,
+            optimisation=self._optimisation,
+            recommendations=recommended.recommendations if recommended else [],
+            winner=recommended.winner if recommended else None,
+            apply_requested=request.apply,
+            applied=self._applied,
+            apply_error=self._apply_error,
+            restart_workflow_id=self._restart_id,
+            previous_strategy=self._previous,
+            active_strategy=self._active,
+        )
+
+    async def _refuse_unknown_strategies(self, strategies: list[str]) -> None:
+        """Bad input fails at once, before a slot is taken or a backtest starts (a regular activity,
+        as RestartDiscoverySystem's check is, so `progress` reports the failure)."""
+        checks = [
+            workflow.execute_activity_method(
+                DiscoveryActivities.validate_strategy,
+                strategy,
+                start_to_close_timeout=timedelta(seconds=10),
+                summary=f"Check {strategy} is known",
+                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UnknownStrategy"]),
+            )
+            for strategy in strategies
+        ]
+        for outcome in await asyncio.gather(*checks, return_exceptions=True):
+            if isinstance(outcome, ActivityError):
+                cause = outcome.cause
+                message = cause.message if isinstance(cause, ApplicationError) else str(outcome)
+                self._run.fail(message)
+                raise ApplicationError(message, type="UnknownStrategy", non_retryable=True) from outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    # ---- The five steps ----------------------------------------------------------------------------
+
+    async def _validate(self, request: ValidateAlgorithmsInput) -> None:
+        prepared = self._prepared = await self.run_step(
+            PREPARE,
+            BacktestActivities.prepare_validation_data,
+            PrepareDataRequest(
+                strategies=request.strategies,
+                period=request.validation_period,
+                data_source=request.data_source,
+                csv_folder=request.csv_folder,
+                symbols=request.symbols,
+                max_symbols=request.max_symbols,
+                top_n=request.top_n,
+                rebalance_every_bars=request.rebalance_every_bars,
+                walk_forward_splits=request.walk_forward_splits if request.optimise else 0,
+            ),
+            result_type=PreparedData,
+            detail=f"{request.validation_period.value} from {request.data_source}",
+        )
+        rules = PortfolioRules(
+            top_n=prepared.top_n,
+            rebalance_every_bars=request.rebalance_every_bars,
+            initial_cash=request.initial_cash,
+            commission=request.commission,
+        )
+        backtests = await self._parallel_step(
+            BACKTEST,
+            [
+                (
+                    BacktestActivities.run_backtest,
+                    BacktestRequest(
+                        strategy=strategy,
+                        data=prepared.data,
+                        window=prepared.data.window,
+                        rules=rules,
+                        max_curve_points=request.max_curve_points,
+                    ),
+                    f"Backtest {strategy} over {prepared.data.window.bars} bars",
+                )
+                for strategy in request.strategies
+            ],
+            timeout_seconds=request.backtest_timeout_seconds,
+            detail=f"{len(request.strategies)} in parallel",
+        )
+        self._backtests = backtests
+        # The curves stay out of the analysis step's input: it needs the figures only.
+        flat = EquityCurve(timestamps=[], strategy=[], buy_and_hold=[])
+        self._analysis = await self.run_step(
+            ANALYSE,
+            BacktestActivities.analyse_performance,
+            [b.model_copy(update={"curve": flat}) for b in backtests],
+            result_type=PerformanceAnalysis,
+        )
+        if request.optimise:
+            splits = await self._parallel_step(
+                OPTIMISE,
+                [
+                    (
+                        BacktestActivities.optimise_split,
+                        OptimiseSplitRequest(
+                            strategy=strategy,
+                            split=split,
+                            data=prepared.data,
+                            rules=rules,
+                            max_param_combinations=request.max_param_combinations,
+                            seed=request.seed,
+                        ),
+                        f"Optimise {strategy}, walk-forward split {split.index}",
+                    )
+                    for strategy in request.strategies
+                    for split in prepared.splits
+                ],
+                timeout_seconds=request.backtest_timeout_seconds,
+                detail=f"{len(prepared.splits)} walk-forward splits x {len(request.strategies)} strategies",
+            )
+            self._optimisation = [
+                OptimisationResult(strategy=s, splits=[r for r in splits if r.strategy == s])
+                for s in request.strategies
+            ]
+        else:
+            self._skip_step(OPTIMISE, "skipped: optimisation off (the defaults are recommended)")
+        await self._custom_step(RECOMMEND, lambda: self._recommend(request))
+
+    async def _recommend(self, request: ValidateAlgorithmsInput) -> str:
+        assert self._analysis is not None
+        recommended = self._recommendations = await workflow.execute_activity_method(
+            BacktestActivities.generate_recommendations,
+            RecommendRequest(analysis=self._analysis, optimisation=self._optimisation),
+            start_to_close_timeout=timedelta(seconds=self._run.options.step_timeout_seconds),
+            retry_policy=self.retry_policy(),
+            summary="Rank the strategies",
+        )
+        self._active = recommended.active_strategy
+        if not request.apply:
+            return recommended.summary
+        return f"{recommended.summary}; {await self._apply(recommended)}"
+
+    async def _apply(self, recommended: Recommendations) -> str:
+        """Make the winner the active discovery strategy; say clearly when that cannot happen."""
+        winner = recommended.winner
+        if winner == recommended.active_strategy:
+            self._applied = True
+            return f"{winner} is already the active strategy"
+        if recommended.apply_blocked:
+            self._apply_error = f"not applied: {recommended.apply_blocked}"
+            return self._apply_error
+        self._restart_id = f"{workflow.info().workflow_id}-apply"
+        self._run.touch(f"**Step 5/5: applying** {winner} through {RESTART_DISCOVERY} {self._restart_id}")
+        try:
+            restarted = await workflow.execute_child_workflow(
+                RESTART_DISCOVERY,
+                RestartDiscoveryInput(strategy=winner, options=self._run.options),
+                id=self._restart_id,
+                task_queue=COMMANDS_QUEUE,
+                result_type=RestartDiscoveryResult,
+                static_summary=f"Apply {winner}, the winner of {workflow.info().workflow_id}",
+            )
+        except ChildWorkflowError as err:
+            # Refused (exclusive: another restart runs) or failed; the validation itself stands.
+            cause = err.cause
+            why = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            self._apply_error = f"not applied: {RESTART_DISCOVERY} {self._restart_id}: {why}"
+            return self._apply_error
+        self._applied = True
+        self._previous, self._active = restarted.previous_strategy, restarted.active_strategy
+        return f"applied: {restarted.previous_strategy} -> {restarted.active_strategy} ({self._restart_id})"
+
+    # ---- Steps made of several activities ------------------------------------------------------------
+
+    async def _parallel_step(
+        self,
+        step: Step,
+        calls: Sequence[tuple[Callable[..., Any], Any, str]],
+        *,
+        timeout_seconds: float,
+        detail: str,
+    ) -> list[Any]:
+        """Run one activity per call on `orch-backtest`, all at once; the step fails if any does.
+
+        Cancelling the workflow cancels them all and waits until each has stopped (the activity
+        stops its process before it reports cancelled).
+        """
+        options = self._run.options
+
+        async def all_of_them() -> tuple[list[Any], str]:
+            outcomes = await asyncio.gather(
+                *(
+                    workflow.execute_activity_method(
+                        activity,
+                        argument,
+                        task_queue=BACKTEST_QUEUE,
+                        start_to_close_timeout=timedelta(seconds=timeout_seconds),
+                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout_seconds),
+                        retry_policy=self.retry_policy(),
+                        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                        priority=BACKTEST_PRIORITY,
+                        summary=summary,
+                    )
+                    for activity, argument, summary in calls
+                ),
+                return_exceptions=True,
+            )
+            failures = [
+                (summary, o)
+                for (_, _, summary), o in zip(calls, outcomes, strict=True)
+                if isinstance(o, BaseException)
+            ]
+            for _, outcome in failures:
+                if not isinstance(outcome, ActivityError):
+                    raise outcome  # cancellation, or a bug: not a step failure
+            if failures:
+                first = failures[0][1]
+                retries = options.max_retries
+                message = "; ".join(f"{summary}: {_failure(o, retries)}" for summary, o in failures)
+                raise _StepError(message, first)
+            return list(outcomes), "; ".join(o.summary for o in outcomes)
+
+        return await self._custom_step(step, all_of_them, detail=detail)
+
+    async def _custom_step(self, step: Step, body: Callable[[], Awaitable[Any]], detail: str = "") -> Any:
+        """`run_step`'s bookkeeping (progress, UI details, step report) around any `body` that
+        returns a summary, or a (value, summary) pair."""
+        run = self._run
+        report = run.reports[step.name]
+        index = run.steps.index(step) + 1
+        run.current_step = step.name
+        report.status = CommandStatus.RUNNING
+        report.started_at = workflow.now()
+        label = f"Step {index}/{len(run.steps)}: {step.title}" + (f" ({detail})" if detail else "")
+        run.touch(f"**{label}**")
+        try:
+            outcome = await body()
+        except (_StepError, ActivityError) as err:
+            message = str(err) if isinstance(err, _StepError) else _failure(err, run.options.max_retries)
+            report.status = CommandStatus.FAILED
+            report.error = message
+            report.attempts = 1
+            report.finished_at = workflow.now()
+            run.fail(f"{step.name}: {message}")
+            raise StepFailed(step.name, message) from err
+        value, summary = outcome if isinstance(outcome, tuple) else (None, outcome)
+        report.status = CommandStatus.COMPLETED
+        report.attempts = 1
+        report.summary = summary
+        report.finished_at = workflow.now()
+        run.touch(f"{label}: done. {summary}")
+        return value
+
+    def _skip_step(self, step: Step, summary: str) -> None:
+        report = self._run.reports[step.name]
+        report.status = CommandStatus.COMPLETED
+        report.summary = summary
+        report.started_at = report.finished_at = workflow.now()
+        self._run.touch(f"Step {self._run.steps.index(step) + 1}/{len(self._run.steps)}: {summary}")
+
+
+def _failure(err: ActivityError, max_retries: int) -> str:
+    return _describe_activity_failure(err, max_retries + 1)[0]
+
+
+class _StepError(Exception):
+    """Some of a step's activities failed for good; the message names each."""
+
+    def __init__(self, message: str, first: BaseException) -> None:
+        super().__init__(message)
+        self.first = first
