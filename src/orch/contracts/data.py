@@ -166,6 +166,19 @@ class IntegrateRealDataInput(BaseModel):
         return DataSources(primary=self.primary_source, fallbacks=list(self.fallback_sources))
 
 
+def integration_problems(request: IntegrateRealDataInput) -> list[str]:
+    """Everything that makes an integration unacceptable before anything runs: the CLI and the
+    workflow refuse the same requests with the same words."""
+    problems = source_problems(request.primary_source, request.fallback_sources)
+    if request.live and not request.confirm_live:
+        problems.append(
+            "live trading needs a second confirmation (--live --i-understand-live-trading; confirm_live)"
+        )
+    if request.confirm_live and not request.live:
+        problems.append("confirm_live without live: paper trading is the default, live needs both")
+    return problems
+
+
 class ValidateConnectionsRequest(BaseModel):
     integration_id: str
     sources: DataSources
