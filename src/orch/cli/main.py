@@ -15,6 +15,7 @@ import typer
 
 from orch.cli.emergency import emergency_stop, health_check, resume
 from orch.cli.hft import hft_app
+from orch.cli.validate import validate_algorithms
 
 app = typer.Typer(help="Durable orchestration for the trading system, on Temporal.", no_args_is_help=True)
 discovery_app = typer.Typer(help="The discovery system: candidates and strategies.", no_args_is_help=True)
@@ -331,6 +332,8 @@ app.add_typer(hft_app, name="hft")
 app.command("emergency-stop")(emergency_stop)
 app.command("resume")(resume)
 app.command("health-check")(health_check)
+
+app.command("validate-algorithms")(validate_algorithms)  # src/orch/cli/validate.py
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -80,7 +80,9 @@ class ValidateAlgorithmsInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategies: list[str] = Field(min_length=1, max_length=20)
-    validation_period: ValidationPeriod
+    # One of VALIDATION_PERIODS. Checked by the workflow (`parse_period`), not here, so that a bad
+    # period fails the workflow with a non-retryable InvalidInput rather than a decoding error.
+    validation_period: str
     # With True, the winner becomes the active discovery strategy (a RestartDiscoverySystem child).
     apply: bool = False
     # `active` (SystemState's primary data source), or one of BACKTEST_SOURCES.
@@ -105,8 +107,8 @@ class ValidateAlgorithmsInput(BaseModel):
 
     @field_validator("validation_period", mode="before")
     @classmethod
-    def _period(cls, value: Any) -> ValidationPeriod:
-        return parse_period(value)
+    def _period(cls, value: Any) -> str:
+        return str(value).strip().upper()
 
     @field_validator("strategies")
     @classmethod

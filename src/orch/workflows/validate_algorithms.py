@@ -53,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
         RecommendRequest,
         ValidateAlgorithmsInput,
         ValidateAlgorithmsResult,
+        ValidationPeriod,
+        parse_period,
     )
     from orch.workflows.command import CommandWorkflow, Step, StepFailed, _describe_activity_failure
 
@@ -88,12 +90,17 @@ class ValidateAlgorithms(CommandWorkflow):
 
     @workflow.run
     async def run(self, request: ValidateAlgorithmsInput) -> ValidateAlgorithmsResult:
+        try:
+            period = parse_period(request.validation_period)
+        except ValueError as err:
+            self._run.fail(str(err))
+            raise ApplicationError(str(err), type="InvalidInput", non_retryable=True) from err
         await self._refuse_unknown_strategies(request.strategies)
-        fields = await self.execute(lambda: self._validate(request))
+        fields = await self.execute(lambda: self._validate(request, period))
         prepared, recommended = self._prepared, self._recommendations
         return ValidateAlgorithmsResult(
             **fields,
-            period=request.validation_period,
+            period=period,
             data=prepared.data if prepared else None,
             source_description=prepared.source_description if prepared else None,
             splits=prepared.splits if prepared else [],
@@ -134,13 +141,13 @@ class ValidateAlgorithms(CommandWorkflow):
 
     # ---- The five steps ----------------------------------------------------------------------------
 
-    async def _validate(self, request: ValidateAlgorithmsInput) -> None:
+    async def _validate(self, request: ValidateAlgorithmsInput, period: ValidationPeriod) -> None:
         prepared = self._prepared = await self.run_step(
             PREPARE,
             BacktestActivities.prepare_validation_data,
             PrepareDataRequest(
                 strategies=request.strategies,
-                period=request.validation_period,
+                period=period,
                 data_source=request.data_source,
                 csv_folder=request.csv_folder,
                 symbols=request.symbols,
@@ -150,7 +157,7 @@ class ValidateAlgorithms(CommandWorkflow):
                 walk_forward_splits=request.walk_forward_splits if request.optimise else 0,
             ),
             result_type=PreparedData,
-            detail=f"{request.validation_period.value} from {request.data_source}",
+            detail=f"{period.value} from {request.data_source}",
         )
         rules = PortfolioRules(
             top_n=prepared.top_n,

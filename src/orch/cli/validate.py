@@ -1,0 +1,234 @@
+"""`orch validate-algorithms`: backtest discovery strategies, compare them, recommend one.
+
+    orch validate-algorithms --strategies hybrid_v1,legacy_v0 --period 6M [--apply] [--source sample]
+
+Bad input (a period other than 30D/6M/1Y/5Y, an unknown strategy or source) is refused with exit
+code 2 before anything starts. While the workflow runs, the live progress bar shows its steps;
+then a results table, the recommendations, and a report folder (`metrics.json` and `equity.png`)
+under `--report-dir` (default `ORCH_REPORT_DIR`, else `<ORCH_HOME>/reports`). Exit code 1 when the
+validation failed, or when `--apply` was asked for and the winner could not be applied.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orch.contracts.validation import ACTIVE_SOURCE, BACKTEST_SOURCES, VALIDATION_PERIODS
+
+SOURCE_HELP = (
+    f"Bars to validate on: {ACTIVE_SOURCE} (SystemState's primary data source), "
+    + ", ".join(BACKTEST_SOURCES)
+    + " (sample: real daily AAPL, GOOG, IBM, MSFT 2000-2013, offline)."
+)
+
+
+def validate_algorithms(
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated discovery strategies, e.g. hybrid_v1,legacy_v0.")
+    ],
+    period: Annotated[
+        str, typer.Option(help=f"{', '.join(VALIDATION_PERIODS)}: how far back from the newest bar.")
+    ] = "6M",
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Make the winner the active discovery strategy.")
+    ] = False,
+    source: Annotated[str, typer.Option(help=SOURCE_HELP)] = ACTIVE_SOURCE,
+    csv_folder: Annotated[
+        str | None, typer.Option(help="The csv source's folder on the workers (default ORCH_CSV_FOLDER).")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated subset of the source's symbols.")
+    ] = None,
+    top_n: Annotated[int | None, typer.Option(help="Candidates held (default half the universe).")] = None,
+    rebalance_every: Annotated[int, typer.Option(help="Bars between rebalances.")] = 5,
+    optimise: Annotated[bool, typer.Option(help="Walk-forward parameter optimisation.")] = True,
+    splits: Annotated[int, typer.Option(help="Walk-forward splits.")] = 3,
+    max_combinations: Annotated[int, typer.Option(help="Parameter combinations tried per strategy.")] = 20,
+    report_dir: Annotated[Path | None, typer.Option(help="Where the report folder goes.")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the workflow id and return.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    max_retries: Annotated[int | None, typer.Option(help="Retries per step (default 3).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Workflow timeout in seconds (default 900).")] = None,
+) -> None:
+    """Backtest strategies on real bars, optimise them walk-forward and recommend one (ValidateAlgorithms)."""
+    from orch.cli.main import _run
+
+    _run(
+        _validate(
+            dict(
+                strategies=[s.strip() for s in strategies.split(",") if s.strip()],
+                validation_period=period,
+                apply=apply,
+                data_source=source,
+                csv_folder=csv_folder,
+                symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
+                top_n=top_n,
+                rebalance_every_bars=rebalance_every,
+                optimise=optimise,
+                walk_forward_splits=splits,
+                max_param_combinations=max_combinations,
+            ),
+            report_dir,
+            no_wait,
+            as_json,
+            max_retries,
+            timeout,
+        )
+    )
+
+
+async def _validate(
+    fields: dict[str, Any],
+    report_dir: Path | None,
+    no_wait: bool,
+    as_json: bool,
+    max_retries: int | None,
+    timeout: float | None,
+) -> None:
+    from pydantic import ValidationError
+
+    from orch.cli.commands import EXIT_BAD_INPUT, EXIT_FAILED, CliError, follow, start_command, system_state
+    from orch.cli.main import _client
+    from orch.config import get_settings
+    from orch.contracts.commands import CommandOptions
+    from orch.contracts.names import VALIDATE_ALGORITHMS
+    from orch.contracts.validation import ValidateAlgorithmsInput, parse_period
+
+    try:
+        period = parse_period(fields["validation_period"])
+    except ValueError as err:
+        raise CliError(str(err), EXIT_BAD_INPUT) from err
+    settings = get_settings()
+    try:
+        request = ValidateAlgorithmsInput(
+            **fields,
+            options=CommandOptions(
+                max_retries=settings.max_retries if max_retries is None else max_retries,
+                workflow_timeout_seconds=timeout or settings.workflow_timeout_seconds,
+            ),
+        )
+    except ValidationError as err:
+        raise CliError(_message(err), EXIT_BAD_INPUT) from err
+    client = await _client()
+    known = (await system_state(client)).known_strategies
+    unknown = [s for s in request.strategies if s not in known]
+    if unknown:
+        raise CliError(
+            f"unknown strateg{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+            f"known strategies: {', '.join(known)}",
+            EXIT_BAD_INPUT,
+        )
+    handle = await start_command(
+        client,
+        VALIDATE_ALGORITHMS,
+        request,
+        id_prefix="validate-algorithms",
+        summary=f"Validate {', '.join(request.strategies)} over {period.value}"
+        + (" and apply the winner" if request.apply else ""),
+        timeout_seconds=request.options.workflow_timeout_seconds,
+    )
+    if no_wait:
+        print(
+            json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}) if as_json else handle.id
+        )
+        return
+    if not as_json:
+        from orch.cli.render import console
+
+        console.print(f"Started {VALIDATE_ALGORITHMS} [bold]{handle.id}[/bold]")
+    code = await follow(client, handle.id, as_json=as_json)
+    if code:
+        raise typer.Exit(code)
+    from orch.backtest.report import write_report
+    from orch.contracts.validation import ValidateAlgorithmsResult
+
+    result = await client.get_workflow_handle(handle.id, result_type=ValidateAlgorithmsResult).result()
+    folder = (report_dir or settings.report_dir or settings.home / "reports") / handle.id
+    written = write_report(result, folder)
+    if as_json:
+        # stdout carries the one JSON document `follow` printed; the report's place goes to stderr.
+        print(json.dumps({"report": [str(p) for p in written]}), file=sys.stderr)
+    else:
+        show(result, folder)
+    if result.apply_requested and not result.applied:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def show(result: Any, folder: Path) -> None:
+    """The results table, the recommendations, and where the report is."""
+    from orch.cli.render import console, table
+
+    def pct(value: float | None) -> str:
+        return f"{value:+.1%}" if value is not None else "-"
+
+    def num(value: float | None) -> str:
+        return f"{value:.2f}" if value is not None else "-"
+
+    if result.data is not None:
+        window = result.data.window
+        console.print(
+            f"{result.source_description}; {len(result.data.symbols)} symbols "
+            f"({', '.join(result.data.symbols[:8])}{' ...' if len(result.data.symbols) > 8 else ''}), "
+            f"{window.bars} bars {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}"
+        )
+    walk = {o.strategy: o for o in result.optimisation}
+    rows = []
+    for b in result.backtests:
+        m = b.metrics
+        o = walk.get(b.strategy)
+        rows.append(
+            (
+                b.strategy,
+                pct(m.total_return),
+                pct(m.cagr),
+                num(m.sharpe),
+                num(m.sortino),
+                f"{m.max_drawdown:.1%}",
+                f"{m.win_rate:.0%}" if m.win_rate is not None else "-",
+                m.trades,
+                f"{m.exposure:.0%}",
+                pct(m.buy_and_hold.total_return),
+                num(o.mean_out_of_sample_sharpe) if o else "-",
+            )
+        )
+    table(
+        "Backtests (default parameters, whole period)",
+        [
+            "strategy",
+            "return",
+            "CAGR",
+            "Sharpe",
+            "Sortino",
+            "max DD",
+            "win rate",
+            "trades",
+            "exposure",
+            "buy & hold",
+            "OOS Sharpe",
+        ],
+        rows,
+    )
+    for r in result.recommendations:
+        params = ", ".join(f"{k}={v:g}" for k, v in r.params.items())
+        console.print(
+            f"[bold]{r.rank}. {r.strategy}[/bold] ({'tuned' if r.tuned else 'default'} parameters: {params})"
+        )
+        for reason in r.reasons:
+            console.print(f"   - {reason}")
+    if result.apply_requested:
+        if result.applied:
+            console.print(f"[green]applied[/green]: active strategy {result.active_strategy}")
+        else:
+            console.print(f"[red]not applied[/red]: {result.apply_error}")
+    console.print(f"report: {folder}")
+
+
+def _message(err: Any) -> str:
+    from orch.cli.main import _validation_message
+
+    return _validation_message(err)
