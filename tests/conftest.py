@@ -65,6 +65,7 @@ def settings(temporal_address: str, namespace: str, tmp_path: Path) -> Settings:
         discovery_interval_seconds=3600,  # scans in tests start when the test says so
         discovery_history_bars=60,
         command_reap_interval_seconds=1,
+        trading_autostart=False,  # a test starts the trading engine when it wants one
     )
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from orch.cli.cycle import cycle_app
 from orch.cli.emergency import emergency_stop, health_check, resume
 from orch.cli.hft import hft_app
 from orch.cli.validate import validate_algorithms
@@ -327,6 +328,7 @@ async def _candidates(as_json: bool) -> None:
 
 
 app.add_typer(hft_app, name="hft")
+app.add_typer(cycle_app, name="cycle")
 
 # ---- Emergency stop, resume, health check (src/orch/cli/emergency.py) ------------------------------
 app.command("emergency-stop")(emergency_stop)

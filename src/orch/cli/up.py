@@ -95,7 +95,13 @@ def run_stack(*, with_worker: bool = True, with_hft: bool = True) -> int:
             children.append(Child("temporal", server, logs / "temporal.log"))
         if with_worker:
             children.append(
-                _spawn("worker", [sys.executable, "-m", "orch.workers.worker"], logs / "worker.log")
+                # The same ORCH_HFT_* as the hft child: the engine's activities find its symbols and token.
+                _spawn(
+                    "worker",
+                    [sys.executable, "-m", "orch.workers.worker"],
+                    logs / "worker.log",
+                    env=_hft_environment(home),
+                )
             )
         if with_hft:
             children.append(

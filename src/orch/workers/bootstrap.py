@@ -21,7 +21,8 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from orch.agents.discovery import known_strategies
 from orch.config import Settings
@@ -34,6 +35,7 @@ from orch.contracts.emergency import (
     ReviewInput,
     pause_note,
 )
+from orch.contracts.engine import TradingEngineInput, engine_workflow_id, next_cycle_number
 from orch.contracts.names import (
     COMMANDS_QUEUE,
     DISCOVERY_QUEUE,
@@ -41,6 +43,7 @@ from orch.contracts.names import (
     DISCOVERY_SCHEDULE_ID,
     SYSTEM_STATE,
     SYSTEM_STATE_WORKFLOW_ID,
+    TRADING_ENGINE,
 )
 from orch.contracts.system import EmergencyLevel, SystemConfig, SystemStateSnapshot
 
@@ -131,8 +134,42 @@ async def ensure_review_schedules(client: Client, settings: Settings, snapshot: 
             await client.get_schedule_handle(schedule_id).update(keep_state)
 
 
+async def ensure_trading_engine(client: Client, settings: Settings) -> str | None:
+    """Start the account's `TradingEngine` (`trading-engine-<account>`) unless it is running; returns its id.
+
+    An engine that ended on purpose (`orch cycle stop` completes it) stays stopped: only a failed,
+    terminated or timed-out one is started again here. `orch cycle start` starts a stopped one.
+    """
+    if not settings.trading_autostart:
+        return None
+    from orch.hft.config import HftSettings
+
+    account = HftSettings().account  # the account of the `orch hft` this machine runs
+    engine_id = engine_workflow_id(account)
+    request = TradingEngineInput(
+        account=account,
+        cycle_interval_seconds=settings.cycle_interval_seconds,
+        error_threshold=settings.agent_error_threshold,
+        first_cycle_number=next_cycle_number(settings.home, account),
+    )
+    try:
+        await client.start_workflow(
+            TRADING_ENGINE,
+            request,
+            id=engine_id,
+            task_queue=COMMANDS_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            static_summary=f"The trading engine of {account}: one TradingCycle per interval",
+        )
+    except WorkflowAlreadyStartedError:
+        return None  # stopped on purpose
+    return engine_id
+
+
 async def bootstrap(client: Client, settings: Settings) -> SystemStateSnapshot:
     snapshot = await ensure_system_state(client, settings)
     await ensure_discovery_schedule(client, settings, snapshot.config.active_strategy)
     await ensure_review_schedules(client, settings, snapshot)
+    await ensure_trading_engine(client, settings)
     return snapshot

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from orch.activities.backtest import BacktestActivities
+from orch.activities.cycle import CycleActivities, cycle_activities
 from orch.activities.discovery import DiscoveryActivities
 from orch.activities.emergency import EmergencyActivities
 from orch.activities.health import HealthActivities
@@ -38,6 +39,8 @@ from orch.workflows.restart_discovery import RestartDiscoverySystem
 from orch.workflows.resume_trading import ResumeTrading
 from orch.workflows.reviews import StrategicReview, TacticalReview
 from orch.workflows.system_state import SystemStateWorkflow
+from orch.workflows.trading_cycle import TradingCycle
+from orch.workflows.trading_engine import TradingEngine
 from orch.workflows.validate_algorithms import ValidateAlgorithms
 
 log = logging.getLogger("orch.worker")
@@ -53,6 +56,8 @@ ALL_WORKFLOWS = (
     HealthCheck,
     TacticalReview,
     StrategicReview,
+    TradingEngine,
+    TradingCycle,
 )
 
 # Modules that hold no workflow state: shared with the sandbox instead of re-imported per run.
@@ -89,6 +94,7 @@ def build_workers(
     emergency = EmergencyActivities(client, settings, hft)
     health = HealthActivities(client, settings, market, hft)
     reviews = ReviewActivities(client, settings, market, hft)
+    cycle = CycleActivities(client, settings, market)
     emergency_activities = [
         emergency.record_incident,
         emergency.kill_hft,
@@ -134,6 +140,8 @@ def build_workers(
                 RestartDiscoverySystem,
                 TacticalReview,
                 StrategicReview,
+                TradingEngine,
+                TradingCycle,
                 ValidateAlgorithms,
                 *extra_workflows,
             ],
@@ -141,6 +149,7 @@ def build_workers(
                 *discovery_activities,
                 system.find_closed_workflows,
                 *review_activities,
+                *cycle_activities(cycle),
                 *validation,
                 *extra_activities,
             ],

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, CancelledError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.cycle import CycleActivities
@@ -114,11 +114,12 @@ class TradingCycle(CommandWorkflow):
         run.touch(f"Cycle {request.cycle_number} of {request.account}: starting")
         try:
             return await self._cycle(request)
-        except (asyncio.CancelledError, CancelledError):
+        except (asyncio.CancelledError, CancelledError, ActivityError) as err:
             # The engine cancels a cycle on an emergency stop: whatever runs is abandoned at once.
-            run.status = CommandStatus.CANCELLED
-            run.error_messages.append("cancelled")
-            run.touch("**Cancelled** (emergency stop)")
+            if is_cancelled_exception(err):
+                run.status = CommandStatus.CANCELLED
+                run.error_messages.append("cancelled")
+                run.touch("**Cancelled** (emergency stop)")
             raise
 
     async def _cycle(self, request: TradingCycleInput) -> TradingCycleResult:
@@ -432,6 +433,8 @@ class TradingCycle(CommandWorkflow):
                     summary=label,
                 )
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise  # the cycle itself is being cancelled: not a step failure
             message, attempts = _describe_activity_failure(err, policy.max_attempts)
             report.status = CommandStatus.FAILED
             report.attempts = attempts

@@ -79,6 +79,7 @@ class TradingEngine:
         self._cycles_this_run = 0
         self._next_cycle_at: Any = None
         self._config_changed = False
+        self._ended = False
         # Emergency stops to start as child workflows (from the main loop: handlers stay synchronous).
         self._to_escalate: list[EmergencyStopSignal] = []
 
@@ -102,6 +103,7 @@ class TradingEngine:
             await self._loop()
         finally:
             keeper.cancel()
+        self._ended = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.set_current_details(f"**Stopped** after {state.cycles_total} cycles")
         return self.status()
@@ -202,7 +204,10 @@ class TradingEngine:
             )
             result = await self._cycle
         except ChildWorkflowError as err:
-            why = f"cycle {number} did not complete: {err.cause or err}"
+            if self._cancelling_cycle and isinstance(err.cause, CancelledError):
+                why = f"cycle {number} cancelled by the emergency stop"
+            else:
+                why = f"cycle {number} did not complete: {err.cause or err}"
         except (asyncio.CancelledError, CancelledError):
             if not self._cancelling_cycle:
                 raise  # the engine itself is being cancelled
@@ -433,7 +438,9 @@ class TradingEngine:
     @workflow.query
     def status(self) -> EngineStatus:
         state = self._state
-        if state.emergency is not None:
+        if self._ended:
+            run_state = EngineRunState.STOPPED
+        elif state.emergency is not None:
             run_state = EngineRunState.EMERGENCY_STOPPED
         elif state.stopping:
             run_state = EngineRunState.STOPPING if self._cycle_id is not None else EngineRunState.STOPPED

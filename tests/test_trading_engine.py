@@ -1,0 +1,357 @@
+"""`TradingEngine` on a real Temporal server with a real `orch hft`: cycles every interval, pause, resume and
+stop, the `set_config` validator, `status`, continue-as-new without losing anything, the emergency stop by
+signal (also from the raw `temporal` CLI), the bootstrap's autostart, and the `orch cycle` commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType, ParentClosePolicy
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from orch.contracts.cycle import CycleOutcome
+from orch.contracts.engine import (
+    EngineConfigChange,
+    EngineRunState,
+    EngineStatus,
+    TradingEngineInput,
+    engine_workflow_id,
+)
+from orch.contracts.names import (
+    COMMANDS_QUEUE,
+    CRITICAL_QUEUE,
+    EMERGENCY_STOP,
+    SYSTEM_STATE_WORKFLOW_ID,
+    TRADING_CYCLE,
+    TRADING_ENGINE,
+    TaskPriority,
+)
+from orch.contracts.system import EmergencyLevel, ResumeRequest
+from orch.embedded import temporal_binary
+from orch.workers.bootstrap import bootstrap
+from tests.conftest import Stack, run_process
+from tests.cycle_support import ACCOUNT, CRYPTO, fast_config, hft_process, start_cycle_stack
+from tests.helpers import eventually, system_state, workflow_ids
+from tests.test_hft_process import HftUnderTest, free_port, hft
+
+__all__ = ["hft", "hft_process"]  # fixtures used by name
+
+ENGINE_ID = engine_workflow_id(ACCOUNT)
+
+
+async def start_engine(client: Client, **config: Any) -> Any:
+    config.setdefault("cycle_interval_seconds", 1.0)
+    return await client.start_workflow(
+        TRADING_ENGINE,
+        TradingEngineInput(account=ACCOUNT, **fast_config(**config)),
+        id=ENGINE_ID,
+        task_queue=COMMANDS_QUEUE,
+    )
+
+
+async def status_of(handle: Any) -> EngineStatus:
+    return await handle.query("status", result_type=EngineStatus)
+
+
+async def until(handle: Any, check: Any, timeout: float = 60) -> EngineStatus:
+    async def ready() -> EngineStatus | None:
+        status = await status_of(handle)
+        return status if check(status) else None
+
+    return await eventually(ready, timeout=timeout, every=0.1)
+
+
+def consistent(status: EngineStatus) -> bool:
+    return status.cycles_total == status.cycles_successful + status.cycles_degraded + status.cycles_failed
+
+
+async def cycle_ids(client: Client) -> list[str]:
+    return await workflow_ids(client, f"WorkflowType = '{TRADING_CYCLE}'")
+
+
+async def test_the_engine_runs_cycles_counts_them_pauses_resumes_and_stops_after_the_cycle(
+    bare_stack: Stack, hft_process: HftUnderTest
+) -> None:
+    await start_cycle_stack(bare_stack, hft_process)
+    handle = await start_engine(bare_stack.client)
+
+    status = await until(handle, lambda s: s.cycles_total >= 2)
+    assert consistent(status) and status.cycles_successful >= 1
+    assert status.success_rate > 0 and status.average_duration_seconds
+    assert status.last_report is not None and status.last_report.outcome is not CycleOutcome.FAILED
+    assert status.last_report.execution is not None and status.last_report.execution.plans_sent >= 1
+    assert status.interval_adjustments >= 1  # the adaptive scheduler moved the 1 s base
+
+    await handle.signal("pause")
+    paused = await until(handle, lambda s: s.state is EngineRunState.PAUSED)
+    await asyncio.sleep(2.5)  # more than the interval: no cycle starts while paused
+    assert (await status_of(handle)).cycles_total == paused.cycles_total
+
+    await handle.signal("resume")
+    running = await until(
+        handle, lambda s: s.cycles_total > paused.cycles_total and s.current_cycle is not None
+    )
+    await handle.signal("stop")
+    final = EngineStatus.model_validate(await handle.result())
+    assert final.state is EngineRunState.STOPPED
+    # The cycle running when `stop` arrived finished (it was not cancelled), and no other started.
+    assert final.cycles_total == running.cycles_total + 1
+    last = await bare_stack.client.get_workflow_handle(running.current_cycle or "").describe()
+    assert last.status == WorkflowExecutionStatus.COMPLETED
+    ids = await cycle_ids(bare_stack.client)
+    assert sorted(ids) == sorted(f"{ENGINE_ID}-cycle-{n}" for n in range(1, final.cycles_total + 1))
+
+
+async def test_set_config_refuses_bad_values_and_applies_good_ones(bare_stack: Stack) -> None:
+    bare_stack.settings.hft_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: no hft needed here
+    await bare_stack.start()
+    handle = await start_engine(bare_stack.client, cycle_interval_seconds=3600)
+    await until(handle, lambda s: s.cycles_total >= 1)
+
+    refused = {
+        "cycle_interval_seconds": ({"cycle_interval_seconds": -1}, "greater than 0"),
+        "bounds": ({"min_interval_seconds": 100, "max_interval_seconds": 10}, "min_interval_seconds <="),
+        "a limit out of range": ({"risk_limits": {"max_drawdown": 2}}, "max_drawdown"),
+        "an unknown limit": ({"risk_limits": {"max_leverage": 2}}, "max_leverage"),
+        "a negative weight": ({"strategy_weights": {"trend": -1}}, "must not be negative"),
+        "an unknown strategy kind": ({"strategy_weights": {"momentum": 1}}, "unknown strategy kind"),
+        "settling longer than the step": ({"settle_seconds": 120}, "must exceed"),
+        "an unknown agent": ({"enable_agents": ["oracle"]}, "oracle"),
+    }
+    for what, (change, message) in refused.items():
+        with pytest.raises(WorkflowUpdateFailedError) as error:
+            await handle.execute_update("set_config", EngineConfigChange(**change))
+        assert message in str(error.value.cause), (what, error.value.cause)
+    before = await status_of(handle)
+    assert before.config.risk_limits.max_drawdown == 0.2
+    assert before.config.scheduler.base_interval_seconds == 3600
+
+    config = await handle.execute_update(
+        "set_config",
+        EngineConfigChange(
+            cycle_interval_seconds=1, strategy_weights={"trend": 5}, risk_limits={"max_drawdown": 0.1}
+        ),
+    )
+    assert config["scheduler"]["base_interval_seconds"] == 1
+    status = await status_of(handle)
+    assert status.config.risk_limits.max_drawdown == 0.1
+    assert (
+        status.weights is not None and max(status.weights.root, key=status.weights.root.get).value == "trend"
+    )
+    # The shorter interval applies at once (no hour-long wait), and the next cycle persists the weights.
+    await until(handle, lambda s: s.cycles_total >= 2)
+    state = await eventually(lambda: _learning(bare_stack.client))
+    assert state.weights == status.weights
+    await handle.signal("stop")
+    await handle.result()
+
+
+async def _learning(client: Client) -> Any:
+    return (await system_state(client)).learning
+
+
+async def test_continue_as_new_keeps_counters_weights_and_configuration(
+    bare_stack: Stack, hft_process: HftUnderTest
+) -> None:
+    await start_cycle_stack(bare_stack, hft_process)
+    handle = await start_engine(bare_stack.client, max_cycles_per_run=2)
+    first_run = (await handle.describe()).run_id
+    await handle.execute_update("set_config", EngineConfigChange(top_n=3))
+
+    # Plans close in orch hft (trend reversals) and later cycles learn from them: weights move.
+    status = await until(handle, lambda s: s.runs >= 3 and s.cycles_total >= 5, timeout=120)
+    learned = await eventually(lambda: _learning(bare_stack.client), timeout=90)
+    await handle.signal("stop")
+    final = EngineStatus.model_validate(await handle.result())
+
+    assert (await handle.describe()).run_id != first_run
+    assert final.runs >= status.runs >= 3
+    assert consistent(final) and final.cycles_total >= 5
+    assert final.next_cycle_number == final.cycles_total + 1
+    assert final.config.top_n == 3  # a set_config change survives continue-as-new
+    # Every cycle ran once, across every run: none lost, none repeated.
+    ids = await cycle_ids(bare_stack.client)
+    assert sorted(ids) == sorted(f"{ENGINE_ID}-cycle-{n}" for n in range(1, final.cycles_total + 1))
+    assert learned.updates >= 1
+    assert final.weights == (await _learning(bare_stack.client)).weights
+
+
+async def test_emergency_stop_by_signal_stops_cycles_everywhere_until_resume_and_systemstate_agree(
+    bare_stack: Stack, hft_process: HftUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    def slow_patterns(*args: object, **kwargs: object) -> None:
+        release.wait(60)  # a cycle held in step 3 until the test lets go
+        raise RuntimeError("pattern detector released")
+
+    monkeypatch.setattr("orch.activities.cycle.analyse_patterns", slow_patterns)
+    await start_cycle_stack(bare_stack, hft_process)
+    client = bare_stack.client
+    handle = await start_engine(client)
+    try:
+        held = await until(handle, lambda s: s.current_cycle is not None)
+
+        # The raw `temporal` CLI, as an operator would: no orch involved.
+        done = await run_process(
+            str(temporal_binary()),
+            "workflow",
+            "signal",
+            "--address",
+            bare_stack.settings.temporal_address,
+            "--namespace",
+            bare_stack.settings.namespace,
+            "--workflow-id",
+            ENGINE_ID,
+            "--name",
+            "emergency_stop",
+            "--input",
+            json.dumps({"reason": "drill from the temporal CLI", "level": "halt", "requested_by": "pytest"}),
+        )
+        assert done.returncode == 0, done.stderr
+        stopped = await until(
+            handle, lambda s: s.state is EngineRunState.EMERGENCY_STOPPED and s.current_cycle is None
+        )
+        assert (
+            stopped.last_report is not None
+            and "cancelled by the emergency stop" in stopped.last_report.notes[0]
+        )
+        cycle = await client.get_workflow_handle(held.current_cycle or "").describe()
+        assert cycle.status == WorkflowExecutionStatus.CANCELED
+
+        # The engine started EmergencyStop on orch-critical at CRITICAL priority, abandoned on close.
+        child_id = f"emergency-stop-{ENGINE_ID}-1"
+        initiated = [
+            e.start_child_workflow_execution_initiated_event_attributes
+            async for e in handle.fetch_history_events()
+            if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+            and e.start_child_workflow_execution_initiated_event_attributes.workflow_type.name
+            == EMERGENCY_STOP
+        ]
+        assert len(initiated) == 1
+        started = initiated[0]
+        assert started.workflow_id == child_id and started.task_queue.name == CRITICAL_QUEUE
+        assert started.parent_close_policy == ParentClosePolicy.PARENT_CLOSE_POLICY_ABANDON
+        assert started.priority.priority_key == TaskPriority.CRITICAL
+        [arg] = await pydantic_data_converter.decode(started.input.payloads, [dict])
+        assert arg == {"reason": "drill from the temporal CLI", "level": "halt", "requested_by": ENGINE_ID}
+
+        # EmergencyStop ran: orch hft halted, the incident recorded, the engine told (with its id).
+        try:
+            await client.get_workflow_handle(child_id).result()
+        except WorkflowFailureError:
+            pass  # an action may fail (it says which); what matters here is checked below
+        assert (await hft_get_state(hft_process))["state"] == "halted"
+        state = await system_state(client)
+        assert state.config.emergency_level is EmergencyLevel.HALT
+        assert any(i.incident_id == child_id for i in state.incidents)
+        assert (await status_of(handle)).emergency.incident_id == child_id  # type: ignore[union-attr]
+
+        # `resume` alone is not enough while SystemState still records the emergency.
+        release.set()
+        await handle.signal("resume")
+        waiting = await until(handle, lambda s: s.resume_requested)
+        await asyncio.sleep(1.5)
+        still = await status_of(handle)
+        assert still.state is EngineRunState.EMERGENCY_STOPPED and still.cycles_total == waiting.cycles_total
+        await client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+            "resolve_emergency", ResumeRequest(requested_by="pytest", confirm=True, reason="drill over")
+        )
+        resumed = await until(handle, lambda s: s.cycles_total > waiting.cycles_total)
+        assert resumed.emergency is None
+
+        # A signal carrying an incident id came from EmergencyStop: no second EmergencyStop starts.
+        await handle.signal(
+            "emergency_stop", {"reason": "already handled", "incident_id": "incident-elsewhere"}
+        )
+        await until(handle, lambda s: s.state is EngineRunState.EMERGENCY_STOPPED)
+        assert await workflow_ids(client, f"WorkflowType = '{EMERGENCY_STOP}'") == [child_id]
+        await handle.signal("stop")
+        assert EngineStatus.model_validate(await handle.result()).state is EngineRunState.STOPPED
+    finally:
+        release.set()
+
+
+async def hft_get_state(process: HftUnderTest) -> dict[str, Any]:
+    from tests.cycle_support import hft_get
+
+    return await hft_get(process, "/state")
+
+
+async def test_the_bootstrap_starts_one_engine_and_leaves_a_stopped_one_stopped(
+    bare_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_HFT_ACCOUNT", ACCOUNT)
+    settings = bare_stack.settings
+    settings.hft_url = f"http://127.0.0.1:{free_port()}"
+    settings.trading_autostart = True
+    settings.cycle_interval_seconds = 3600
+    await bare_stack.start()  # bootstraps once
+    await bootstrap(bare_stack.client, settings)  # a second worker replica
+    engines = await workflow_ids(bare_stack.client, f"WorkflowType = '{TRADING_ENGINE}'")
+    assert engines == [ENGINE_ID]
+    handle = bare_stack.client.get_workflow_handle(ENGINE_ID)
+    assert (await status_of(handle)).config.scheduler.base_interval_seconds == 3600
+
+    await handle.signal("stop")
+    await handle.result()
+    await bootstrap(bare_stack.client, settings)  # stopped on purpose: stays stopped
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_orch_cycle_commands(
+    bare_stack: Stack, hft_process: HftUnderTest, orch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_HFT_SYMBOLS", json.dumps(CRYPTO))  # the worker's view of orch hft's symbols
+    await start_cycle_stack(bare_stack, hft_process)
+    account = ("--account", ACCOUNT)
+
+    missing = await orch("cycle", "status", *account, "--json")
+    assert missing.returncode == 1 and "orch cycle start" in missing.stderr
+    bad = await orch("cycle", "start", "--interval", "0", *account)
+    assert bad.returncode == 2 and "greater than 0" in bad.stderr
+    assert (await orch("cycle", "report", "0", *account)).returncode == 2
+
+    started = await orch("cycle", "start", "--interval", "2", *account, "--json")
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout) | {"message": ""} == {
+        "workflow_id": ENGINE_ID,
+        "started": True,
+        "message": "",
+    }
+    handle = bare_stack.client.get_workflow_handle(ENGINE_ID)
+    await until(handle, lambda s: s.cycles_total >= 1)
+
+    status = await orch("cycle", "status", *account, "--json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["cycles_total"] >= 1 and shown["temporal_status"] == "RUNNING"
+    text = await orch("cycle", "status", *account)
+    assert text.returncode == 0 and ENGINE_ID in text.stdout and "success rate" in text.stdout
+
+    report = await orch("cycle", "report", "1", *account)
+    assert report.returncode == 0, report.stderr
+    assert "Cycle 1:" in report.stdout and "initialize" in report.stdout
+    latest = json.loads((await orch("cycle", "report", *account, "--json")).stdout)
+    assert latest["cycle_number"] >= 1
+    assert (await orch("cycle", "report", "999", *account)).returncode == 1
+
+    assert (await orch("cycle", "pause", *account)).returncode == 0
+    await until(handle, lambda s: s.state is EngineRunState.PAUSED)
+    assert (await orch("cycle", "resume", *account, "--json")).returncode == 0
+    await until(handle, lambda s: s.state is not EngineRunState.PAUSED)
+    again = await orch("cycle", "start", "--interval", "5", *account)
+    assert again.returncode == 0 and "already running" in again.stdout
+    assert (await status_of(handle)).config.scheduler.base_interval_seconds == 5
+
+    assert (await orch("cycle", "stop", *account)).returncode == 0
+    await handle.result()
+    after = await orch("cycle", "status", *account, "--json")
+    assert after.returncode == 0 and json.loads(after.stdout)["state"] == "stopped"
+    assert (await orch("cycle", "pause", *account)).returncode == 1  # nothing running to pause
