@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from orch.cli.cycle import cycle_app
+from orch.cli.data import integrate_real_data
 from orch.cli.emergency import emergency_stop, health_check, resume
 from orch.cli.hft import hft_app
 from orch.cli.validate import validate_algorithms
@@ -336,6 +337,7 @@ app.command("resume")(resume)
 app.command("health-check")(health_check)
 
 app.command("validate-algorithms")(validate_algorithms)  # src/orch/cli/validate.py
+app.command("integrate-real-data")(integrate_real_data)  # src/orch/cli/data.py
 
 if __name__ == "__main__":
     sys.exit(app())

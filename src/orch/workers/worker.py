@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from orch.activities.backtest import BacktestActivities
 from orch.activities.cycle import CycleActivities, cycle_activities
+from orch.activities.data import DataActivities
 from orch.activities.discovery import DiscoveryActivities
 from orch.activities.emergency import EmergencyActivities
 from orch.activities.health import HealthActivities
@@ -30,11 +31,13 @@ from orch.client import connect
 from orch.config import Settings, get_settings
 from orch.contracts.names import BACKTEST_QUEUE, COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE
 from orch.market.base import MarketDataSource
-from orch.market.simulated import SimulatedMarket
+from orch.market.sources import ConfiguredMarket
+from orch.resources import ResourcePool
 from orch.workers.bootstrap import bootstrap
 from orch.workflows.discovery_scan import DiscoveryScanWorkflow
 from orch.workflows.emergency_stop import EmergencyStop
 from orch.workflows.health_check import HealthCheck
+from orch.workflows.integrate_real_data import IntegrateRealData
 from orch.workflows.restart_discovery import RestartDiscoverySystem
 from orch.workflows.resume_trading import ResumeTrading
 from orch.workflows.reviews import StrategicReview, TacticalReview
@@ -51,6 +54,7 @@ ALL_WORKFLOWS = (
     RestartDiscoverySystem,
     DiscoveryScanWorkflow,
     ValidateAlgorithms,
+    IntegrateRealData,
     EmergencyStop,
     ResumeTrading,
     HealthCheck,
@@ -78,8 +82,24 @@ def build_workers(
     queues: Sequence[str] = ALL_QUEUES,
     extra_workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
+    resources: ResourcePool | None = None,
 ) -> list[Worker]:
-    market = market or SimulatedMarket(seed=settings.market_seed)
+    # One resource pool per worker process (HTTP connections, per-API rate limits, TTL cache, statistics).
+    resources = resources or ResourcePool.from_settings(settings)
+    # The worker's market: SystemState's data sources, looked up at activity time, so a switch by
+    # `orch integrate-real-data` reaches every activity without a restart. A test may pin another.
+    markets = ConfiguredMarket(client, settings, resources)
+    market = market or markets
+    data = DataActivities(client, settings, resources, markets)
+    data_activities = [
+        data.validate_connections,
+        data.switch_data_sources,
+        data.update_algorithms,
+        data.test_data_flow,
+        data.enable_trading,
+        data.restore_configuration,
+        data.resource_pool_stats,
+    ]
     discovery = DiscoveryActivities(client, settings, market)
     system = SystemActivities(client)
     backtests = BacktestActivities(client, settings)
@@ -92,7 +112,7 @@ def build_workers(
     # One link to orch hft per worker process, shared by the emergency, health and review activities.
     hft = HftLink(settings)
     emergency = EmergencyActivities(client, settings, hft)
-    health = HealthActivities(client, settings, market, hft)
+    health = HealthActivities(client, settings, market, hft, resource_pools=resources.health_figures)
     reviews = ReviewActivities(client, settings, market, hft)
     cycle = CycleActivities(client, settings, market)
     emergency_activities = [
@@ -143,6 +163,7 @@ def build_workers(
                 TradingEngine,
                 TradingCycle,
                 ValidateAlgorithms,
+                IntegrateRealData,
                 *extra_workflows,
             ],
             activities=[
@@ -151,6 +172,7 @@ def build_workers(
                 *review_activities,
                 *cycle_activities(cycle),
                 *validation,
+                *data_activities,
                 *extra_activities,
             ],
             max_concurrent_activities=settings.max_concurrent_activities,
@@ -203,7 +225,8 @@ async def run_workers(settings: Settings | None = None, queues: Sequence[str] = 
     """Connect, bootstrap the long-lived workflows, and poll until SIGINT or SIGTERM."""
     settings = settings or get_settings()
     client = await connect(settings)
-    workers = build_workers(client, settings, queues=queues)
+    resources = ResourcePool.from_settings(settings)
+    workers = build_workers(client, settings, queues=queues, resources=resources)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -214,6 +237,7 @@ async def run_workers(settings: Settings | None = None, queues: Sequence[str] = 
             log.info("SystemState ready: active strategy %s", snapshot.config.active_strategy)
         log.info("worker polling %s on %s", ", ".join(queues), settings.temporal_address)
         await stop.wait()
+    await resources.aclose()
     log.info("worker stopped")
 
 
