@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
     from orch.contracts.emergency import (
         STRATEGIC_REVIEW,
         TACTICAL_REVIEW,
-        AgentHealth,
         AgentOutcomes,
         HealthCheckInput,
         HealthCheckResult,
@@ -50,7 +49,8 @@ class _Review:
     def _start(self) -> None:
         info = workflow.info()
         self._report = ReviewReport(review=self.kind, workflow_id=info.workflow_id, started_at=workflow.now())
-        self._outcomes = AgentOutcomes(review=self.kind, review_id=info.workflow_id)
+        # The run id too: a schedule's workflow ids repeat when two starts fall in the same second.
+        self._outcomes = AgentOutcomes(review=self.kind, review_id=f"{info.workflow_id}/{info.run_id}")
 
     # Query: a review's findings so far, readable while it runs and after it ends, without touching history.
     @workflow.query(name="report")
@@ -99,7 +99,12 @@ class _Review:
             return ReviewContext()
 
     async def _area(
-        self, request: ReviewInput, context: ReviewContext, area: str, agent: str, activity: Callable[..., Any]
+        self,
+        request: ReviewInput,
+        context: ReviewContext,
+        area: str,
+        agent: str,
+        activity: Callable[..., Any],
     ) -> None:
         if agent in context.disabled_agents:
             self._report.skipped_agents.append(agent)
@@ -114,7 +119,11 @@ class _Review:
             return
         try:
             finding = await workflow.execute_activity(
-                activity, request, result_type=ReviewFinding, summary=f"{area} ({agent})", **self._options(request)
+                activity,
+                request,
+                result_type=ReviewFinding,
+                summary=f"{area} ({agent})",
+                **self._options(request),
             )
         except ActivityError as err:
             cause = err.cause
@@ -134,7 +143,6 @@ class _Review:
             health = await workflow.execute_activity_method(
                 ReviewActivities.record_agent_outcomes,
                 self._outcomes,
-                result_type=AgentHealth,
                 summary="Count agent errors; disable agents at the threshold",
                 **self._options(request, attempts=3),
             )
@@ -223,7 +231,9 @@ class StrategicReview(_Review):
         except ChildWorkflowError as err:
             self._report.errors.append(f"system_health: {_cause(err)}")
             finding = ReviewFinding(
-                area="system_health", status=HealthStatus.UNHEALTHY, summary=f"health check failed: {_cause(err)}"
+                area="system_health",
+                status=HealthStatus.UNHEALTHY,
+                summary=f"health check failed: {_cause(err)}",
             )
         else:
             report = result.report
