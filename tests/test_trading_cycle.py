@@ -15,6 +15,7 @@ from orch.contracts.cycle import CycleOutcome, CycleStep, PortfolioRiskLimits, R
 from orch.contracts.engine import TradingCycleInput, TradingCycleResult, cycle_report_path
 from orch.contracts.names import COMMANDS_QUEUE, SYSTEM_STATE_WORKFLOW_ID, TRADING_CYCLE
 from orch.contracts.system import EmergencyIncident, EmergencyLevel
+from orch.contracts.trading import RiskLimits
 from tests.conftest import Stack
 from tests.cycle_support import ACCOUNT, cycle_config, hft_get, hft_process, start_cycle_stack
 from tests.helpers import progress_of
@@ -73,6 +74,12 @@ async def test_a_cycle_runs_all_nine_steps_and_its_orders_come_back_as_fills(
     for plan in in_hft:
         assert plan["plan"]["entry_price"] is None
 
+    # Sized from a 1,000,000 account, each plan was shrunk to fit orch hft's per-order limit before it went.
+    execute = next(s for s in report.steps if s.name == CycleStep.EXECUTE.value)
+    assert "scaled to orch hft's limits" in execute.summary
+    limit = RiskLimits().max_order_notional  # what this worker's ORCH_HFT_RISK__* say (the defaults)
+    for pending in result.pending_plans:
+        assert pending.composed.plan.quantity * (pending.composed.plan.entry_price or 0) <= limit
     # What the engine carries to the next cycle: the plans whose outcome is still open, the fill cursor.
     assert {p.plan_id for p in result.pending_plans} <= sent and result.fill_cursor
     assert result.health is not None and result.scheduler is not None

@@ -28,7 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from orch.activities.hft import hft_address
 from orch.activities.steps import step_activity
-from orch.agents.composition import compose
+from orch.agents.composition import compose, round_down_quantity
 from orch.agents.conditions import sense_market
 from orch.agents.discovery import get_strategy, rank
 from orch.agents.health import AgentErrorTracker, evaluate_health
@@ -42,6 +42,7 @@ from orch.config import Settings
 from orch.contracts.commands import CommandStatus
 from orch.contracts.cycle import (
     AdapterHealth,
+    ComposedPlan,
     ExecutionSummary,
     HealthFigures,
     LearningState,
@@ -76,7 +77,7 @@ from orch.contracts.engine import (
 from orch.contracts.levels import EmergencyLevel
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import LearningRecord, SystemStateSnapshot
-from orch.contracts.trading import Account, Fill, Position, Side, StrategyPlan, TradingState
+from orch.contracts.trading import Account, Fill, Position, RiskLimits, Side, StrategyPlan, TradingState
 from orch.hft.client import HftApiError, HftClient, HftClientError, HftUnavailable
 from orch.hft.config import HftSettings
 from orch.market.base import MarketDataError, MarketDataSource, PriceHistory
@@ -88,6 +89,8 @@ FILL_PAGE = 5_000
 # are not attributed to the plan (its outcome is then counted without them).
 MAX_EXIT_ATTEMPTS = 20
 SETTLE_POLL_SECONDS = 0.2
+# Plans are shrunk to this share of orch hft's limits, so price moves before the entry stay inside them.
+GATE_MARGIN = 0.98
 # Plan states in orch hft after which nothing more happens to the entry.
 ENTRY_SETTLED = {"open", "exiting", "closed", "failed", "expired"}
 # Denials that mean a request could not be processed at all (the gate's limits working are not errors).
@@ -355,16 +358,17 @@ class CycleActivities:
         rejected: dict[str, str] = {}
         statuses: dict[str, str] = {}
         round_trip_ms: float | None = None
+        composed_plans, scaled = fit_to_gate(request.plans, self.hft_settings(account).risk)
         async with self.hft_client(request.hft) as client:
             try:
                 await _hft_call(client.heartbeat(sender=f"cycle-{request.cycle_number}"))
-                if request.plans and request.blocked is None:
-                    plans = [_outgoing(c.plan, request.hft.execution.limit_entries) for c in request.plans]
+                if composed_plans and request.blocked is None:
+                    plans = [_outgoing(c.plan, request.hft.execution.limit_entries) for c in composed_plans]
                     started = time.perf_counter()
                     ack = await _hft_call(client.send_plans(plans))
                     round_trip_ms = (time.perf_counter() - started) * 1e3
                     sent_at = datetime.now(UTC)
-                    for composed in request.plans:
+                    for composed in composed_plans:
                         plan_id = composed.plan.plan_id
                         reason = ack.rejected.get(plan_id)
                         # A retried step finds its plans already there: they were accepted the first time.
@@ -419,6 +423,7 @@ class CycleActivities:
                 f"{len(accepted)} plans accepted by orch hft, {len(rejected)} rejected; "
                 f"{execution.orders} entered, {execution.fills} fills"
                 + (f"; control API {round_trip_ms:.1f} ms" if round_trip_ms is not None else "")
+                + (f"; scaled to orch hft's limits: {'; '.join(scaled)}" if scaled else "")
             )
         return Executed(
             summary=summary,
@@ -577,7 +582,13 @@ class CycleActivities:
         decision = next_interval(inputs.settings, inputs.state, signals)
         path = cycle_report_path(self._settings.home, request.account, request.cycle_number)
         steps = [
-            s.model_copy(update={"status": CommandStatus.COMPLETED, "summary": f"report written to {path}"})
+            s.model_copy(
+                update={
+                    "status": CommandStatus.COMPLETED,
+                    "attempts": activity.info().attempt,
+                    "summary": f"report written to {path}",
+                }
+            )
             if s.name == "log_and_report"
             else s
             for s in request.steps
@@ -689,6 +700,43 @@ def attribute_fills(account: str, pending: list[PendingPlan], fills: Sequence[Fi
         plan.fills += 1
         if plan.first_fill_at is None or fill.timestamp < plan.first_fill_at:
             plan.first_fill_at = fill.timestamp
+
+
+def fit_to_gate(plans: Sequence[ComposedPlan], limits: RiskLimits) -> tuple[list[ComposedPlan], list[str]]:
+    """Plans shrunk to fit orch hft's per-order and per-position limits, and a line per plan shrunk.
+
+    The cycle sizes from the account; the process's pre-trade gate would deny an entry above its own
+    limits (as ORCH_HFT_RISK__* tell this worker), leaving the plan to fail there. Shrinking it here,
+    a little inside the limits, sends what can actually trade.
+    """
+    fitted, lines = [], []
+    for composed in plans:
+        plan = composed.plan
+        price = plan.entry_price
+        if not price:
+            fitted.append(composed)
+            continue
+        cap = GATE_MARGIN * min(
+            min(limits.max_order_notional, limits.max_position_notional) / price, limits.max_position_quantity
+        )
+        if plan.quantity <= cap:
+            fitted.append(composed)
+            continue
+        quantity = round_down_quantity(cap)
+        if quantity <= 0:
+            lines.append(f"{plan.symbol} dropped (orch hft's limits leave nothing)")
+            continue
+        scale = quantity / plan.quantity
+        fitted.append(
+            composed.model_copy(
+                update={
+                    "plan": plan.model_copy(update={"quantity": quantity}),
+                    "risk_amount": composed.risk_amount * scale,
+                }
+            )
+        )
+        lines.append(f"{plan.symbol} {plan.quantity:g} -> {quantity:g}")
+    return fitted, lines
 
 
 def _outgoing(plan: StrategyPlan, limit_entries: bool) -> StrategyPlan:

@@ -8,11 +8,14 @@ the cycle goes on. A failing critical step (1, 2, 4, 5) means nothing is execute
 need its output are skipped (recorded as `cancelled`, "skipped: ..."), the independent ones still run,
 and the report is written either way. A risk rejection is a verdict in the report, not a failure.
 
-Local activities: only step 4 (compose). It is pure computation over summaries the workflow already
-holds (no bars, no I/O, milliseconds), so running it inside the workflow task saves a round trip to the
-server and two history events, and retrying it there is harmless. Every other step reads bars, talks
-to `orch hft` or SystemState, or writes a file: those are regular activities, so a slow source or a
-dead worker is handled by Temporal's timeouts and retries on any worker.
+Local activities: step 4 (compose) and step 9 (report). Compose is pure computation over summaries the
+workflow already holds (no bars, no I/O, milliseconds); the report step summarises what the workflow
+holds, picks the next interval and overwrites one small file (idempotent). Running them inside the
+workflow task saves a server round trip and their inputs (the report's is the largest payload of the
+cycle) never enter history; a retry there is harmless. Every other step reads bars from a market
+source that may be slow or rate-limited, or talks to `orch hft` or SystemState: those are regular
+activities, so a slow source or a dead worker is handled by Temporal's timeouts and retries on any
+worker.
 """
 
 from __future__ import annotations
@@ -337,6 +340,7 @@ class TradingCycle(CommandWorkflow):
                 agent_errors=request.agent_errors,
             ),
             Reported,
+            local=True,
         )
         if reported is not None:
             report, report_path = reported.report, reported.path
@@ -420,7 +424,12 @@ class TradingCycle(CommandWorkflow):
         try:
             if local:
                 outcome = await workflow.execute_local_activity(
-                    activity, arg, result_type=result_type, start_to_close_timeout=timeout, retry_policy=retry
+                    activity,
+                    arg,
+                    result_type=result_type,
+                    start_to_close_timeout=timeout,
+                    retry_policy=retry,
+                    summary=label,
                 )
             else:
                 outcome = await workflow.execute_activity(
