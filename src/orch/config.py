@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     # Alpaca market data: url override (a proxy, or the fake server in tests) and each call's timeout.
     alpaca_data_url: str | None = None
     alpaca_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The symbols the alpaca source serves (None: the simulated market's universe, real tickers).
+    alpaca_symbols: list[str] | None = None
     # The shared resource pool of each worker process.
     http_pool_size: int = Field(default=20, ge=1)
     http_timeout_seconds: float = Field(default=10.0, gt=0)

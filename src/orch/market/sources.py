@@ -93,6 +93,7 @@ def open_source(name: str, settings: Settings, resources: ResourcePool | None = 
         from orch.market.alpaca import AlpacaMarketData
 
         return AlpacaMarketData(
+            symbols=settings.alpaca_symbols,
             timeframe=settings.data_timeframe,
             url_override=settings.alpaca_data_url,
             timeout_seconds=settings.alpaca_timeout_seconds,
@@ -240,8 +241,8 @@ class FallbackMarket(MarketDataSource):
         for skipped, reason in reasons:
             event = FallbackEvent(at=at, symbol=symbol, skipped=skipped, used=used, reason=reason[:300])
             self.events.append(event)
-            if self._on_fallback is not None:
-                self._on_fallback(event)
+            if self._on_fallback is not None and used is not None:
+                self._on_fallback(event)  # a fallback taken (when none could serve, the caller gets an error)
             # A source in its retry pause is skipped for every symbol: one warning when it failed is enough.
             level = logging.DEBUG if reason.startswith("skipped:") else logging.WARNING
             log.log(level, "market data for %s: %s skipped (%s); served by %s", symbol, skipped, reason, used)

@@ -23,7 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.data import NON_RETRYABLE, DataActivities
-    from orch.contracts.commands import CommandStatus, StepOutcome
+    from orch.contracts.commands import CommandStatus
     from orch.contracts.data import (
         AlgorithmsUpdated,
         ConnectionsValidated,
@@ -170,7 +170,6 @@ class IntegrateRealData(CommandWorkflow):
                     restore_mode=reports[ENABLE.name].status != CommandStatus.QUEUED,
                     written_learning=self._calibrated.written if self._calibrated else None,
                 ),
-                result_type=StepOutcome,
                 start_to_close_timeout=timedelta(seconds=self._run.options.step_timeout_seconds),
                 retry_policy=self.retry_policy(),
                 summary="Compensate: restore the previous data sources, trading mode and thresholds",
