@@ -157,7 +157,7 @@ async def test_all_five_steps_then_the_fallback_when_alpaca_stops_answering(
     assert KEY not in done.stdout + done.stderr and SECRET not in done.stdout + done.stderr
 
 
-async def test_unknown_sources_and_unconfirmed_live_are_refused_with_nothing_changed_and_live_needs_both_flags(
+async def test_refusals_change_nothing_and_live_trading_needs_both_flags(
     stack, orch, client: Client
 ) -> None:
     before = await system_state(client)
