@@ -104,6 +104,7 @@ def test_the_fallback_answers_when_the_primary_stops_answering(
     market.history("MSFT", 30)
     assert market.served_by["MSFT"] == "csv"
     assert market.events[-1].reason.startswith("skipped: failed")
+    assert [e.symbol for e in market.events_since(event.at)] == ["AAPL", "MSFT"]
     stats = pool.stats()
     assert stats.apis["alpaca-data"].requests == requests
     assert stats.apis["alpaca-data"].errors == 1

@@ -171,6 +171,10 @@ class FallbackMarket(MarketDataSource):
         chain = " -> ".join(s.name for s in self.sources)
         return f"FallbackMarket({chain})"
 
+    def events_since(self, moment: datetime) -> list[FallbackEvent]:
+        """The fallbacks taken at or after `moment` (one step's, say: the market outlives the step)."""
+        return [event for event in list(self.events) if event.at >= moment]
+
     def universe(self) -> list[str]:
         """The primary's symbols; a fallback's when the primary cannot say."""
         problems = []
