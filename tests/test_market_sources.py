@@ -15,6 +15,7 @@ from orch.agents.discovery import indicators
 from orch.config import Settings
 from orch.contracts.cycle import LearningSettings, RegimeThresholds
 from orch.contracts.data import AVAILABLE_SOURCES
+from orch.contracts.system import DataSources
 from orch.fake_alpaca import FakeAlpacaServer
 from orch.market.alpaca import AlpacaMarketData
 from orch.market.base import MarketDataError, PriceHistory, UnknownSymbolError
@@ -22,6 +23,7 @@ from orch.market.csv import CsvMarketData
 from orch.market.simulated import SimulatedMarket
 from orch.market.sources import (
     CachedSource,
+    ConfiguredMarket,
     FallbackMarket,
     SourceConfigurationError,
     UnknownSourceError,
@@ -119,6 +121,21 @@ def test_the_fallback_answers_when_the_primary_stops_answering(
     market.history("AAPL", 30)
     assert market.served_by["AAPL"] == "alpaca"
     alpaca.close()
+
+
+def test_a_configured_source_this_worker_cannot_open_is_fallen_back_past_not_swapped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ALPACA_API_KEY", raising=False)
+    pool = ResourcePool()
+    configured = ConfiguredMarket(None, Settings(), pool)  # type: ignore[arg-type]  # no SystemState needed
+    assert configured.name == "simulated"  # before SystemState is first read
+    market = configured.market_for(DataSources(primary="alpaca", fallbacks=["simulated"]))
+    assert market.name == "alpaca" and len(market.history("AAPL", 5)) == 5
+    assert market.served_by["AAPL"] == "simulated"
+    assert "needs ALPACA_API_KEY" in market.events[-1].reason and pool.stats().data_fallbacks == 1
+    with pytest.raises(MarketDataError, match="alpaca cannot open on this worker"):
+        configured.market_for(DataSources(primary="alpaca")).history("AAPL", 5)
 
 
 def test_a_stale_primary_falls_back_and_stale_data_is_never_served(tmp_path: Path) -> None:

@@ -212,7 +212,8 @@ class DataActivities:
             symbols = symbols or pick_symbols(universe, count)
             probed = symbols
         else:
-            probed = [s for s in symbols if s in served]
+            # The primary's symbols; its own when the primary could not name any.
+            probed = [s for s in symbols if s in served] if symbols else pick_symbols(universe, count)
             if not probed:
                 probe.problems.append(f"serves none of {', '.join(symbols)}: it could never stand in")
                 probe.retryable = False

@@ -292,6 +292,25 @@ class CachedSource(MarketDataSource):
             close()
 
 
+class UnavailableSource(MarketDataSource):
+    """A configured source this worker cannot open (no keys, no folder, no adapter): every read fails
+    with why, so a `FallbackMarket` falls back past it, recording it, instead of the worker quietly
+    reading something else than the configuration says."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self._name, self.reason = name, reason
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self._name
+
+    def universe(self) -> list[str]:
+        raise SourceConfigurationError(self.reason)
+
+    def history(self, symbol: str, bars: int, end: datetime | None = None) -> PriceHistory:
+        raise SourceConfigurationError(self.reason)
+
+
 # ---- The worker's market -------------------------------------------------------------------------
 
 
@@ -335,12 +354,19 @@ class ConfiguredMarket(MarketDataSource):
                 self._opened[name] = opened
             return opened
 
+    def _source_or_unavailable(self, name: str) -> MarketDataSource:
+        try:
+            return self.source(name)
+        except (MarketDataError, UnknownSourceError) as err:
+            log.error("data source %s cannot open on this worker: %s", name, err)
+            return UnavailableSource(name, f"{name} cannot open on this worker: {err}")
+
     def market_for(self, sources: DataSources, *, record: bool = True) -> FallbackMarket:
         """A `FallbackMarket` over `sources` with this worker's adapters and staleness rule."""
         staleness = self._settings.data_staleness_seconds
         return FallbackMarket(
-            self.source(sources.primary),
-            [self.source(name) for name in sources.fallbacks],
+            self._source_or_unavailable(sources.primary),
+            [self._source_or_unavailable(name) for name in sources.fallbacks],
             timedelta(seconds=staleness) if staleness is not None else None,
             retry_after=timedelta(seconds=self._settings.data_source_retry_seconds),
             on_fallback=self._note_fallback if record else None,
@@ -371,11 +397,7 @@ class ConfiguredMarket(MarketDataSource):
             return self._market
         wanted = snapshot.config.data_sources
         if wanted != self._sources:
-            try:
-                market = self.market_for(wanted)
-            except (MarketDataError, UnknownSourceError) as err:
-                log.error("cannot read %s on this worker (%s); keeping %s", wanted, err, self._market)
-                return self._market
+            market = self.market_for(wanted)
             log.info("data sources now %s (were %s)", market, self._market)
             self._sources, self._market = wanted, market
         return self._market
