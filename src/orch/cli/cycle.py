@@ -7,6 +7,9 @@ Exit codes as everywhere in `orch`: 0 success, 1 the engine is missing or refuse
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -31,7 +34,27 @@ def _account(account: str | None) -> str:
 def _run(coroutine: Any) -> None:
     from orch.cli.main import _run as run
 
-    run(coroutine)
+    code = 0
+    try:
+        run(coroutine)
+    except typer.Exit as done:
+        code = done.exit_code
+    _finish(code)
+
+
+def _finish(code: int) -> None:
+    """End the `orch` process at once once the command is done, skipping interpreter teardown: there the
+    Temporal client's Rust threads can abort the process (SIGABRT, "PyGILState_Release") after the
+    command already succeeded (temporalio/sdk-python#300). Called in-process (a test's CliRunner), it
+    only raises the exit code."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if Path(sys.argv[0]).name == "orch" or (spec is not None and spec.name == "orch.cli.main"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        raise typer.Exit(code)
 
 
 async def _engine(account: str) -> Any:
