@@ -97,7 +97,7 @@ async def test_a_failing_pattern_step_degrades_the_cycle_which_still_executes(
 
     monkeypatch.setattr("orch.activities.cycle.analyse_patterns", broken)
     await start_cycle_stack(bare_stack, hft_process)
-    result, _ = await run_cycle(bare_stack.client)
+    result, _ = await run_cycle(bare_stack.client, error_threshold=1)
 
     assert result.report.outcome is CycleOutcome.DEGRADED
     failed = next(s for s in result.report.steps if s.name == CycleStep.ANALYSE_PATTERNS.value)
@@ -106,8 +106,26 @@ async def test_a_failing_pattern_step_degrades_the_cycle_which_still_executes(
     assert steps_of(result)[CycleStep.EXECUTE.value] is CommandStatus.COMPLETED
     assert result.report.execution is not None and result.report.execution.plans_sent >= 1
     assert await plans_in_hft(hft_process, f"{ACCOUNT}-c1-")
-    # The failure is counted against the agent, towards disabling it.
-    assert result.agent_errors.agents["analyse_patterns"].consecutive_errors == 1
+    # The failure is counted against the agent; at the threshold (1 here) the agent is disabled, and the
+    # next cycle skips its step instead of failing it again.
+    record = result.agent_errors.agents["analyse_patterns"]
+    assert record.consecutive_errors == 1 and record.disabled
+    second = await bare_stack.client.execute_workflow(
+        TRADING_CYCLE,
+        TradingCycleInput(
+            cycle_number=2,
+            account=ACCOUNT,
+            config=cycle_config(error_threshold=1),
+            agent_errors=result.agent_errors,
+        ),
+        id=f"cycle-test-{uuid.uuid4().hex[:8]}",
+        task_queue=COMMANDS_QUEUE,
+        result_type=TradingCycleResult,
+    )
+    skipped = next(s for s in second.report.steps if s.name == CycleStep.ANALYSE_PATTERNS.value)
+    assert skipped.status is CommandStatus.CANCELLED and "disabled" in skipped.summary
+    assert second.report.outcome is CycleOutcome.COMPLETED
+    assert any("DISABLED" in note for note in second.report.notes)
 
 
 async def test_a_failing_risk_step_means_nothing_is_executed(

@@ -565,7 +565,7 @@ class CycleActivities:
     @step_activity
     async def log_and_report(self, request: ReportRequest) -> Reported:
         """Count agent errors, choose the next interval, write the report; returns what the engine keeps."""
-        tracker = AgentErrorTracker(request.agent_errors)
+        tracker = AgentErrorTracker(request.agent_errors, error_threshold=request.error_threshold)
         for step in request.steps:
             if step.status is CommandStatus.FAILED:
                 tracker.record_error(

@@ -645,6 +645,8 @@ class ReportRequest(_Summary):
     notes: list[str] = Field(default_factory=list)
     scheduler: SchedulerInput
     agent_errors: AgentErrorLog = Field(default_factory=AgentErrorLog)
+    # Consecutive failures after which an agent is disabled (its step skipped until re-enabled).
+    error_threshold: int = Field(default=5, ge=1)
 
 
 class Reported(StepOutcome):

@@ -338,6 +338,7 @@ class TradingCycle(CommandWorkflow):
                     utilisation=duration / scheduler.interval_seconds,
                 ),
                 agent_errors=request.agent_errors,
+                error_threshold=config.error_threshold,
             ),
             Reported,
             local=True,
