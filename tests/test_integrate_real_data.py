@@ -157,9 +157,7 @@ async def test_all_five_steps_then_the_fallback_when_alpaca_stops_answering(
     assert KEY not in done.stdout + done.stderr and SECRET not in done.stdout + done.stderr
 
 
-async def test_refusals_change_nothing_and_live_trading_needs_both_flags(
-    stack, orch, client: Client
-) -> None:
+async def test_refusals_change_nothing_and_live_trading_needs_both_flags(stack, orch, client: Client) -> None:
     before = await system_state(client)
     refused = await orch("integrate-real-data", "--primary", "polygon", "--fallback", "csv")
     assert refused.returncode == 2
