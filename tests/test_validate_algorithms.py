@@ -156,7 +156,7 @@ async def _backtest_progress(client, handle) -> list[BacktestProgress]:
     pending = (await handle.describe()).raw_description.pending_activities
     progress = []
     for activity in pending:
-        if activity.activity_type.name == "run_backtest" and activity.heartbeat_details.payloads:
+        if activity.heartbeat_details.payloads:
             [detail] = await client.data_converter.decode(
                 activity.heartbeat_details.payloads, [BacktestProgress]
             )
@@ -168,7 +168,7 @@ async def test_a_cancel_stops_the_backtests_and_their_processes(stack):
     # 1,259 bars at 20 ms each: 25 s per backtest unless something stops it.
     stack.settings.backtest_bar_delay_seconds = 0.02
     stack.settings.backtest_progress_seconds = 0.1
-    handle = await start_validation(stack.client, ["hybrid_v1", "legacy_v0"], period="5Y", optimise=False)
+    handle = await start_validation(stack.client, ["hybrid_v1", "legacy_v0"], period="5Y")
 
     async def both_running() -> list[BacktestProgress] | None:
         progress = await _backtest_progress(stack.client, handle)
@@ -180,15 +180,19 @@ async def test_a_cancel_stops_the_backtests_and_their_processes(stack):
         await asyncio.wait_for(handle.result(), 60)
     assert isinstance(failure.value.cause, CancelledError)
 
-    # The workflow waited for each backtest to stop: both activities ended cancelled...
-    cancelled = []
+    # The workflow waited for every backtest and parameter search (started with them) to stop:
+    # each ended cancelled...
+    scheduled, cancelled = set(), set()
     async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
-            cancelled.append(event.activity_task_canceled_event_attributes.scheduled_event_id)
-    assert len(cancelled) == 2
-    # ...mid-way, and their processes are gone: nothing goes on consuming bars.
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if event.activity_task_scheduled_event_attributes.task_queue.name == "orch-backtest":
+                scheduled.add(event.event_id)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+            cancelled.add(event.activity_task_canceled_event_attributes.scheduled_event_id)
+    assert len(scheduled) == 2 + 2 * 2 and cancelled == scheduled
+    # ...the running ones mid-way, and their processes are gone: nothing goes on consuming bars.
     for progress in running:
-        assert 0 < progress.bars_done < progress.bars_total == 1259
+        assert 0 < progress.bars_done < progress.bars_total
         with pytest.raises(ProcessLookupError):
             os.kill(progress.pid, 0)
     report = await progress_of(handle)

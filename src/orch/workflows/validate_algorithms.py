@@ -2,8 +2,9 @@
 
 1 prepare validation data (source, symbols, the period's exact bars, walk-forward splits), 2 run
 backtests (one activity per strategy on `orch-backtest`, all at once), 3 analyse performance
-(against buy-and-hold), 4 optimise parameters (one activity per strategy and walk-forward split,
-all at once: fit in sample, score out of sample), 5 generate recommendations; with `apply`, the
+(against buy-and-hold), 4 optimise parameters (one activity per strategy and walk-forward split:
+fit in sample, score out of sample; started together with step 2's backtests at a lower priority,
+so a core one backtest leaves idle takes a search), 5 generate recommendations; with `apply`, the
 winner becomes the active discovery strategy through a `RestartDiscoverySystem` child.
 
 Bars never pass through this workflow: activities get a `DataReference` and load them. A cancel of
@@ -64,8 +65,10 @@ ANALYSE = Step("analysing_performance", "Analyse performance")
 OPTIMISE = Step("optimising_parameters", "Optimise parameters")
 RECOMMEND = Step("generating_recommendations", "Generate recommendations")
 
-# Backtests are background work: anything more urgent on the same queue goes first.
+# Backtests are background work: anything more urgent on the same queue goes first; the parameter
+# searches, started with the backtests, come after them.
 BACKTEST_PRIORITY = Priority(priority_key=int(TaskPriority.LOW))
+SEARCH_PRIORITY = Priority(priority_key=int(TaskPriority.IDLE))
 
 
 # Malformed input (a bad period, unknown fields) fails the workflow at once instead of retrying its task.
@@ -165,62 +168,74 @@ class ValidateAlgorithms(CommandWorkflow):
             initial_cash=request.initial_cash,
             commission=request.commission,
         )
-        backtests = await self._parallel_step(
-            BACKTEST,
-            [
-                (
-                    BacktestActivities.run_backtest,
-                    BacktestRequest(
-                        strategy=strategy,
-                        data=prepared.data,
-                        window=prepared.data.window,
-                        rules=rules,
-                        max_curve_points=request.max_curve_points,
-                    ),
-                    f"Backtest {strategy} over {prepared.data.window.bars} bars",
-                )
-                for strategy in request.strategies
-            ],
-            timeout_seconds=request.backtest_timeout_seconds,
-            detail=f"{len(request.strategies)} in parallel",
-        )
-        self._backtests = backtests
-        # The curves stay out of the analysis step's input: it needs the figures only.
-        flat = EquityCurve(timestamps=[], strategy=[], buy_and_hold=[])
-        self._analysis = await self.run_step(
-            ANALYSE,
-            BacktestActivities.analyse_performance,
-            [b.model_copy(update={"curve": flat}) for b in backtests],
-            result_type=PerformanceAnalysis,
-        )
-        if request.optimise:
-            splits = await self._parallel_step(
-                OPTIMISE,
-                [
-                    (
-                        BacktestActivities.optimise_split,
-                        OptimiseSplitRequest(
-                            strategy=strategy,
-                            split=split,
-                            data=prepared.data,
-                            rules=rules,
-                            max_param_combinations=request.max_param_combinations,
-                            seed=request.seed,
-                        ),
-                        f"Optimise {strategy}, walk-forward split {split.index}",
-                    )
-                    for strategy in request.strategies
-                    for split in prepared.splits
-                ],
-                timeout_seconds=request.backtest_timeout_seconds,
-                detail=f"{len(prepared.splits)} walk-forward splits x {len(request.strategies)} strategies",
+        backtest_calls = [
+            (
+                BacktestActivities.run_backtest,
+                BacktestRequest(
+                    strategy=strategy,
+                    data=prepared.data,
+                    window=prepared.data.window,
+                    rules=rules,
+                    max_curve_points=request.max_curve_points,
+                ),
+                f"Backtest {strategy} over {prepared.data.window.bars} bars",
             )
-            self._optimisation = [
-                OptimisationResult(strategy=s, splits=[r for r in splits if r.strategy == s])
-                for s in request.strategies
-            ]
-        else:
-            self._skip_step(OPTIMISE, "skipped: optimisation off (the defaults are recommended)")
+            for strategy in request.strategies
+        ]
+        search_calls = [
+            (
+                BacktestActivities.optimise_split,
+                OptimiseSplitRequest(
+                    strategy=strategy,
+                    split=split,
+                    data=prepared.data,
+                    rules=rules,
+                    max_param_combinations=request.max_param_combinations,
+                    seed=request.seed,
+                ),
+                f"Optimise {strategy}, walk-forward split {split.index}",
+            )
+            for strategy in (request.strategies if request.optimise else [])
+            for split in prepared.splits
+        ]
+        timeout = request.backtest_timeout_seconds
+        backtesting = self._start_jobs(backtest_calls, timeout, BACKTEST_PRIORITY)
+        # The searches need nothing from steps 2 and 3: they start now, at a lower priority, so
+        # cores the backtests leave idle (one strategy finishes first) are not wasted. Step 4
+        # waits for them.
+        searching = self._start_jobs(search_calls, timeout, SEARCH_PRIORITY)
+        try:
+            backtests = await self._parallel_step(
+                BACKTEST, backtesting, backtest_calls, detail=f"{len(request.strategies)} in parallel"
+            )
+            self._backtests = backtests
+            # The curves stay out of the analysis step's input: it needs the figures only.
+            flat = EquityCurve(timestamps=[], strategy=[], buy_and_hold=[])
+            self._analysis = await self.run_step(
+                ANALYSE,
+                BacktestActivities.analyse_performance,
+                [b.model_copy(update={"curve": flat}) for b in backtests],
+                result_type=PerformanceAnalysis,
+            )
+            if request.optimise:
+                splits = await self._parallel_step(
+                    OPTIMISE,
+                    searching,
+                    search_calls,
+                    detail=f"{len(prepared.splits)} splits x {len(request.strategies)} strategies",
+                )
+                self._optimisation = [
+                    OptimisationResult(strategy=s, splits=[r for r in splits if r.strategy == s])
+                    for s in request.strategies
+                ]
+            else:
+                self._skip_step(OPTIMISE, "skipped: optimisation off (the defaults are recommended)")
+        except BaseException:
+            # Cancelled, or a step failed: stop the searches too, and wait until they have stopped.
+            for handle in searching:
+                handle.cancel()
+            await asyncio.gather(*searching, return_exceptions=True)
+            raise
         await self._custom_step(RECOMMEND, lambda: self._recommend(request))
 
     async def _recommend(self, request: ValidateAlgorithmsInput) -> str:
@@ -269,39 +284,43 @@ class ValidateAlgorithms(CommandWorkflow):
 
     # ---- Steps made of several activities ------------------------------------------------------------
 
+    def _start_jobs(
+        self, calls: Sequence[tuple[Callable[..., Any], Any, str]], timeout_seconds: float, priority: Priority
+    ) -> list[workflow.ActivityHandle[Any]]:
+        """Start one activity per call on `orch-backtest`; they run as slots free up.
+
+        A cancel waits until each has stopped (the activity stops its process before it reports
+        cancelled), so a cancelled validation leaves nothing running.
+        """
+        options = self._run.options
+        return [
+            workflow.start_activity_method(
+                activity,
+                argument,
+                task_queue=BACKTEST_QUEUE,
+                start_to_close_timeout=timedelta(seconds=timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout_seconds),
+                retry_policy=self.retry_policy(),
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                priority=priority,
+                summary=summary,
+            )
+            for activity, argument, summary in calls
+        ]
+
     async def _parallel_step(
         self,
         step: Step,
+        handles: list[workflow.ActivityHandle[Any]],
         calls: Sequence[tuple[Callable[..., Any], Any, str]],
         *,
-        timeout_seconds: float,
         detail: str,
     ) -> list[Any]:
-        """Run one activity per call on `orch-backtest`, all at once; the step fails if any does.
-
-        Cancelling the workflow cancels them all and waits until each has stopped (the activity
-        stops its process before it reports cancelled).
-        """
-        options = self._run.options
+        """Wait for started activities as one step; the step fails if any does, naming each."""
+        retries = self._run.options.max_retries
 
         async def all_of_them() -> tuple[list[Any], str]:
-            outcomes = await asyncio.gather(
-                *(
-                    workflow.execute_activity_method(
-                        activity,
-                        argument,
-                        task_queue=BACKTEST_QUEUE,
-                        start_to_close_timeout=timedelta(seconds=timeout_seconds),
-                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout_seconds),
-                        retry_policy=self.retry_policy(),
-                        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                        priority=BACKTEST_PRIORITY,
-                        summary=summary,
-                    )
-                    for activity, argument, summary in calls
-                ),
-                return_exceptions=True,
-            )
+            outcomes = await asyncio.gather(*handles, return_exceptions=True)
             failures = [
                 (summary, o)
                 for (_, _, summary), o in zip(calls, outcomes, strict=True)
@@ -311,10 +330,8 @@ class ValidateAlgorithms(CommandWorkflow):
                 if not isinstance(outcome, ActivityError):
                     raise outcome  # cancellation, or a bug: not a step failure
             if failures:
-                first = failures[0][1]
-                retries = options.max_retries
                 message = "; ".join(f"{summary}: {_failure(o, retries)}" for summary, o in failures)
-                raise _StepError(message, first)
+                raise _StepError(message, failures[0][1])
             return list(outcomes), "; ".join(o.summary for o in outcomes)
 
         return await self._custom_step(step, all_of_them, detail=detail)
