@@ -350,16 +350,15 @@ async def main(args: argparse.Namespace) -> None:
         server.wait()
 
     print(
-        f"cycle_overhead: {args.runs} cycles each way on the simulated market (4 crypto pairs) with orch hft; "
+        f"cycle_overhead: {args.runs} cycles each way, simulated market (4 crypto pairs), orch hft; "
         f"{args.noop_runs} no-op runs; {os.cpu_count()} cores"
     )
     print(f"{'':44}{'p50 ms':>10}{'p99 ms':>10}")
     print(line("nine step activities, bare Python loop", loop))
     print(line("TradingCycle through Temporal", real))
     overhead = percentile(real, 50) - percentile(loop, 50)
-    print(
-        f"orchestration overhead (p50): {overhead * 1e3:.1f} ms per cycle ({percentile(real, 50) / percentile(loop, 50):.2f}x)"
-    )
+    ratio = percentile(real, 50) / percentile(loop, 50)
+    print(f"orchestration overhead (p50): {overhead * 1e3:.1f} ms per cycle ({ratio:.2f}x)")
     print(line("plain temporalio, nine no-op activities", baseline))
     print(line("TradingCycle, no-op agents", noop_cycle))
     print(
