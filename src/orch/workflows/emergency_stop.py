@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.emergency import EmergencyActivities
@@ -51,10 +54,15 @@ SCHEDULES = Step("pausing_schedules", "Pause the discovery and review schedules"
 ACTIONS = Step("recording_actions", "Record every action's outcome with the incident")
 
 OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
+# The local kill's one attempt: orch hft answers a kill in milliseconds; beyond this it is not answering.
+FAST_KILL_SECONDS = 2.0
 
 
 # Malformed input (an empty reason, level "none", unknown fields) fails at once instead of retrying.
-@workflow.defn(name="EmergencyStop", failure_exception_types=[ValidationError])
+# Not sandboxed: the sandbox rebuilds its module state for every new run, which cost ~75 ms of the first
+# workflow task on the 2-core machine (bench/emergency_stop.py) — the time before the kill can be sent.
+# The code uses only workflow APIs and pass-through contracts, and every test replays its history.
+@workflow.defn(name="EmergencyStop", failure_exception_types=[ValidationError], sandboxed=False)
 class EmergencyStop(CommandWorkflow):
     command_type = "emergency_stop"
     steps = (RECORD, KILL, SETTLE, ENGINES, SCHEDULES, ACTIONS)
@@ -94,7 +102,7 @@ class EmergencyStop(CommandWorkflow):
         async def kill_then_settle() -> None:
             # The kill goes first: it is what stops orders within milliseconds. Settling runs even if
             # the kill was not confirmed, since cancelling what is open is still worth doing.
-            await self._action(KILL, EmergencyActivities.kill_hft, kill, result_type=HftKilled)
+            await self._kill(kill)
             await self._action(
                 SETTLE,
                 EmergencyActivities.settle_hft,
@@ -144,6 +152,44 @@ class EmergencyStop(CommandWorkflow):
                 f"{len(failed)} of {len(self.steps)} actions did not happen: "
                 + "; ".join(f"{a.name}: {a.summary or a.status.value}" for a in failed)
             )
+
+    async def _kill(self, kill: KillHftRequest) -> None:
+        """Kill orch hft: first as one local activity, then, if that did not work, as a regular one with
+        the command's retries.
+
+        The local attempt starts inside this first workflow task, without the round trip through the
+        server that a regular activity needs (p50 ~50 ms less under load, bench/emergency_stop.py).
+        It gets one short attempt only, because the other actions are scheduled when this workflow
+        task completes, and that waits for the local activity: a hung orch hft may delay them by
+        FAST_KILL_SECONDS at most. A kill sent twice is harmless: it is idempotent and never loosens.
+        """
+        run = self._run
+        report = run.reports[KILL.name]
+        run.current_step = KILL.name
+        report.status = CommandStatus.RUNNING
+        report.started_at = workflow.now()
+        label = f"Step {self.steps.index(KILL) + 1}/{len(self.steps)}: {KILL.title} ({kill.level.value})"
+        run.touch(f"**{label}**")
+        try:
+            outcome = await workflow.execute_local_activity(
+                EmergencyActivities.kill_hft,
+                kill,
+                result_type=HftKilled,
+                start_to_close_timeout=timedelta(seconds=FAST_KILL_SECONDS),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                summary=label,
+            )
+        except (ActivityError, ApplicationError) as err:
+            # A local activity's failure may arrive unwrapped; either way the regular path takes over.
+            workflow.logger.warning("fast kill failed, retrying as a regular activity: %s", err)
+            await self._action(
+                KILL, EmergencyActivities.kill_hft, kill, result_type=HftKilled, detail=kill.level.value
+            )
+            return
+        self._outcomes[KILL.name] = outcome
+        report.status, report.attempts, report.summary = CommandStatus.COMPLETED, 1, outcome.summary
+        report.finished_at = workflow.now()
+        run.touch(f"{label}: done. {outcome.summary}")
 
     async def _action(
         self,
