@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from orch.agents.scheduler import initial_state
 from orch.config import Settings
+from orch.contracts.cycle import AgentErrorLog, AgentErrorRecord
 from orch.contracts.emergency import HealthCheckInput, HealthCheckResult
-from orch.contracts.names import COMMANDS_QUEUE, CRITICAL_QUEUE, HEALTH_CHECK
+from orch.contracts.engine import EngineState, ExecutionSettings, TradingEngineInput, engine_workflow_id
+from orch.contracts.names import COMMANDS_QUEUE, CRITICAL_QUEUE, HEALTH_CHECK, TRADING_ENGINE
 from tests.conftest import Stack
 from tests.emergency_support import running_hft, with_hft
-from tests.test_hft_process import HftUnderTest
+from tests.test_hft_process import TOKEN, HftUnderTest
 
 
 @pytest.fixture
@@ -117,3 +120,36 @@ async def test_the_temporal_cli_route_returns_the_same_report(
     )
     assert result.report is not None and result.report.status.value == "healthy"
     assert result.status.value == "completed" and len(result.steps) == 6
+
+
+async def test_an_agent_disabled_by_a_trading_engine_is_reported(
+    bare_stack: Stack, settings: Settings, hft: HftUnderTest, orch, monkeypatch
+) -> None:
+    """The engine keeps its cycle agents' error counts in its own state; the health check asks it."""
+    bare_stack.settings = with_hft(settings, hft.url)
+    await bare_stack.start()
+    monkeypatch.setenv("ORCH_HFT_TOKEN", TOKEN)
+    config = TradingEngineInput(
+        account="t1", cycle_interval_seconds=3600, execution=ExecutionSettings(hft_url=hft.url)
+    )
+    broken = AgentErrorRecord(agent="patterns", consecutive_errors=5, total_errors=5, disabled=True)
+    state = EngineState(
+        account="t1",
+        config=config.engine_config(),
+        scheduler=initial_state(config.scheduler_settings()),
+        paused=True,  # no cycle: only its state matters here
+        agent_errors=AgentErrorLog(agents={"patterns": broken}),
+    )
+    engine = await bare_stack.client.start_workflow(
+        TRADING_ENGINE,
+        TradingEngineInput(account="t1", resume_state=state),
+        id=engine_workflow_id("t1"),
+        task_queue=COMMANDS_QUEUE,
+    )
+    checked = await orch("health-check", "--json")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["disabled_agents"] == ["patterns"]
+    row = rows(report)["agent:patterns"]
+    assert row["status"] == "unhealthy" and engine.id in row["detail"]
+    await engine.signal("stop")

@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from orch.activities.discovery import POLLER_FRESHNESS
+from orch.activities.emergency import RUNNING_ENGINES_QUERY
 from orch.activities.hft import HftLink
 from orch.activities.steps import step_activity
 from orch.config import Settings
@@ -31,6 +32,7 @@ from orch.contracts.emergency import (
     HealthStatus,
     paused_by,
 )
+from orch.contracts.engine import EngineStatus
 from orch.contracts.names import (
     BACKTEST_QUEUE,
     COMMANDS_QUEUE,
@@ -369,6 +371,20 @@ class HealthActivities:
             components=components,
         )
 
+    async def _engines_disabled_agents(self) -> dict[str, list[str]]:
+        """Agent name -> the running TradingEngines that disabled it."""
+        disabled: dict[str, list[str]] = {}
+        async for engine in self._client.list_workflows(RUNNING_ENGINES_QUERY):
+            try:
+                status = await self._client.get_workflow_handle(engine.id).query(
+                    "status", result_type=EngineStatus
+                )
+            except Exception:
+                continue  # busy or replaying: the next check will see it
+            for name in status.disabled_agents:
+                disabled.setdefault(name, []).append(engine.id)
+        return disabled
+
     # ---- SystemState: emergency and agents -------------------------------------------------------
 
     @activity.defn
@@ -419,9 +435,20 @@ class HealthActivities:
                     metrics={"consecutive_errors": consecutive, "total_errors": total},
                 )
             )
+        # Each trading engine keeps its cycle agents' counts in its own state: ask it which are disabled.
+        engine_disabled = await self._engines_disabled_agents()
+        for name, engines in sorted(engine_disabled.items()):
+            components.append(
+                ComponentHealth(
+                    component=f"agent:{name}",
+                    status=UNHEALTHY,
+                    detail=f"DISABLED by {', '.join(engines)} after repeated errors in its cycles "
+                    "(set_config enable_agents re-enables it)",
+                )
+            )
         if len(components) == 1:
             components.append(ComponentHealth(component="agents", status=HEALTHY, detail="no agent errors"))
-        disabled = state.disabled_agents()
+        disabled = sorted(set(state.disabled_agents()) | set(engine_disabled))
         return ComponentChecks(
             summary=f"emergency {level.value}; {len(disabled)} agents disabled",
             components=components,
