@@ -116,6 +116,12 @@ class TradingEngine:
             await self._escalate()
             if state.stopping:
                 return
+            # Checked in every state: an engine paused or stopped for days must not grow its history either.
+            if self._cycles_this_run >= state.config.max_cycles_per_run or (
+                workflow.info().is_continue_as_new_suggested()
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(TradingEngineInput(account=state.account, resume_state=state))
             if state.emergency is not None:
                 await self._wait_for_resume()
                 continue
@@ -123,11 +129,6 @@ class TradingEngine:
                 workflow.set_current_details("**Paused**: no cycles until `resume` (orch cycle resume)")
                 await workflow.wait_condition(lambda: not state.paused or self._interrupted(paused_too=False))
                 continue
-            if self._cycles_this_run >= state.config.max_cycles_per_run or (
-                workflow.info().is_continue_as_new_suggested()
-            ):
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(TradingEngineInput(account=state.account, resume_state=state))
             started = workflow.now()
             await self._run_cycle()
             await self._wait_for_next(started)
