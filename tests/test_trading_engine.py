@@ -36,7 +36,7 @@ from orch.contracts.system import EmergencyLevel, ResumeRequest
 from orch.embedded import temporal_binary
 from orch.workers.bootstrap import bootstrap
 from tests.conftest import Stack, run_process
-from tests.cycle_support import ACCOUNT, CRYPTO, fast_config, hft_process, start_cycle_stack
+from tests.cycle_support import ACCOUNT, CRYPTO, fast_config, hft_get, hft_process, start_cycle_stack
 from tests.helpers import eventually, system_state, workflow_ids
 from tests.test_hft_process import HftUnderTest, free_port, hft
 
@@ -247,7 +247,7 @@ async def test_emergency_stop_by_signal_stops_cycles_everywhere_until_resume_and
             await client.get_workflow_handle(child_id).result()
         except WorkflowFailureError:
             pass  # an action may fail (it says which); what matters here is checked below
-        assert (await hft_get_state(hft_process))["state"] == "halted"
+        assert (await hft_get(hft_process, "/state"))["state"] == "halted"
         state = await system_state(client)
         assert state.config.emergency_level is EmergencyLevel.HALT
         assert any(i.incident_id == child_id for i in state.incidents)
@@ -276,12 +276,6 @@ async def test_emergency_stop_by_signal_stops_cycles_everywhere_until_resume_and
         assert EngineStatus.model_validate(await handle.result()).state is EngineRunState.STOPPED
     finally:
         release.set()
-
-
-async def hft_get_state(process: HftUnderTest) -> dict[str, Any]:
-    from tests.cycle_support import hft_get
-
-    return await hft_get(process, "/state")
 
 
 async def test_the_bootstrap_starts_one_engine_and_leaves_a_stopped_one_stopped(
