@@ -211,6 +211,43 @@ async def _no_emergency(engine) -> bool:
     return (await engine_status(engine)).emergency is None
 
 
+async def test_orch_refuses_bad_input_before_anything_starts(bare_stack: Stack, orch) -> None:
+    await bare_stack.start(queues=(COMMANDS_QUEUE,))
+    unknown = await orch("emergency-stop", "--reason", "x", "--level", "panic")
+    assert unknown.returncode == 2
+    assert "unknown emergency level 'panic'" in unknown.stderr
+    assert "pause_entries, reduce_only, halt, flatten" in " ".join(unknown.stderr.split())
+    blank = await orch("emergency-stop", "--reason", "   ")
+    assert blank.returncode == 2 and "reason" in blank.stderr
+    assert [e async for e in bare_stack.client.list_workflows(f"WorkflowType = '{EMERGENCY_STOP}'")] == []
+
+
+async def test_orch_text_output_and_no_wait_at_pause_entries(
+    bare_stack: Stack, settings: Settings, quiet_hft: HftUnderTest, quiet_client: HftClient, orch
+) -> None:
+    bare_stack.settings = with_hft(settings, quiet_hft.url)
+    await bare_stack.start()
+    order_id = await resting_buy(quiet_client)
+
+    shown = await orch("emergency-stop", "--reason", "news at noon", "--level", "pause_entries")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "emergency_stop completed" in text and "killing_hft completed" in text
+    assert "Trading stays stopped until orch resume --confirm" in text
+    status = await quiet_client.state()
+    assert status.state is TradingState.ACTIVE and status.entries_paused
+    assert status.emergency_level is EmergencyLevel.PAUSE_ENTRIES
+    assert not await _is_open(quiet_client, order_id)  # a resting entry: pause_entries cancels it
+
+    started = await orch("emergency-stop", "--reason", "worse news", "--level", "halt", "--no-wait")
+    assert started.returncode == 0, started.stderr
+    workflow_id = started.stdout.strip()
+    result = await bare_stack.client.get_workflow_handle(
+        workflow_id, result_type=EmergencyStopResult
+    ).result()
+    assert result.level_in_force is EmergencyLevel.HALT and result.hft_state == "halted"
+
+
 # ---- Levels: flatten closes positions; reduce_only cancels what would grow them ------------------
 
 
