@@ -19,9 +19,13 @@ from orch.contracts.emergency import (
     TACTICAL_REVIEW,
     TACTICAL_REVIEW_SCHEDULE_ID,
     ReviewReport,
+    pause_note,
+    paused_by,
 )
+from orch.contracts.names import COMMANDS_QUEUE
 from orch.market.base import PriceHistory
 from orch.market.simulated import SimulatedMarket
+from orch.workers.bootstrap import ensure_review_schedules
 from tests.conftest import Stack
 from tests.emergency_support import QUIET, running_hft, with_hft
 from tests.helpers import eventually, system_state
@@ -150,3 +154,20 @@ async def test_an_agent_that_keeps_failing_is_disabled_skipped_and_reported(
     assert report["disabled_agents"] == ["conditions"]
     row = next(c for c in report["components"] if c["component"] == "agent:conditions")
     assert row["status"] == "unhealthy" and "DISABLED" in row["detail"]
+
+
+async def test_a_restarted_worker_applies_new_intervals_and_keeps_an_emergency_pause(
+    bare_stack: Stack, settings: Settings
+) -> None:
+    await bare_stack.start(queues=(COMMANDS_QUEUE,))
+    client = bare_stack.client
+    handle = client.get_schedule_handle(TACTICAL_REVIEW_SCHEDULE_ID)
+    await handle.pause(note=pause_note("emergency-stop-x", "drill"))
+
+    snapshot = await system_state(client)
+    await ensure_review_schedules(
+        client, settings.model_copy(update={"tactical_review_interval_seconds": 12}), snapshot
+    )
+    schedule = (await handle.describe()).schedule
+    assert [i.every for i in schedule.spec.intervals] == [timedelta(seconds=12)]
+    assert schedule.state.paused and paused_by(schedule.state.note or "") == "emergency-stop-x"
