@@ -19,6 +19,7 @@ from orch.contracts.cycle import AgentErrorLog, AgentErrorRecord
 from orch.contracts.emergency import HealthCheckInput, HealthCheckResult
 from orch.contracts.engine import EngineState, ExecutionSettings, TradingEngineInput, engine_workflow_id
 from orch.contracts.names import COMMANDS_QUEUE, CRITICAL_QUEUE, HEALTH_CHECK, TRADING_ENGINE
+from orch.contracts.system import DataSources, DataSourcesChange
 from tests.conftest import Stack
 from tests.emergency_support import running_hft, with_hft
 from tests.test_hft_process import TOKEN, HftUnderTest
@@ -153,3 +154,22 @@ async def test_an_agent_disabled_by_a_trading_engine_is_reported(
     row = rows(report)["agent:patterns"]
     assert row["status"] == "unhealthy" and engine.id in row["detail"]
     await engine.signal("stop")
+
+
+async def test_each_data_source_is_probed_and_a_fallback_that_cannot_open_is_a_warning(
+    bare_stack: Stack, settings: Settings, hft: HftUnderTest, orch
+) -> None:
+    bare_stack.settings = with_hft(settings, hft.url)
+    await bare_stack.start()
+    change = DataSourcesChange(
+        sources=DataSources(primary="simulated", fallbacks=["csv"]), requested_by="test"
+    )
+    await bare_stack.system_state().execute_update("set_data_sources", change)
+
+    checked = await orch("health-check", "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["status"] == "degraded"
+    assert rows(report)["data:simulated"]["status"] == "healthy"
+    csv = rows(report)["data:csv"]
+    assert csv["status"] == "degraded" and "fallback" in csv["detail"] and "ORCH_CSV_FOLDER" in csv["detail"]

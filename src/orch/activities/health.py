@@ -44,7 +44,7 @@ from orch.contracts.names import (
 from orch.contracts.system import EmergencyLevel, SystemStateSnapshot
 from orch.contracts.trading import TradingState
 from orch.hft.client import HftClientError
-from orch.market.base import MarketDataSource, is_crypto
+from orch.market.base import MarketDataSource, PriceHistory, is_crypto
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 
@@ -292,20 +292,28 @@ class HealthActivities:
             return ComponentHealth(
                 component=component, status=HEALTHY, detail=f"{role}: simulated, always fresh"
             )
-        if getattr(self._market, "name", None) != name:
-            return ComponentHealth(
-                component=component,
-                status=failing,
-                detail=f"{role}: this worker reads {getattr(self._market, 'name', '?')}, not {name}",
-            )
+        # The worker's configured market opens one adapter per source name; a pinned one serves itself.
+        open_source = getattr(self._market, "source", None)
         try:
-            universe = self._market.universe()
-            # Crypto trades around the clock, so its newest bar is a fair freshness probe on any day.
-            symbol = next((s for s in universe if is_crypto(s)), universe[0])
+            if callable(open_source):
+                source = await asyncio.to_thread(open_source, name)
+            elif getattr(self._market, "name", None) == name:
+                source = self._market
+            else:
+                return ComponentHealth(
+                    component=component,
+                    status=failing,
+                    detail=f"{role}: this worker reads {getattr(self._market, 'name', '?')}, not {name}",
+                )
             started = time.perf_counter()
-            history = await asyncio.wait_for(
-                asyncio.to_thread(self._market.history, symbol, 1), DATA_PROBE_TIMEOUT_SECONDS
-            )
+
+            def newest() -> tuple[str, PriceHistory]:
+                universe = source.universe()
+                # Crypto trades around the clock, so its newest bar is a fair freshness probe on any day.
+                symbol = next((s for s in universe if is_crypto(s)), universe[0])
+                return symbol, source.history(symbol, 1)
+
+            symbol, history = await asyncio.wait_for(asyncio.to_thread(newest), DATA_PROBE_TIMEOUT_SECONDS)
             elapsed_ms = (time.perf_counter() - started) * 1000
         except Exception as err:
             return ComponentHealth(component=component, status=failing, detail=f"{role}: no answer: {err}")
