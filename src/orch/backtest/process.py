@@ -18,9 +18,9 @@ safe in a worker that runs threads (a plain fork of the worker would copy its Te
 locks mid-flight). Where there is no fork server (Windows, macOS spawn default) it falls back to
 spawn.
 
-As with any multiprocessing start method but fork, the parent's main module is imported in the
-child (here once, in the fork server): a script that runs backtests must keep its work under
-`if __name__ == "__main__":` (the `orch` command, `orch worker` and pytest do).
+As with any multiprocessing start method but fork, the parent's main module is imported on the
+child's side (here once, in the fork server: `_forkserver_main`): a script that runs backtests must
+keep its work under `if __name__ == "__main__":` (the `orch` command, `orch worker` and pytest do).
 
 Progress (bars done) goes through a shared integer the parent reads whenever it likes; the result
 comes back through a pipe.
@@ -30,20 +30,22 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing import process as parent_process
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
 __all__ = ["JobDied", "JobFailed", "run_job"]
 
-# The fork server imports these once; every job process is a fork of it. "__main__" is the parent's
-# main module: a child imports it before anything else (see above), and preloading it here means
-# each fork finds it already imported instead of importing it again (seconds, for a script that
-# imports the whole worker).
-PRELOAD = ["__main__", "orch.backtest.jobs"]
+# The fork server imports these once; every job process is a fork of it. `_forkserver_main` imports
+# the parent's main module there (see its docstring), so no job process imports it again.
+PRELOAD = ["orch.backtest._forkserver_main", "orch.backtest.jobs"]
+MAIN_PATH_VARIABLE = "ORCH_BACKTEST_PARENT_MAIN"  # read by _forkserver_main
 _context: BaseContext | None = None
 _context_lock = threading.Lock()
 
@@ -66,12 +68,28 @@ def context() -> BaseContext:
     with _context_lock:
         if _context is None:
             if "forkserver" in multiprocessing.get_all_start_methods():
+                main_path = _main_path()
+                if main_path:
+                    os.environ[MAIN_PATH_VARIABLE] = f"{os.getpid()}:{main_path}"
                 forkserver = multiprocessing.get_context("forkserver")
                 forkserver.set_forkserver_preload(PRELOAD)
                 _context = forkserver
             else:  # pragma: no cover - platforms without fork
                 _context = multiprocessing.get_context("spawn")
         return _context
+
+
+def _main_path() -> str | None:
+    """The parent's main module as a job process would import it by path (None: by name, or none)."""
+    main = sys.modules["__main__"]
+    if getattr(main.__spec__, "name", None) is not None:
+        return None  # `python -m`: children import it by name, and skip a package's __main__
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return None
+    if not os.path.isabs(path) and parent_process.ORIGINAL_DIR is not None:
+        path = os.path.join(parent_process.ORIGINAL_DIR, path)
+    return os.path.normpath(path)
 
 
 def _classify(err: BaseException) -> tuple[str, bool]:
