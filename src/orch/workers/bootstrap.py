@@ -6,6 +6,7 @@ Every worker runs this at start-up; it is idempotent, so any number of replicas 
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from temporalio.client import (
@@ -23,6 +24,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from orch.agents.discovery import known_strategies
 from orch.config import Settings
@@ -46,6 +48,8 @@ from orch.contracts.names import (
     TRADING_ENGINE,
 )
 from orch.contracts.system import EmergencyLevel, SystemConfig, SystemStateSnapshot
+
+log = logging.getLogger("orch.bootstrap")
 
 
 async def ensure_system_state(client: Client, settings: Settings) -> SystemStateSnapshot:
@@ -131,7 +135,11 @@ async def ensure_review_schedules(client: Client, settings: Settings, snapshot: 
                 fresh.state = current.description.schedule.state
                 return ScheduleUpdate(schedule=fresh)
 
-            await client.get_schedule_handle(schedule_id).update(keep_state)
+            try:
+                await client.get_schedule_handle(schedule_id).update(keep_state)
+            except RPCError as err:
+                # Another replica updated it between our read and our write: its settings are as good.
+                log.info("schedule %s not updated (%s); another worker did", schedule_id, err)
 
 
 async def ensure_trading_engine(client: Client, settings: Settings) -> str | None:
