@@ -160,18 +160,33 @@ async def run_job(
         # Off the event loop: the first start launches the fork server, which imports backtrader.
         await asyncio.to_thread(process.start)
         sender.close()
-        while True:
-            if receiver.poll():
-                kind, payload = receiver.recv()
-                break
-            if not process.is_alive():
+        # Woken the moment the result arrives or the process ends, not at the next progress tick.
+        wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        watched = (receiver.fileno(), process.sentinel)
+        for fd in watched:
+            loop.add_reader(fd, wake.set)
+        try:
+            while True:
                 if receiver.poll():
-                    continue
-                raise JobDied(
-                    f"backtest process {process.pid} ended (exit code {process.exitcode}) without a result"
-                )
-            on_progress(progress.value, process.pid)
-            await asyncio.sleep(poll_seconds)
+                    kind, payload = receiver.recv()
+                    break
+                if not process.is_alive():
+                    if receiver.poll():
+                        continue
+                    raise JobDied(
+                        f"backtest process {process.pid} ended (exit code {process.exitcode}) "
+                        "without a result"
+                    )
+                on_progress(progress.value, process.pid)
+                wake.clear()
+                try:
+                    await asyncio.wait_for(wake.wait(), poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            for fd in watched:
+                loop.remove_reader(fd)
     except BaseException:
         cancel.set()
         await asyncio.to_thread(_stop, process, cancel_grace_seconds)
