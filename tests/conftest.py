@@ -27,12 +27,19 @@ from orch.embedded import temporal_binary
 from orch.workers.bootstrap import bootstrap
 from orch.workers.worker import ALL_QUEUES, ALL_WORKFLOWS, build_workers
 
-NAMESPACE_POOL = [f"t{i}" for i in range(60)]
+# The dev server creates namespaces only at start (one registered later takes seconds to become
+# usable), so the session registers one per test that asks for it, counted at collection.
+_namespaces: list[str] = []
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    needed = sum(1 for item in items if "namespace" in getattr(item, "fixturenames", ()))
+    _namespaces[:] = [f"t{i}" for i in range(needed)]
 
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    extra = [arg for ns in NAMESPACE_POOL for arg in ("--namespace", ns)]
+    extra = [arg for ns in _namespaces for arg in ("--namespace", ns)]
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         data_converter=pydantic_data_converter,
@@ -47,12 +54,12 @@ def temporal_address(temporal_env: WorkflowEnvironment) -> str:
     return temporal_env.client.service_client.config.target_host
 
 
-_free_namespaces = iter(NAMESPACE_POOL)
+_next_namespace = iter(range(10**6))
 
 
 @pytest.fixture
 def namespace() -> str:
-    return next(_free_namespaces)
+    return _namespaces[next(_next_namespace)]
 
 
 @pytest.fixture
