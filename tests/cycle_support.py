@@ -104,4 +104,3 @@ async def hft_get(process: HftUnderTest, path: str, **params: Any) -> Any:
 @pytest.fixture
 async def hft_process(hft: Callable[..., HftUnderTest]) -> AsyncIterator[HftUnderTest]:
     yield await start_hft(hft)
-

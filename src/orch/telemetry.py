@@ -38,3 +38,10 @@ def configure_tracing(settings: Settings) -> None:
 
 def tracing_interceptor() -> TracingInterceptor:
     return TracingInterceptor()
+
+
+def flush_tracing() -> None:
+    """Export the spans still buffered: a short-lived process (`orch`) ends before the batch timer fires."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush()

@@ -7,9 +7,6 @@ Exit codes as everywhere in `orch`: 0 success, 1 the engine is missing or refuse
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -29,32 +26,6 @@ def _account(account: str | None) -> str:
     from orch.hft.config import HftSettings
 
     return HftSettings().account
-
-
-def _run(coroutine: Any) -> None:
-    from orch.cli.main import _run as run
-
-    code = 0
-    try:
-        run(coroutine)
-    except typer.Exit as done:
-        code = done.exit_code
-    _finish(code)
-
-
-def _finish(code: int) -> None:
-    """End the `orch` process at once once the command is done, skipping interpreter teardown: there the
-    Temporal client's Rust threads can abort the process (SIGABRT, "PyGILState_Release") after the
-    command already succeeded (temporalio/sdk-python#300). Called in-process (a test's CliRunner), it
-    only raises the exit code."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if Path(sys.argv[0]).name == "orch" or (spec is not None and spec.name == "orch.cli.main"):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    if code:
-        raise typer.Exit(code)
 
 
 async def _engine(account: str) -> Any:
@@ -91,6 +62,8 @@ def start(
     as_json: JsonFlag = False,
 ) -> None:
     """Start the account's TradingEngine; if it runs already, set its interval (when given)."""
+    from orch.cli.main import _run
+
     _run(_start(interval, account, as_json))
 
 
@@ -164,6 +137,8 @@ async def _set_config(handle: Any, change: Any) -> Any:
 
 
 def _signal(name: str, account: str | None, as_json: bool, message: str) -> None:
+    from orch.cli.main import _run
+
     _run(_send(name, _account(account), as_json, message))
 
 
@@ -217,6 +192,8 @@ def resume(account: AccountOption = None, as_json: JsonFlag = False) -> None:
 @cycle_app.command("status")
 def status(account: AccountOption = None, as_json: JsonFlag = False) -> None:
     """Cycles run, completed, degraded and failed; success rate, average duration, the last report."""
+    from orch.cli.main import _run
+
     _run(_status(_account(account), as_json))
 
 
@@ -286,6 +263,8 @@ def report(
     as_json: JsonFlag = False,
 ) -> None:
     """One cycle's report: steps, market, plans and verdicts, execution, health, adaptation."""
+    from orch.cli.main import _run
+
     _run(_report(number, _account(account), as_json))
 
 

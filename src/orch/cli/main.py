@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable
-from typing import Annotated, Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -23,26 +25,53 @@ app = typer.Typer(help="Durable orchestration for the trading system, on Tempora
 discovery_app = typer.Typer(help="The discovery system: candidates and strategies.", no_args_is_help=True)
 app.add_typer(discovery_app, name="discovery")
 
-T = TypeVar("T")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _run(coroutine: Awaitable[T]) -> T:
+def _run(coroutine: Awaitable[object]) -> None:
+    """Run one command's coroutine, then end the process with its exit code."""
     from orch.cli.commands import CliError
 
+    code = 0
     try:
-        return asyncio.run(coroutine)  # type: ignore[arg-type]
+        asyncio.run(coroutine)  # type: ignore[arg-type]
     except CliError as err:
-        _fail(str(err), err.exit_code)
+        code = _report_failure(str(err), err.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted (the workflow keeps running; follow it with `orch watch ID`)", 130)
+        code = _report_failure(
+            "interrupted (the workflow keeps running; follow it with `orch watch ID`)", 130
+        )
+    except typer.Exit as done:
+        code = done.exit_code
+    _finish(code)
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def _finish(code: int) -> NoReturn:
+    """End the `orch` process at once when the command is done, skipping interpreter teardown: there the
+    Temporal client's Rust threads can abort the process (SIGABRT, "PyGILState_Release") after the
+    command already succeeded (temporalio/sdk-python#300). Called in-process (a test's CliRunner), it
+    only raises the exit code."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if Path(sys.argv[0]).name == "orch" or (spec is not None and spec.name == "orch.cli.main"):
+        from orch.telemetry import flush_tracing
+
+        flush_tracing()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
+
+
+def _report_failure(message: str, code: int) -> int:
     from orch.cli.render import error_console
 
     error_console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
+    return code
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    raise typer.Exit(_report_failure(message, code))
 
 
 async def _client() -> Any:
