@@ -93,7 +93,11 @@ async def main(args: argparse.Namespace) -> None:
         settings = Settings(
             temporal_address=f"127.0.0.1:{port}",
             max_concurrent_workflows=1000,  # the cap stays on, raised so it is not the bottleneck
+            # Only the measured workflows run: no trading engine, scans or reviews beside them.
             discovery_interval_seconds=3600,
+            tactical_review_interval_seconds=3600,
+            strategic_review_interval_seconds=3600,
+            trading_autostart=False,
         )
         client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
         workers = build_workers(

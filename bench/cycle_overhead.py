@@ -282,7 +282,10 @@ async def main(args: argparse.Namespace) -> None:
         settings = Settings(
             temporal_address=f"127.0.0.1:{port}",
             home=home,
+            # Only the measured workflows run: no engine, scans or reviews beside them.
             discovery_interval_seconds=3600,
+            tactical_review_interval_seconds=3600,
+            strategic_review_interval_seconds=3600,
             trading_autostart=False,
             hft_url=f"http://127.0.0.1:{hft_port}",
             hft_token=SecretStr(TOKEN),

@@ -40,7 +40,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from orch.cli.commands import new_workflow_id
 from orch.contracts.commands import CommandOptions, RestartDiscoveryInput
 from orch.contracts.discovery import DiscoveryScanInput
-from orch.contracts.emergency import RESUME_TRADING, EmergencyStopInput, ResumeTradingInput
+from orch.contracts.emergency import EmergencyStopInput, ResumeTradingInput
 from orch.contracts.engine import engine_workflow_id
 from orch.contracts.names import (
     COMMANDS_QUEUE,
@@ -49,6 +49,7 @@ from orch.contracts.names import (
     DISCOVERY_SCAN,
     EMERGENCY_STOP,
     RESTART_DISCOVERY,
+    RESUME_TRADING,
     SYSTEM_STATE_WORKFLOW_ID,
     TaskPriority,
 )

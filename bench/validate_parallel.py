@@ -136,7 +136,14 @@ async def main(args: argparse.Namespace) -> None:
     server = start_dev_server(db_file=None, port=port, ui_port=None)
     lines = []
     try:
-        settings = Settings(temporal_address=f"127.0.0.1:{port}", discovery_interval_seconds=3600)
+        # Only the measured workflows run: no trading engine, scans or reviews beside them.
+        settings = Settings(
+            temporal_address=f"127.0.0.1:{port}",
+            discovery_interval_seconds=3600,
+            tactical_review_interval_seconds=3600,
+            strategic_review_interval_seconds=3600,
+            trading_autostart=False,
+        )
         client = await connect(settings.temporal_address)
         workers = build_workers(client, settings, queues=(COMMANDS_QUEUE, CRITICAL_QUEUE, BACKTEST_QUEUE))
         async with running(workers):

@@ -23,14 +23,20 @@ from temporalio.common import Priority
 from orch.config import Settings
 from orch.contracts.emergency import (
     EMERGENCY_PAUSED_SCHEDULES,
-    RESUME_TRADING,
     EmergencyStopInput,
     EmergencyStopResult,
     ResumeTradingInput,
     ResumeTradingResult,
 )
 from orch.contracts.engine import EngineStatus, ExecutionSettings, TradingEngineInput, engine_workflow_id
-from orch.contracts.names import COMMANDS_QUEUE, CRITICAL_QUEUE, EMERGENCY_STOP, TRADING_ENGINE, TaskPriority
+from orch.contracts.names import (
+    COMMANDS_QUEUE,
+    CRITICAL_QUEUE,
+    EMERGENCY_STOP,
+    RESUME_TRADING,
+    TRADING_ENGINE,
+    TaskPriority,
+)
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import OrderIntent, OrderType, Side, TradingState
 from orch.embedded import temporal_binary
@@ -204,6 +210,11 @@ async def test_orch_emergency_stop_halts_everything_until_orch_resume_confirm(
 
     again = await orch("resume", "--confirm")
     assert again.returncode == 1 and "nothing to resume" in again.stdout + again.stderr
+    listed = await orch("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    kinds = {(row["workflow_id"], row["type"], row["status"]) for row in json.loads(listed.stdout)}
+    assert (incident_id, "EmergencyStop", "completed") in kinds
+    assert (json.loads(resumed.stdout)["progress"]["workflow_id"], "ResumeTrading", "completed") in kinds
     await engine.signal("stop")
 
 
@@ -251,8 +262,13 @@ async def test_orch_text_output_and_no_wait_at_pause_entries(
 # ---- Levels: flatten closes positions; reduce_only cancels what would grow them ------------------
 
 
+@pytest.mark.parametrize("halted_first", [False, True], ids=["from-active", "after-a-halt"])
 async def test_flatten_cancels_orders_and_closes_every_position(
-    bare_stack: Stack, settings: Settings, quiet_hft: HftUnderTest, quiet_client: HftClient
+    bare_stack: Stack,
+    settings: Settings,
+    quiet_hft: HftUnderTest,
+    quiet_client: HftClient,
+    halted_first: bool,
 ) -> None:
     hft_client = quiet_client
     bare_stack.settings = with_hft(settings, quiet_hft.url)
@@ -265,12 +281,15 @@ async def test_flatten_cancels_orders_and_closes_every_position(
 
     await eventually(held, timeout=10)
     order_id = await resting_buy(hft_client)
+    if halted_first:  # an operator halts, then decides to close everything
+        halted = await (await start_stop(bare_stack.client, level="halt")).result()
+        assert order_id in halted.orders_cancelled
 
     handle = await start_stop(bare_stack.client, level="flatten")
     result = await handle.result()
     assert result.hft_state == "halted"
     assert "ETH/USD" in result.positions_closed
-    assert order_id in result.orders_cancelled
+    assert halted_first or order_id in result.orders_cancelled
     assert [p for p in await hft_client.positions() if p.quantity] == []
     assert await hft_client.orders() == []
     status = await hft_client.state()

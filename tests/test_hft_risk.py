@@ -200,6 +200,21 @@ def test_a_kill_never_loosens_a_stricter_one() -> None:
     assert engine.gate.emergency_level is EmergencyLevel.HALT
 
 
+async def test_a_flatten_after_a_halt_lets_closing_orders_through_then_halts() -> None:
+    engine = make_engine()
+    engine.portfolio.set_position("AAPL", 10, 100.0, 0.0, None)
+    engine.kill(EmergencyLevel.HALT, "first")
+    engine.kill(EmergencyLevel.FLATTEN, "then close everything")
+    assert engine.gate.state is TradingState.REDUCING
+    assert engine.gate.emergency_level is EmergencyLevel.FLATTEN
+    grows, (reason, _) = engine.router.submit("AAPL", Side.BUY, 1)
+    assert grows is None and reason is DenialReason.REDUCING_WOULD_INCREASE
+    closing, denial = engine.router.submit("AAPL", Side.SELL, 10, reduce_only=True)
+    assert closing is not None, denial
+    engine.kill(EmergencyLevel.HALT, "a milder kill during the flatten")
+    assert engine.gate.emergency_level is EmergencyLevel.FLATTEN
+
+
 @pytest.mark.parametrize("level", list(EmergencyLevel)[1:])
 async def test_resume_returns_to_active(level: EmergencyLevel) -> None:
     engine = make_engine()

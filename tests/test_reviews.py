@@ -13,16 +13,14 @@ import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow
 
 from orch.config import Settings
-from orch.contracts.emergency import (
+from orch.contracts.emergency import ReviewReport, pause_note, paused_by
+from orch.contracts.names import (
+    COMMANDS_QUEUE,
     STRATEGIC_REVIEW,
     STRATEGIC_REVIEW_SCHEDULE_ID,
     TACTICAL_REVIEW,
     TACTICAL_REVIEW_SCHEDULE_ID,
-    ReviewReport,
-    pause_note,
-    paused_by,
 )
-from orch.contracts.names import COMMANDS_QUEUE
 from orch.market.base import PriceHistory
 from orch.market.simulated import SimulatedMarket
 from orch.workers.bootstrap import ensure_review_schedules

@@ -24,14 +24,7 @@ from orch.activities.hft import HftLink
 from orch.activities.steps import step_activity
 from orch.config import Settings
 from orch.contracts.cycle import HealthThresholds
-from orch.contracts.emergency import (
-    STRATEGIC_REVIEW_SCHEDULE_ID,
-    TACTICAL_REVIEW_SCHEDULE_ID,
-    ComponentChecks,
-    ComponentHealth,
-    HealthStatus,
-    paused_by,
-)
+from orch.contracts.emergency import ComponentChecks, ComponentHealth, HealthStatus, paused_by
 from orch.contracts.engine import EngineStatus
 from orch.contracts.names import (
     BACKTEST_QUEUE,
@@ -39,7 +32,9 @@ from orch.contracts.names import (
     CRITICAL_QUEUE,
     DISCOVERY_QUEUE,
     DISCOVERY_SCHEDULE_ID,
+    STRATEGIC_REVIEW_SCHEDULE_ID,
     SYSTEM_STATE_WORKFLOW_ID,
+    TACTICAL_REVIEW_SCHEDULE_ID,
 )
 from orch.contracts.system import EmergencyLevel, SystemStateSnapshot
 from orch.contracts.trading import TradingState

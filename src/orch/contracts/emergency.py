@@ -19,17 +19,15 @@ from orch.contracts.commands import CommandOptions, CommandResult, StepOutcome
 from orch.contracts.cycle import AgentErrorLog
 from orch.contracts.cycle import HealthStatus as HealthStatus
 from orch.contracts.levels import EmergencyLevel
-from orch.contracts.names import DISCOVERY_SCHEDULE_ID
+from orch.contracts.names import (
+    DISCOVERY_SCHEDULE_ID,
+    STRATEGIC_REVIEW_SCHEDULE_ID,
+    TACTICAL_REVIEW_SCHEDULE_ID,
+)
 from orch.contracts.system import EmergencyIncident
 
 STOP_LEVELS = tuple(level for level in EmergencyLevel if level is not EmergencyLevel.NONE)
 
-# ---- Public names of this module's workflows and schedules (candidates for contracts/names.py) -----
-RESUME_TRADING = "ResumeTrading"
-TACTICAL_REVIEW = "TacticalReview"
-STRATEGIC_REVIEW = "StrategicReview"
-TACTICAL_REVIEW_SCHEDULE_ID = "tactical-review"
-STRATEGIC_REVIEW_SCHEDULE_ID = "strategic-review"
 # What an emergency stop pauses and a resume unpauses (only where the stop's note is on the schedule).
 EMERGENCY_PAUSED_SCHEDULES = (
     DISCOVERY_SCHEDULE_ID,

@@ -21,10 +21,15 @@ TRADING_ENGINE = "TradingEngine"
 TRADING_CYCLE = "TradingCycle"
 DISCOVERY_SCAN = "DiscoveryScan"
 SYSTEM_STATE = "SystemState"
+RESUME_TRADING = "ResumeTrading"
+TACTICAL_REVIEW = "TacticalReview"  # tier 3
+STRATEGIC_REVIEW = "StrategicReview"  # tier 4
 
 # ---- Fixed ids -----------------------------------------------------------------------------------
 SYSTEM_STATE_WORKFLOW_ID = "orch-system-state"
 DISCOVERY_SCHEDULE_ID = "discovery-scan"
+TACTICAL_REVIEW_SCHEDULE_ID = "tactical-review"
+STRATEGIC_REVIEW_SCHEDULE_ID = "strategic-review"
 
 # The workflow types that `orch list` shows and that answer the `progress` query.
 COMMAND_WORKFLOW_TYPES = (
@@ -33,6 +38,7 @@ COMMAND_WORKFLOW_TYPES = (
     VALIDATE_ALGORITHMS,
     HEALTH_CHECK,
     EMERGENCY_STOP,
+    RESUME_TRADING,
 )
 
 

@@ -83,13 +83,19 @@ class RiskGate:
                 listener(previous, state, reason)
 
     def apply_kill(self, level: EmergencyLevel, reason: str) -> None:
-        """Move to the level's state; a kill never loosens a stricter one already in force."""
+        """Move to the level's state; a kill never loosens a stricter one already in force.
+
+        The one exception is a flatten requested while HALTED (after a halt, or the daily-loss breaker):
+        it must close positions, so the gate goes REDUCING (only orders that shrink a position pass)
+        until the engine's flatten has closed them, and then HALTED again.
+        """
+        requested = level
         if _LEVEL_ORDER.index(level) < _LEVEL_ORDER.index(self.emergency_level):
             level = self.emergency_level
         self.emergency_level = level
         self.entries_paused = True
         target = KILL_LEVEL_STATE[level]
-        if self.state is TradingState.HALTED and target is not TradingState.HALTED:
+        if self.state is TradingState.HALTED and requested is not EmergencyLevel.FLATTEN:
             target = TradingState.HALTED
         self.set_state(target, f"{level.value}: {reason}")
 

@@ -29,22 +29,19 @@ from temporalio.service import RPCError
 from orch.agents.discovery import known_strategies
 from orch.config import Settings
 from orch.contracts.discovery import DiscoveryScanInput
-from orch.contracts.emergency import (
-    STRATEGIC_REVIEW,
-    STRATEGIC_REVIEW_SCHEDULE_ID,
-    TACTICAL_REVIEW,
-    TACTICAL_REVIEW_SCHEDULE_ID,
-    ReviewInput,
-    pause_note,
-)
+from orch.contracts.emergency import ReviewInput, pause_note
 from orch.contracts.engine import TradingEngineInput, engine_workflow_id, next_cycle_number
 from orch.contracts.names import (
     COMMANDS_QUEUE,
     DISCOVERY_QUEUE,
     DISCOVERY_SCAN,
     DISCOVERY_SCHEDULE_ID,
+    STRATEGIC_REVIEW,
+    STRATEGIC_REVIEW_SCHEDULE_ID,
     SYSTEM_STATE,
     SYSTEM_STATE_WORKFLOW_ID,
+    TACTICAL_REVIEW,
+    TACTICAL_REVIEW_SCHEDULE_ID,
     TRADING_ENGINE,
 )
 from orch.contracts.system import EmergencyLevel, SystemConfig, SystemStateSnapshot

@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from orch.contracts.commands import CommandStatus
     from orch.contracts.emergency import (
         EMERGENCY_PAUSED_SCHEDULES,
-        RESUME_TRADING,
         ActiveEmergency,
         EmergencyResolved,
         EnginesSignalled,
@@ -34,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         SchedulesChanged,
         SignalEnginesRequest,
     )
+    from orch.contracts.names import RESUME_TRADING
     from orch.contracts.system import EmergencyLevel, ResumeRequest
     from orch.workflows.command import CommandWorkflow, Step
 

@@ -24,8 +24,6 @@ with workflow.unsafe.imports_passed_through():
     from orch.activities.reviews import ReviewActivities
     from orch.contracts.commands import CommandOptions
     from orch.contracts.emergency import (
-        STRATEGIC_REVIEW,
-        TACTICAL_REVIEW,
         AgentOutcomes,
         HealthCheckInput,
         HealthCheckResult,
@@ -36,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewReport,
         worst,
     )
-    from orch.contracts.names import CRITICAL_QUEUE, HEALTH_CHECK
+    from orch.contracts.names import CRITICAL_QUEUE, HEALTH_CHECK, STRATEGIC_REVIEW, TACTICAL_REVIEW
 
 # (area, agent, activity): what a review looks at, who judges it, and the activity that asks.
 Area = tuple[str, str, Callable[..., Any]]
