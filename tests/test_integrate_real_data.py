@@ -117,6 +117,9 @@ async def test_all_five_steps_then_the_fallback_when_alpaca_stops_answering(
     assert after.config.data_sources == DataSources(primary="alpaca", fallbacks=["csv"])
     assert after.config.trading_mode is TradingMode.PAPER
     assert result.trading_mode is TradingMode.PAPER and result.previous_trading_mode is TradingMode.SIMULATED
+    # No orch hft runs here, so nothing trades paper yet, and step 5 says so.
+    assert result.hft_trading_mode is None
+    assert "not answering: cycles send no plans until it does" in (result.trading_mode_note or "")
     assert after.learning is not None and after.learning.thresholds == result.thresholds
     changes = {c.field: c for c in after.recent_changes if c.by == result.workflow_id}
     assert changes["data_sources"].old == "simulated" and changes["data_sources"].new == "alpaca -> csv"

@@ -13,8 +13,9 @@ from temporalio.client import Client
 from orch.contracts.commands import CommandStatus
 from orch.contracts.cycle import CycleOutcome, CycleStep, PortfolioRiskLimits, RiskVerdict
 from orch.contracts.engine import TradingCycleInput, TradingCycleResult, cycle_report_path
+from orch.contracts.levels import TradingMode
 from orch.contracts.names import COMMANDS_QUEUE, SYSTEM_STATE_WORKFLOW_ID, TRADING_CYCLE
-from orch.contracts.system import EmergencyIncident, EmergencyLevel
+from orch.contracts.system import EmergencyIncident, EmergencyLevel, TradingModeChange
 from orch.contracts.trading import RiskLimits
 from tests.conftest import Stack
 from tests.cycle_support import ACCOUNT, cycle_config, hft_get, hft_process, start_cycle_stack
@@ -187,4 +188,21 @@ async def test_no_entries_while_systemstate_records_an_emergency(
     assert execute.status is CommandStatus.COMPLETED
     assert "nothing sent: emergency level pause_entries" in execute.summary
     assert result.report.plans  # still composed and judged: the report shows what would have traded
+    assert await plans_in_hft(hft_process, ACCOUNT) == []
+
+
+async def test_no_plans_reach_orch_hft_while_its_broker_does_not_match_the_trading_mode(
+    bare_stack: Stack, hft_process: HftUnderTest
+) -> None:
+    await start_cycle_stack(bare_stack, hft_process)
+    # SystemState says paper (as after `orch integrate-real-data`); this orch hft runs the simulated broker.
+    await bare_stack.client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+        "set_trading_mode", TradingModeChange(mode=TradingMode.PAPER, requested_by="test")
+    )
+    result, _ = await run_cycle(bare_stack.client)
+
+    execute = next(s for s in result.report.steps if s.name == CycleStep.EXECUTE.value)
+    assert execute.status is CommandStatus.COMPLETED
+    assert "SystemState's trading mode is paper but orch hft trades simulated" in execute.summary
+    assert result.report.plans  # composed and judged all the same
     assert await plans_in_hft(hft_process, ACCOUNT) == []

@@ -74,7 +74,7 @@ from orch.contracts.engine import (
     SenseRequest,
     cycle_report_path,
 )
-from orch.contracts.levels import EmergencyLevel
+from orch.contracts.levels import EmergencyLevel, TradingMode
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import LearningRecord, SystemStateSnapshot
 from orch.contracts.trading import Account, Fill, Position, RiskLimits, Side, StrategyPlan, TradingState
@@ -188,6 +188,8 @@ class CycleActivities:
         pnl = 0.0
         hft_state: TradingState | None = None
         hft_reason = ""
+        hft_mode: TradingMode | None = None
+        hft_broker = ""
         fill_cursor = request.fill_cursor
         async with self.hft_client(request.hft) as client:
             try:
@@ -197,6 +199,7 @@ class CycleActivities:
                 positions = status.positions
                 pnl = status.realized_pnl + status.unrealized_pnl
                 hft_state, hft_reason = status.trading.state, status.trading.reason
+                hft_mode, hft_broker = status.trading_mode, status.broker
                 if fill_cursor is None:
                     # A new engine learns from fills from now on: skip the account's history once.
                     fill_cursor, _ = await _read_fills(client, 0)
@@ -224,6 +227,9 @@ class CycleActivities:
             emergency_level=state.config.emergency_level,
             hft_state=hft_state,
             hft_reason=hft_reason,
+            trading_mode=state.config.trading_mode,
+            hft_trading_mode=hft_mode,
+            hft_broker=hft_broker,
             fill_cursor=fill_cursor or 0,
             notes=notes,
         )

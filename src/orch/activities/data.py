@@ -25,6 +25,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from orch.activities.hft import HftLink
 from orch.activities.steps import heartbeat_until_done, step_activity
 from orch.agents.calibration import calibrate_thresholds
 from orch.agents.composition import compose
@@ -72,6 +73,7 @@ from orch.contracts.system import (
     TradingModeChange,
 )
 from orch.contracts.trading import Account
+from orch.hft.client import HftClientError
 from orch.market.alpaca import API_KEY_VARIABLE, SECRET_KEY_VARIABLE
 from orch.market.base import MarketDataError, MarketDataSource, PriceHistory, is_crypto
 from orch.market.sources import (
@@ -122,12 +124,18 @@ def pick_symbols(universe: Sequence[str], count: int) -> list[str]:
 
 class DataActivities:
     def __init__(
-        self, client: Client, settings: Settings, resources: ResourcePool, markets: ConfiguredMarket
+        self,
+        client: Client,
+        settings: Settings,
+        resources: ResourcePool,
+        markets: ConfiguredMarket,
+        hft: HftLink,
     ) -> None:
         self._client = client
         self._settings = settings
         self._resources = resources
         self._markets = markets
+        self._hft = hft
 
     def _system_state(self) -> Any:
         return self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
@@ -496,10 +504,27 @@ class DataActivities:
             raise ApplicationError(
                 _update_refusal(err), type="TradingModeRefused", non_retryable=True
             ) from err
+        hft_mode, hft_note = await self._hft_trading_mode(request.mode)
         return TradingEnabled(
-            summary=f"trading mode {previous.value} -> {request.mode.value}",
+            summary=f"trading mode {previous.value} -> {request.mode.value}; {hft_note}",
             previous_mode=previous,
             mode=request.mode,
+            hft_trading_mode=hft_mode,
+        )
+
+    async def _hft_trading_mode(self, mode: TradingMode) -> tuple[TradingMode | None, str]:
+        """What orch hft trades on: its broker is set by its own flags, never by a workflow."""
+        try:
+            status = await self._hft.client().status()
+        except HftClientError as err:
+            self._hft.forget(err)
+            return None, f"orch hft at {self._hft.url} not answering: cycles send no plans until it does"
+        if status.trading_mode is mode:
+            return mode, f"orch hft trades {mode.value} ({status.broker} broker): cycles send plans to it"
+        return status.trading_mode, (
+            f"orch hft trades {status.trading_mode.value} ({status.broker} broker): cycles send no plans "
+            f"until it runs on a {mode.value} broker (orch hft --broker alpaca"
+            + (", ORCH_HFT_ALPACA_PAPER=false)" if mode is TradingMode.LIVE else ")")
         )
 
     # ---- Compensation -------------------------------------------------------------------------------

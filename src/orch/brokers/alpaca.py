@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from orch.brokers.base import Broker, BrokerError, BrokerTimeout, OrderRejected
+from orch.contracts.levels import TradingMode
 from orch.contracts.trading import Account, Fill, Order, OrderStatus, OrderType, Position, Side
 from orch.resources import BlockingCalls, CallsClosed, CallTimeout, RateLimited, ResourcePool, bound_session
 
@@ -86,6 +87,7 @@ class AlpacaBroker(Broker):
         from alpaca.trading.client import TradingClient
 
         self._client = TradingClient(api_key, secret_key, paper=paper, url_override=url_override)
+        self.trading_mode = TradingMode.PAPER if paper else TradingMode.LIVE
         bound_session(self._client, timeout_seconds)
         self._timeout = timeout_seconds
         # A little beyond the session's own timeout, so the HTTP timeout normally fires first.

@@ -12,6 +12,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from types import NotImplementedType
 
+from orch.contracts.levels import TradingMode
 from orch.contracts.trading import Account, Fill, Order, Position, Side
 
 # Alpaca accepts up to 128 characters; staying well below keeps room for prefixes.
@@ -89,6 +90,8 @@ class Broker(ABC):
     """A venue that takes our orders. All methods may raise `BrokerError`; none may hang forever."""
 
     name: str
+    # What an order here really does: the cycle sends plans only when SystemState's mode is the same.
+    trading_mode: TradingMode
 
     # In-process venues accept an order synchronously, so the hot path never waits on the event loop.
     def submit_now(self, order: Order) -> Order | None:

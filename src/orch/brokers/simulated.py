@@ -33,6 +33,7 @@ from orch.brokers.base import (
     position_after_fill,
     replace_order,
 )
+from orch.contracts.levels import TradingMode
 from orch.contracts.trading import Account, Fill, Order, OrderStatus, OrderType, Position, Side
 
 _SCHEMA = """
@@ -75,6 +76,7 @@ def _utc(ts: float) -> datetime:
 
 class SimulatedBroker(Broker):
     name = "simulated"
+    trading_mode = TradingMode.SIMULATED
 
     def __init__(
         self,

@@ -166,4 +166,4 @@ async def _show_probes(handle: Any) -> None:
             f"volatile {result.thresholds.volatility_ratio:.3f}"
         )
     if result.trading_mode is not None:
-        console.print(f"trading mode: [bold]{result.trading_mode.value}[/bold]")
+        console.print(f"trading mode: [bold]{result.trading_mode.value}[/bold] ({result.trading_mode_note})")

@@ -144,8 +144,8 @@ def _render_status(report: Any) -> None:
     )
     heartbeat = report.last_heartbeat_age_seconds
     console.print(
-        f"broker {report.broker}, market {report.market}; ticks {report.ticks_processed:,} "
-        f"({report.ticks_per_second:,.0f}/s); heartbeat "
+        f"broker {report.broker} ({report.trading_mode.value}), market {report.market}; "
+        f"ticks {report.ticks_processed:,} ({report.ticks_per_second:,.0f}/s); heartbeat "
         + ("never" if heartbeat is None else f"{heartbeat:.1f}s ago")
         + f"; plans active {report.active_plans}"
     )

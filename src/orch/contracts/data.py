@@ -272,6 +272,8 @@ class EnableTradingRequest(BaseModel):
 class TradingEnabled(StepOutcome):
     previous_mode: TradingMode
     mode: TradingMode
+    # What orch hft's broker really does (None: not answering); cycles send plans only when it is `mode`.
+    hft_trading_mode: TradingMode | None = None
 
 
 class RestoreConfigRequest(BaseModel):
@@ -288,6 +290,9 @@ class IntegrateRealDataResult(CommandResult):
     data_sources: DataSources | None = None
     previous_trading_mode: TradingMode | None = None
     trading_mode: TradingMode | None = None
+    # What orch hft's broker trades when step 5 ended: cycles send plans only when it is `trading_mode`.
+    hft_trading_mode: TradingMode | None = None
+    trading_mode_note: str | None = None
     probes: list[SourceProbe] = Field(default_factory=list)
     thresholds: RegimeThresholds | None = None
     dry_cycle: DataFlowTested | None = None

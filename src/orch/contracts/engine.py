@@ -45,7 +45,7 @@ from orch.contracts.cycle import (
 )
 from orch.contracts.discovery import Candidate
 from orch.contracts.emergency import EmergencyStopSignal
-from orch.contracts.levels import EmergencyLevel
+from orch.contracts.levels import EmergencyLevel, TradingMode
 from orch.contracts.trading import Account, Position, Side, StrategyPlan, TradingState
 
 ACCOUNT_PATTERN = r"^[A-Za-z0-9_.-]{1,20}$"  # the same rule as `orch hft`'s account
@@ -508,6 +508,10 @@ class CycleContext(StepOutcome):
     emergency_level: EmergencyLevel = EmergencyLevel.NONE
     hft_state: TradingState | None = None
     hft_reason: str = ""
+    # SystemState's trading mode, and what orch hft's broker really does (None: unreachable).
+    trading_mode: TradingMode = TradingMode.SIMULATED
+    hft_trading_mode: TradingMode | None = None
+    hft_broker: str = ""
     fill_cursor: int = 0
     notes: list[str] = Field(default_factory=list)
 

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orch.contracts.levels import EmergencyLevel
+from orch.contracts.levels import EmergencyLevel, TradingMode
 
 
 class Side(StrEnum):
@@ -270,6 +270,8 @@ class HftStatus(BaseModel):
     last_heartbeat_age_seconds: float | None
     active_plans: int
     broker: str
+    # simulated, paper or live: what an order sent to this process really does.
+    trading_mode: TradingMode
     market: str
 
 

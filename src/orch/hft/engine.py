@@ -485,6 +485,7 @@ class Engine:
                 1 for s in self.tier2.plans.values() if s.status in ("waiting", "entering", "open")
             ),
             broker=self.broker.name,
+            trading_mode=self.broker.trading_mode,
             market=self.market_name,
         )
 

@@ -90,7 +90,9 @@ def build_workers(
     # `orch integrate-real-data` reaches every activity without a restart. A test may pin another.
     markets = ConfiguredMarket(client, settings, resources)
     market = market or markets
-    data = DataActivities(client, settings, resources, markets)
+    # One link to orch hft per worker process, shared by the data, emergency, health and review activities.
+    hft = HftLink(settings)
+    data = DataActivities(client, settings, resources, markets, hft)
     data_activities = [
         data.validate_connections,
         data.switch_data_sources,
@@ -109,8 +111,6 @@ def build_workers(
         backtests.analyse_performance,
         backtests.generate_recommendations,
     ]
-    # One link to orch hft per worker process, shared by the emergency, health and review activities.
-    hft = HftLink(settings)
     emergency = EmergencyActivities(client, settings, hft)
     health = HealthActivities(client, settings, market, hft, resource_pools=resources.health_figures)
     reviews = ReviewActivities(client, settings, market, hft)

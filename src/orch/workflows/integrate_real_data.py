@@ -81,6 +81,8 @@ class IntegrateRealData(CommandWorkflow):
             data_sources=request.sources,
             previous_trading_mode=self._enabled.previous_mode if self._enabled else None,
             trading_mode=self._enabled.mode if self._enabled else None,
+            hft_trading_mode=self._enabled.hft_trading_mode if self._enabled else None,
+            trading_mode_note=self._enabled.summary if self._enabled else None,
             probes=self._validated.probes if self._validated else [],
             thresholds=self._calibrated.thresholds_after if self._calibrated else None,
             dry_cycle=self._dry_cycle,

@@ -387,6 +387,14 @@ class TradingCycle(CommandWorkflow):
             return f"emergency level {context.emergency_level.value} in SystemState (orch resume --confirm)"
         if context.hft_state is not None and context.hft_state is not TradingState.ACTIVE:
             return f"orch hft is {context.hft_state.value}: {context.hft_reason}"
+        # Never let a plan meant for one kind of money reach another: the operator changes SystemState's
+        # mode (orch integrate-real-data) and orch hft's broker (its own flags) separately.
+        if context.hft_trading_mode is not None and context.hft_trading_mode is not context.trading_mode:
+            return (
+                f"SystemState's trading mode is {context.trading_mode.value} but orch hft trades "
+                f"{context.hft_trading_mode.value} ({context.hft_broker} broker); run orch hft on the "
+                "matching broker, or set the mode with orch integrate-real-data"
+            )
         return request.entries_blocked
 
     async def _step(
