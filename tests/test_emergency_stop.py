@@ -257,6 +257,13 @@ async def test_orch_text_output_and_no_wait_at_pause_entries(
         workflow_id, result_type=EmergencyStopResult
     ).result()
     assert result.level_in_force is EmergencyLevel.HALT and result.hft_state == "halted"
+    # `orch state` lists both incidents, open until `orch resume --confirm`.
+    state = await orch("state")
+    assert state.returncode == 0, state.stderr
+    lines = " ".join(state.stdout.split())
+    assert "emergency level: halt" in lines and "open incidents (2)" in lines
+    assert f"{workflow_id}: halt by operator: worse news" in lines
+    assert "pause_entries by operator: news at noon" in lines
 
 
 # ---- Levels: flatten closes positions; reduce_only cancels what would grow them ------------------

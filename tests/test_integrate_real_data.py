@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 
 from orch.config import Settings
 from orch.contracts.commands import CommandStatus
 from orch.contracts.data import IntegrateRealDataInput, IntegrateRealDataResult
 from orch.contracts.levels import TradingMode
-from orch.contracts.names import COMMANDS_QUEUE, INTEGRATE_REAL_DATA
-from orch.contracts.system import DataSources
+from orch.contracts.names import COMMANDS_QUEUE, INTEGRATE_REAL_DATA, SYSTEM_STATE_WORKFLOW_ID
+from orch.contracts.system import DataSources, DataSourcesChange
 from orch.fake_alpaca import FakeAlpacaServer
 from orch.market.simulated import SimulatedMarket
 from tests.data_support import write_csv_folder
@@ -187,6 +187,13 @@ async def test_refusals_change_nothing_and_live_trading_needs_both_flags(stack, 
         assert failure.value.cause.type == "InvalidInput"
         progress = await progress_of(handle)
         assert progress.status is CommandStatus.FAILED and progress.details.steps_completed == []
+    # SystemState's own validator refuses it too: an update sent by hand cannot record it either.
+    with pytest.raises(WorkflowUpdateFailedError) as refused_update:
+        await client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+            "set_data_sources",
+            DataSourcesChange(sources=DataSources(primary="polygon"), requested_by="by hand"),
+        )
+    assert "no adapter for data source(s) 'polygon'" in str(refused_update.value.cause)
     after = await system_state(client)
     assert after.config == before.config and after.learning == before.learning
     assert after.recent_changes == before.recent_changes

@@ -317,6 +317,14 @@ async def _state(as_json: bool) -> None:
         console.print(
             f"  {change.at:%Y-%m-%d %H:%M:%S} {change.field}: {change.old} -> {change.new} by {change.by}"
         )
+    open_incidents = [i for i in snapshot.incidents if i.resolved_at is None]
+    if open_incidents:
+        console.print(f"[red]open incidents ({len(open_incidents)}), until `orch resume --confirm`:[/red]")
+    for incident in open_incidents:
+        console.print(
+            f"  {incident.at:%Y-%m-%d %H:%M:%S} {incident.incident_id}: {incident.level.value} "
+            f"by {incident.requested_by}: {incident.reason}"
+        )
 
 
 @discovery_app.command("candidates")

@@ -14,6 +14,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.system import SystemActivities
+    from orch.contracts.data import source_problems
     from orch.contracts.discovery import CandidateSet
     from orch.contracts.system import (
         AgentErrorsUpdate,
@@ -151,9 +152,9 @@ class SystemStateWorkflow:
 
     @set_data_sources.validator
     def _validate_data_sources(self, change: DataSourcesChange) -> None:
-        names = [change.sources.primary, *change.sources.fallbacks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"a data source may appear once: {', '.join(names)}")
+        problems = source_problems(change.sources.primary, change.sources.fallbacks)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @workflow.update
     def set_trading_mode(self, change: TradingModeChange) -> TradingMode:
