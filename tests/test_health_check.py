@@ -173,3 +173,27 @@ async def test_each_data_source_is_probed_and_a_fallback_that_cannot_open_is_a_w
     assert rows(report)["data:simulated"]["status"] == "healthy"
     csv = rows(report)["data:csv"]
     assert csv["status"] == "degraded" and "fallback" in csv["detail"] and "ORCH_CSV_FOLDER" in csv["detail"]
+
+
+class _Unreadable(dict):
+    def items(self):
+        raise RuntimeError("schedule store unreadable")
+
+
+async def test_a_probe_that_cannot_run_is_an_unhealthy_row_and_the_rest_of_the_report_stands(
+    bare_stack: Stack, settings: Settings, hft: HftUnderTest, orch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("orch.activities.health.SCHEDULE_MISSING", _Unreadable())
+    bare_stack.settings = with_hft(settings, hft.url)
+    await bare_stack.start()
+
+    checked = await orch("health-check", "--json")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["status"] == "unhealthy" and report["workflow_id"]
+    schedules = rows(report)["schedules"]
+    assert schedules["status"] == "unhealthy"
+    assert "could not be checked: " in schedules["detail"]
+    assert "schedule store unreadable" in schedules["detail"]
+    # Every other probe answered as usual.
+    assert rows(report)["hft"]["status"] == "healthy" and rows(report)["queue:orch"]["status"] == "healthy"

@@ -44,11 +44,13 @@ class Step:
 
 
 class StepFailed(Exception):
-    """Raised inside the workflow when a step has failed for good; the command ends `failed`."""
+    """Raised inside the workflow when a step has failed for good; the command ends `failed` unless the
+    step was not required."""
 
     def __init__(self, step: str, message: str) -> None:
         super().__init__(message)
         self.step = step
+        self.message = message
 
 
 class CommandRun:
@@ -247,8 +249,13 @@ class CommandWorkflow:
         timeout_seconds: float | None = None,
         heartbeat: bool = False,
         detail: str = "",
+        required: bool = True,
     ) -> OutcomeT:
-        """Run one step as one activity with the command's retry policy; record how it went."""
+        """Run one step as one activity with the command's retry policy; record how it went.
+
+        A step that is not `required` failing is recorded (steps_failed, error_messages) and raises
+        StepFailed, but the command can still complete: the caller decides what the failure means.
+        """
         run = self._run
         report = run.reports[step.name]
         index = run.steps.index(step) + 1
@@ -274,7 +281,10 @@ class CommandWorkflow:
             report.attempts = attempts
             report.error = message
             report.finished_at = workflow.now()
-            run.fail(f"{step.name}: {message}")
+            if required:
+                run.fail(f"{step.name}: {message}")
+            else:
+                run.error_messages.append(f"{step.name}: {message}")
             raise StepFailed(step.name, message) from err
         report.status = CommandStatus.COMPLETED
         report.attempts = outcome.attempt

@@ -2,8 +2,9 @@
 
 Six probes run in parallel (Temporal and SystemState, task-queue pollers, orch hft and the broker,
 data freshness per source, schedules, the emergency and the agents' error counts). A probe reports
-what it finds as rows; only a probe that cannot run at all fails the command. The report's status is
-the worst row's: `degraded` is a warning, `unhealthy` makes `orch health-check` exit 1.
+what it finds as rows; a probe that cannot run at all (its activity failed every attempt) is itself an
+unhealthy row, so the report always comes back whole. The report's status is the worst row's:
+`degraded` is a warning, `unhealthy` makes `orch health-check` exit 1.
 
 On `orch-critical`, skipping the command slots: a health check is most wanted when the system is busy.
 """
@@ -19,9 +20,11 @@ with workflow.unsafe.imports_passed_through():
     from orch.activities.health import HealthActivities
     from orch.contracts.emergency import (
         ComponentChecks,
+        ComponentHealth,
         HealthCheckInput,
         HealthCheckResult,
         HealthReport,
+        HealthStatus,
         worst,
     )
     from orch.contracts.names import HEALTH_CHECK
@@ -34,6 +37,15 @@ HFT = Step("checking_hft", "orch hft and the broker")
 DATA = Step("checking_data_sources", "Data freshness per source")
 SCHEDULES = Step("checking_schedules", "Schedules")
 AGENTS = Step("checking_agents", "Emergency state and agents' error counts")
+# The row a probe that could not run at all stands for.
+PROBE_COMPONENT = {
+    TEMPORAL.name: "temporal",
+    QUEUES.name: "queues",
+    HFT.name: "hft",
+    DATA.name: "data",
+    SCHEDULES.name: "schedules",
+    AGENTS.name: "agents",
+}
 
 
 @workflow.defn(name=HEALTH_CHECK, failure_exception_types=[ValidationError])
@@ -71,9 +83,16 @@ class HealthCheck(CommandWorkflow):
     async def _check(self, request: HealthCheckInput) -> None:
         async def probe(step: Step, activity, *args) -> None:
             try:
-                checks = await self.run_step(step, activity, *args, result_type=ComponentChecks)
-            except StepFailed:
-                return  # recorded by run_step; the command fails once every probe has answered
+                checks = await self.run_step(
+                    step, activity, *args, result_type=ComponentChecks, required=False
+                )
+            except StepFailed as failed:
+                unknown = ComponentHealth(
+                    component=PROBE_COMPONENT[step.name],
+                    status=HealthStatus.UNHEALTHY,
+                    detail=f"could not be checked: {failed.message}",
+                )
+                checks = ComponentChecks(summary=f"{step.name} failed", components=[unknown])
             self._checks[step.name] = checks
 
         await asyncio.gather(
