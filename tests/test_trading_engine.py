@@ -10,12 +10,14 @@ import json
 import threading
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType, ParentClosePolicy
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from orch.contracts.cycle import CycleOutcome
+from orch.contracts.emergency import ResumeTradingInput, ResumeTradingResult
 from orch.contracts.engine import (
     EngineConfigChange,
     EngineRunState,
@@ -27,6 +29,7 @@ from orch.contracts.names import (
     COMMANDS_QUEUE,
     CRITICAL_QUEUE,
     EMERGENCY_STOP,
+    RESUME_TRADING,
     SYSTEM_STATE_WORKFLOW_ID,
     TRADING_CYCLE,
     TRADING_ENGINE,
@@ -272,6 +275,21 @@ async def test_emergency_stop_by_signal_stops_cycles_everywhere_until_resume_and
         )
         await until(handle, lambda s: s.state is EngineRunState.EMERGENCY_STOPPED)
         assert await workflow_ids(client, f"WorkflowType = '{EMERGENCY_STOP}'") == [child_id]
+
+        # As after a resume that stopped before its last step: SystemState clear, orch hft trading, only
+        # the engine still stopped. Running ResumeTrading again finishes the job.
+        async with httpx.AsyncClient(headers=hft_process.headers, timeout=5) as http:
+            (await http.post(hft_process.url + "/resume", json={"reason": "by hand"})).raise_for_status()
+        finished = await client.execute_workflow(
+            RESUME_TRADING,
+            ResumeTradingInput(confirm=True, reason="finish the resume"),
+            id="resume-leftover-engine",
+            task_queue=CRITICAL_QUEUE,
+            result_type=ResumeTradingResult,
+        )
+        assert f"engine {ENGINE_ID} still emergency-stopped" in finished.steps[0].summary
+        assert finished.engines_signalled == [ENGINE_ID]
+        await until(handle, lambda s: s.emergency is None)
         await handle.signal("stop")
         assert EngineStatus.model_validate(await handle.result()).state is EngineRunState.STOPPED
     finally:

@@ -39,6 +39,7 @@ from orch.contracts.emergency import (
     pause_note,
     paused_by,
 )
+from orch.contracts.engine import EngineStatus
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID, TRADING_ENGINE
 from orch.contracts.system import EmergencyLevel, ResumeRequest, SystemStateSnapshot
 from orch.contracts.trading import Order, OrderStatus, Position, Side, TradingState, TradingStatus
@@ -344,6 +345,15 @@ class EmergencyActivities:
                 leftovers.append(f"orch hft still at {hft.emergency_level.value}")
         except HftClientError:
             pass
+        async for engine in self._client.list_workflows(RUNNING_ENGINES_QUERY):
+            try:
+                status = await self._client.get_workflow_handle(engine.id).query(
+                    "status", result_type=EngineStatus
+                )
+            except RPCError:
+                continue  # ended meanwhile, or not answering: the engines step will say so
+            if status.emergency is not None:
+                leftovers.append(f"engine {engine.id} still emergency-stopped")
         if not leftovers:
             raise ApplicationError(
                 "no emergency stop is in force; nothing to resume", type="NothingToResume", non_retryable=True
