@@ -133,6 +133,15 @@ def test_an_agent_is_disabled_after_five_consecutive_errors_and_reported():
     ]
 
 
+def test_an_agent_the_cycle_cannot_run_without_is_counted_but_never_disabled():
+    tracker = AgentErrorTracker(error_threshold=2)
+    for _ in range(3):
+        record = tracker.record_error("evaluate_risks", "risk model diverged", NOW, may_disable=False)
+    assert not record.disabled and record.consecutive_errors == 3
+    assert tracker.is_enabled("evaluate_risks") and tracker.disabled() == []
+    assert tracker.report() == ["evaluate_risks: 3 consecutive, 3 total errors"]
+
+
 def test_a_success_resets_the_consecutive_count():
     tracker = AgentErrorTracker()
     for _ in range(4):

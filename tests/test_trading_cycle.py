@@ -137,7 +137,7 @@ async def test_a_failing_risk_step_means_nothing_is_executed(
 
     monkeypatch.setattr("orch.activities.cycle.evaluate_risk", broken)
     await start_cycle_stack(bare_stack, hft_process)
-    result, workflow_id = await run_cycle(bare_stack.client)
+    result, workflow_id = await run_cycle(bare_stack.client, error_threshold=1)
 
     assert result.report.outcome is CycleOutcome.FAILED
     steps = {s.name: s for s in result.report.steps}
@@ -148,6 +148,9 @@ async def test_a_failing_risk_step_means_nothing_is_executed(
     for step in (CycleStep.MONITOR_HEALTH, CycleStep.LEARN_AND_ADAPT, CycleStep.LOG_AND_REPORT):
         assert steps[step.value].status is CommandStatus.COMPLETED
     assert await plans_in_hft(hft_process, ACCOUNT) == []
+    # Counted against the risk agent, which is never disabled: no cycle may execute without it.
+    record = result.agent_errors.agents["evaluate_risks"]
+    assert record.consecutive_errors == 1 and not record.disabled
     progress = await progress_of(bare_stack.client.get_workflow_handle(workflow_id))
     assert progress.status is CommandStatus.FAILED
     assert any("risk model diverged" in m for m in progress.details.error_messages)

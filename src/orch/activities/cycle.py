@@ -43,6 +43,7 @@ from orch.contracts.commands import CommandStatus
 from orch.contracts.cycle import (
     AdapterHealth,
     ComposedPlan,
+    CycleStep,
     ExecutionSummary,
     HealthFigures,
     LearningState,
@@ -575,7 +576,10 @@ class CycleActivities:
         for step in request.steps:
             if step.status is CommandStatus.FAILED:
                 tracker.record_error(
-                    step.name, step.error or "failed", step.finished_at or request.finished_at
+                    step.name,
+                    step.error or "failed",
+                    step.finished_at or request.finished_at,
+                    may_disable=not CycleStep(step.name).critical,
                 )
             elif step.status is CommandStatus.COMPLETED:
                 tracker.record_success(step.name)

@@ -192,11 +192,17 @@ class AgentErrorTracker:
     def error_threshold(self) -> int:
         return self._log.error_threshold
 
-    def record_error(self, agent: str, error: str, now: datetime) -> AgentErrorRecord:
-        """Count one error; the returned record says whether the agent is now disabled."""
+    def record_error(
+        self, agent: str, error: str, now: datetime, may_disable: bool = True
+    ) -> AgentErrorRecord:
+        """Count one error; the returned record says whether the agent is now disabled.
+
+        An agent the system cannot run without (`may_disable=False`: a critical cycle step) is counted and
+        reported, never disabled: skipping it would not make the cycle any safer.
+        """
         record = self._log.agents.get(agent, AgentErrorRecord(agent=agent))
         consecutive = record.consecutive_errors + 1
-        disabling = not record.disabled and consecutive >= self.error_threshold
+        disabling = may_disable and not record.disabled and consecutive >= self.error_threshold
         record = record.model_copy(
             update={
                 "consecutive_errors": consecutive,
