@@ -176,11 +176,12 @@ def show(result: Any, folder: Path) -> None:
             f"({', '.join(result.data.symbols[:8])}{' ...' if len(result.data.symbols) > 8 else ''}), "
             f"{window.bars} bars {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}"
         )
-    walk = {o.strategy: o for o in result.optimisation}
+    # The score each strategy was ranked by (out of sample when optimised), the recommended parameters'.
+    ranked = {r.strategy: r for r in result.recommendations}
     rows = []
     for b in result.backtests:
         m = b.metrics
-        o = walk.get(b.strategy)
+        recommendation = ranked.get(b.strategy)
         rows.append(
             (
                 b.strategy,
@@ -193,7 +194,7 @@ def show(result: Any, folder: Path) -> None:
                 m.trades,
                 f"{m.exposure:.0%}",
                 pct(m.buy_and_hold.total_return),
-                num(o.mean_out_of_sample_sharpe) if o else "-",
+                num(recommendation.score) if recommendation else "-",
             )
         )
     table(
@@ -209,7 +210,7 @@ def show(result: Any, folder: Path) -> None:
             "trades",
             "exposure",
             "buy & hold",
-            "OOS Sharpe",
+            "rank score",
         ],
         rows,
     )
