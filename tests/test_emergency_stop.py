@@ -479,7 +479,8 @@ async def test_a_raw_emergency_stop_signal_to_the_engine_stops_trading_everywher
     await eventually(halted, timeout=30)
     state = await eventually(lambda: _with_incident(client), timeout=30)
     [incident] = state.incidents
-    assert incident.reason == "signalled by hand" and incident.requested_by == engine.id
+    # Who asked is kept (the default, `operator`, here) and the engine it came through is named.
+    assert incident.reason == "signalled by hand" and incident.requested_by == f"operator via {engine.id}"
     stop = client.get_workflow_handle(incident.incident_id, result_type=EmergencyStopResult)
     result = await stop.result()
     assert result.engines_signalled == [engine.id] and result.hft_state == "halted"

@@ -229,7 +229,11 @@ async def test_emergency_stop_by_signal_stops_cycles_everywhere_until_resume_and
         assert cycle.status == WorkflowExecutionStatus.CANCELED
 
         # The engine started EmergencyStop on orch-critical at CRITICAL priority, abandoned on close.
-        child_id = f"emergency-stop-{ENGINE_ID}-1"
+        escalated = await until(
+            handle, lambda s: s.emergency is not None and s.emergency.incident_id is not None
+        )
+        child_id = escalated.emergency.incident_id  # type: ignore[union-attr]
+        assert child_id is not None and child_id.startswith(f"emergency-stop-{ENGINE_ID}-1-")
         initiated = [
             e.start_child_workflow_execution_initiated_event_attributes
             async for e in handle.fetch_history_events()
@@ -243,7 +247,11 @@ async def test_emergency_stop_by_signal_stops_cycles_everywhere_until_resume_and
         assert started.parent_close_policy == ParentClosePolicy.PARENT_CLOSE_POLICY_ABANDON
         assert started.priority.priority_key == TaskPriority.CRITICAL
         [arg] = await pydantic_data_converter.decode(started.input.payloads, [dict])
-        assert arg == {"reason": "drill from the temporal CLI", "level": "halt", "requested_by": ENGINE_ID}
+        assert arg == {
+            "reason": "drill from the temporal CLI",
+            "level": "halt",
+            "requested_by": f"pytest via {ENGINE_ID}",
+        }
 
         # EmergencyStop ran: orch hft halted, the incident recorded, the engine told (with its id).
         try:
@@ -290,6 +298,24 @@ async def test_emergency_stop_by_signal_stops_cycles_everywhere_until_resume_and
         assert f"engine {ENGINE_ID} still emergency-stopped" in finished.steps[0].summary
         assert finished.engines_signalled == [ENGINE_ID]
         await until(handle, lambda s: s.emergency is None)
+
+        # A raw signal with a blank reason and no name still stops trading everywhere.
+        await handle.signal("emergency_stop", {"reason": "  ", "requested_by": ""})
+        second = await until(
+            handle,
+            lambda s: (
+                s.emergency is not None
+                and bool(s.emergency.incident_id)
+                and s.emergency.incident_id != child_id
+            ),
+        )
+        second_id = second.emergency.incident_id  # type: ignore[union-attr]
+        assert second_id.startswith(f"emergency-stop-{ENGINE_ID}-2-")  # type: ignore[union-attr]
+        await client.get_workflow_handle(second_id or "").result()
+        assert (await hft_get(hft_process, "/state"))["state"] == "halted"
+        incident = next(i for i in (await system_state(client)).incidents if i.incident_id == second_id)
+        assert incident.reason == f"emergency_stop signalled to {ENGINE_ID}, no reason given"
+        assert incident.requested_by == f"unknown via {ENGINE_ID}"
         await handle.signal("stop")
         assert EngineStatus.model_validate(await handle.result()).state is EngineRunState.STOPPED
     finally:

@@ -296,11 +296,21 @@ class TradingEngine:
         while self._to_escalate:
             signal = self._to_escalate.pop(0)
             state.emergency_stops_started += 1
-            child_id = f"emergency-stop-{engine_id}-{state.emergency_stops_started}"
+            # The id is the incident id, recorded in SystemState under it: unique even when an engine of the
+            # same id is started afresh and counts from 1 again.
+            child_id = (
+                f"emergency-stop-{engine_id}-{state.emergency_stops_started}-{workflow.uuid4().hex[:6]}"
+            )
+            # Whatever the signal carried, the stop must pass EmergencyStop's input validation: a blank
+            # reason or a long name must never be why trading goes on.
+            reason = (
+                signal.reason.strip()[:500] or f"emergency_stop signalled to {engine_id}, no reason given"
+            )
+            requested_by = f"{signal.requested_by.strip() or 'unknown'} via {engine_id}"[:64]
             try:
                 await workflow.start_child_workflow(
                     EMERGENCY_STOP,
-                    {"reason": signal.reason, "level": signal.level.value, "requested_by": engine_id},
+                    {"reason": reason, "level": signal.level.value, "requested_by": requested_by},
                     id=child_id,
                     task_queue=CRITICAL_QUEUE,
                     # It must finish even if this engine ends or continues as new meanwhile.
