@@ -26,7 +26,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/command_latency.py
+	for b in command_latency cycle_overhead emergency_stop validate_parallel hft_hot_path; do \
+		$(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .orch
