@@ -153,6 +153,33 @@ async def test_an_agent_that_keeps_failing_is_disabled_skipped_and_reported(
     row = next(c for c in report["components"] if c["component"] == "agent:conditions")
     assert row["status"] == "unhealthy" and "DISABLED" in row["detail"]
 
+    # An operator re-enables it: an unknown name is refused first, changing nothing.
+    listed = await orch("agents", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {"source": "tactical-review", "agent": "conditions", "disabled": True}.items() <= next(
+        r for r in json.loads(listed.stdout) if r["agent"] == "conditions"
+    ).items()
+    refused = await orch("agents", "enable", "conditions", "no-such-agent")
+    assert refused.returncode == 2 and "not disabled anywhere: no-such-agent" in refused.stderr
+    assert (await system_state(client)).disabled_agents() == ["conditions"]
+    enabled = await orch("agents", "enable", "conditions", "--requested-by", "alice", "--json")
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    assert json.loads(enabled.stdout) == {
+        "enabled_in_system_state": ["conditions"],
+        "enabled_in_engine": [],
+        "still_disabled": [],
+    }
+    state = await system_state(client)
+    assert state.disabled_agents() == []
+    assert any(
+        c.field == "agent:conditions" and c.new == "enabled" and c.by == "alice" for c in state.recent_changes
+    )
+    # The next review runs the agent again (and, the feed still corrupt, counts from zero).
+    fourth = await run_review(client, TACTICAL_REVIEW_SCHEDULE_ID, TACTICAL_REVIEW)
+    assert fourth.skipped_agents == []
+    record = (await system_state(client)).agent_errors["tactical-review"].agents["conditions"]
+    assert record.consecutive_errors == 1 and not record.disabled
+
 
 async def test_a_restarted_worker_applies_new_intervals_and_keeps_an_emergency_pause(
     bare_stack: Stack, settings: Settings

@@ -226,11 +226,7 @@ class AgentErrorTracker:
 
     def enable(self, agent: str) -> None:
         """An operator's decision: the agent runs again, its consecutive count starting from zero."""
-        record = self._log.agents.get(agent)
-        if record is not None:
-            self._log.agents[agent] = record.model_copy(
-                update={"disabled": False, "disabled_at": None, "consecutive_errors": 0}
-            )
+        self._log.enable(agent)
 
     def disabled(self) -> list[AgentErrorRecord]:
         return [r for _, r in sorted(self._log.agents.items()) if r.disabled]

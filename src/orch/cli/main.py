@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from orch.cli.agents import agents_app
 from orch.cli.cycle import cycle_app
 from orch.cli.data import integrate_real_data
 from orch.cli.emergency import emergency_stop, health_check, resume
@@ -367,6 +368,7 @@ async def _candidates(as_json: bool) -> None:
 
 app.add_typer(hft_app, name="hft")
 app.add_typer(cycle_app, name="cycle")
+app.add_typer(agents_app, name="agents")
 
 # ---- Emergency stop, resume, health check (src/orch/cli/emergency.py) ------------------------------
 app.command("emergency-stop")(emergency_stop)

@@ -468,6 +468,19 @@ class AgentErrorLog(_Summary):
     error_threshold: int = Field(default=5, ge=1)
     agents: dict[str, AgentErrorRecord] = Field(default_factory=dict)
 
+    def enable(self, agent: str) -> bool:
+        """An operator's decision: the agent runs again, its consecutive count starting from zero.
+
+        Returns whether it was disabled. Pure, so workflows (the engine, SystemState) apply it too.
+        """
+        record = self.agents.get(agent)
+        if record is None:
+            return False
+        self.agents[agent] = record.model_copy(
+            update={"disabled": False, "disabled_at": None, "consecutive_errors": 0}
+        )
+        return record.disabled
+
 
 # ---- Step 8: learning ------------------------------------------------------------------------------
 

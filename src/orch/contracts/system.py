@@ -87,6 +87,15 @@ class LearningRecord(BaseModel):
     state: LearningState
 
 
+class EnableAgentsRequest(BaseModel):
+    """`enable_agents`: an operator re-enables agents the reviews disabled (`orch agents enable`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agents: list[str] = Field(min_length=1)
+    requested_by: str = Field(default="operator", min_length=1, max_length=64)
+
+
 class AgentErrorsUpdate(BaseModel):
     """`record_agent_errors`: one source's agent error counts (AgentErrorTracker), replacing its last ones.
 

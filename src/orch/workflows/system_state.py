@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         DataSourcesChange,
         EmergencyIncident,
         EmergencyLevel,
+        EnableAgentsRequest,
         LearningRecord,
         ResumeRequest,
         SetStrategyRequest,
@@ -237,6 +238,22 @@ class SystemStateWorkflow:
     def _validate_record_agent_errors(self, update: AgentErrorsUpdate) -> None:
         if not update.source.strip():
             raise ValueError("agent errors need the name of the source that counted them")
+
+    @workflow.update
+    def enable_agents(self, request: EnableAgentsRequest) -> list[str]:
+        """Re-enable agents in every source's log; returns the agents still disabled."""
+        for agent in request.agents:
+            if any([log.enable(agent) for log in self._state.agent_errors.values()]):
+                self._record(request.requested_by, f"agent:{agent}", "disabled", "enabled")
+        return self._state.disabled_agents()
+
+    @enable_agents.validator
+    def _validate_enable_agents(self, request: EnableAgentsRequest) -> None:
+        known = {name for log in self._state.agent_errors.values() for name in log.agents}
+        unknown = sorted(set(request.agents) - known)
+        if unknown:
+            listed = ", ".join(sorted(known)) or "none has errors"
+            raise ValueError(f"no error record for agent(s) {', '.join(unknown)}; known: {listed}")
 
     # ---- Signals: command slots ------------------------------------------------------------------
     # Signals, because the requester is a workflow, and signals are what workflows can send.

@@ -425,11 +425,7 @@ class TradingEngine:
         if weights is not None:
             state.weights_override = weights
         for agent in change.enable_agents:
-            record = state.agent_errors.agents.get(agent)
-            if record is not None:
-                state.agent_errors.agents[agent] = record.model_copy(
-                    update={"disabled": False, "disabled_at": None, "consecutive_errors": 0}
-                )
+            state.agent_errors.enable(agent)
         state.config = config
         state.config_changes += 1
         self._config_changed = True
