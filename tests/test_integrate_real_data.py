@@ -19,8 +19,14 @@ from orch.config import Settings
 from orch.contracts.commands import CommandStatus
 from orch.contracts.data import IntegrateRealDataInput, IntegrateRealDataResult
 from orch.contracts.levels import TradingMode
-from orch.contracts.names import COMMANDS_QUEUE, INTEGRATE_REAL_DATA, SYSTEM_STATE_WORKFLOW_ID
+from orch.contracts.names import (
+    COMMANDS_QUEUE,
+    INTEGRATE_REAL_DATA,
+    SYSTEM_STATE_WORKFLOW_ID,
+    VALIDATE_ALGORITHMS,
+)
 from orch.contracts.system import DataSources, DataSourcesChange
+from orch.contracts.validation import ValidateAlgorithmsInput, ValidateAlgorithmsResult
 from orch.fake_alpaca import FakeAlpacaServer
 from orch.market.simulated import SimulatedMarket
 from tests.data_support import write_csv_folder
@@ -241,3 +247,39 @@ async def test_a_failed_step_leaves_the_previous_configuration_in_force(
         ("data_sources", "simulated", "csv -> simulated"),
         ("data_sources", "csv -> simulated", "simulated"),
     ]
+
+
+async def test_validation_backtests_on_the_active_alpaca_source(
+    bare_stack, fake_alpaca: FakeAlpacaServer
+) -> None:
+    """After a switch to Alpaca, `orch validate-algorithms` (source `active`) backtests Alpaca's bars: the
+    job processes get the worker's keys and URL from it, never from a request."""
+    await bare_stack.start()
+    client = bare_stack.client
+    await client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+        "set_data_sources", DataSourcesChange(sources=DataSources(primary="alpaca"), requested_by="test")
+    )
+    symbols = SYMBOLS[:4]
+    result = await client.execute_workflow(
+        VALIDATE_ALGORITHMS,
+        ValidateAlgorithmsInput(
+            strategies=["hybrid_v1", "legacy_v0"],
+            validation_period="6M",
+            symbols=symbols,
+            walk_forward_splits=2,
+            max_param_combinations=2,
+            options=FAST,
+        ),
+        id="validate-on-alpaca",
+        task_queue=COMMANDS_QUEUE,
+        result_type=ValidateAlgorithmsResult,
+    )
+    assert result.status is CommandStatus.COMPLETED, result.error
+    assert result.data is not None and result.data.source == "alpaca" and result.data.symbols == symbols
+    assert result.source_description.startswith("alpaca")
+    assert {b.strategy for b in result.backtests} == {"hybrid_v1", "legacy_v0"}
+    # Each backtest and parameter search ran in a job process that read the fake's bars itself (without
+    # the worker's keys and URL it could not have: no network here, and the keys are not in the request).
+    assert all(b.metrics.bars == result.data.window.bars for b in result.backtests)
+    assert {o.strategy for o in result.optimisation} == {"hybrid_v1", "legacy_v0"}
+    assert await _histories_mention(client, KEY, SECRET) == {KEY: [], SECRET: []}

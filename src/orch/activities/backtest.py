@@ -13,6 +13,8 @@ The prepare, analyse and recommend activities are light and run on the commands 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from typing import Any
 
 from temporalio import activity
@@ -42,6 +44,19 @@ from orch.contracts.validation import (
     SplitResult,
 )
 from orch.market.csv import DataFileError
+from orch.market.sources import ALPACA_KEY_VARIABLES
+
+
+def job_environment(settings: Settings) -> dict[str, str]:
+    """The part of this worker's configuration a job process reads from its environment to open the
+    alpaca source: the keys (from the worker's environment, never a request) and where Alpaca is."""
+    environment = {name: os.environ[name] for name in ALPACA_KEY_VARIABLES if name in os.environ}
+    if settings.alpaca_data_url:
+        environment["ORCH_ALPACA_DATA_URL"] = settings.alpaca_data_url
+    if settings.alpaca_symbols is not None:
+        environment["ORCH_ALPACA_SYMBOLS"] = json.dumps(settings.alpaca_symbols)
+    environment["ORCH_ALPACA_TIMEOUT_SECONDS"] = str(settings.alpaca_timeout_seconds)
+    return environment
 
 
 class BacktestActivities:
@@ -63,7 +78,7 @@ class BacktestActivities:
         source = request.data_source
         if source == ACTIVE_SOURCE:
             source = (await self._system_state()).config.data_sources.primary
-            if source not in BACKTEST_SOURCES:
+            if source not in BACKTEST_SOURCES:  # a source added to the system before its backtest adapter
                 raise InvalidInput(
                     f"the active data source {source!r} has no backtest adapter; choose one with "
                     f"--source ({', '.join(BACKTEST_SOURCES)})"
@@ -72,7 +87,12 @@ class BacktestActivities:
         try:
             # Off the event loop: a csv folder or the simulated market may take a moment to read.
             return await asyncio.to_thread(
-                prepare, request, source_name=source, csv_folder=folder, seed=self._settings.market_seed
+                prepare,
+                request,
+                source_name=source,
+                csv_folder=folder,
+                seed=self._settings.market_seed,
+                settings=self._settings,
             )
         except (BacktestInputError, DataFileError) as err:
             raise InvalidInput(str(err)) from err
@@ -113,6 +133,7 @@ class BacktestActivities:
                 poll_seconds=settings.backtest_progress_seconds,
                 cancel_grace_seconds=settings.backtest_cancel_grace_seconds,
                 bar_delay_seconds=settings.backtest_bar_delay_seconds,
+                environment=job_environment(settings),
             )
         except JobFailed as err:
             raise ApplicationError(str(err), type=err.error_type, non_retryable=err.non_retryable) from None

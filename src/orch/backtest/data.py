@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from orch.agents.discovery import get_strategy
+from orch.config import Settings
 from orch.contracts.validation import (
     BACKTEST_SOURCES,
     DataReference,
@@ -46,26 +47,38 @@ class BacktestInputError(ValueError):
     """A request no retry can fix: unknown source or symbols, a period too short to split."""
 
 
-def open_source(name: str, *, csv_folder: str | None = None, seed: int = 7) -> MarketDataSource:
+def open_source(
+    name: str, *, csv_folder: str | None = None, seed: int = 7, settings: Settings | None = None
+) -> MarketDataSource:
+    """The daily bars a backtest reads: the offline sample, or one of the system's own sources opened
+    as the worker is configured (`settings`, else its environment: a job process), at the daily
+    timeframe. Alpaca's keys always come from the environment."""
     if name == "sample":
         from orch.market.sample_data import SampleMarketData
 
         return SampleMarketData()
-    if name == "csv":
-        if not csv_folder:
-            raise BacktestInputError(
-                "the csv source needs a folder: set ORCH_CSV_FOLDER on the workers or pass --csv-folder"
-            )
-        from orch.market.csv import CsvMarketData
+    if name not in BACKTEST_SOURCES:
+        raise BacktestInputError(
+            f"no backtest adapter for data source {name!r}; available: {', '.join(BACKTEST_SOURCES)}"
+        )
+    if name == "csv" and not csv_folder:
+        raise BacktestInputError(
+            "the csv source needs a folder: set ORCH_CSV_FOLDER on the workers or pass --csv-folder"
+        )
+    from orch.market.sources import SourceConfigurationError
+    from orch.market.sources import open_source as open_system_source
 
-        return CsvMarketData(csv_folder)
-    if name == "simulated":
-        from orch.market.simulated import SimulatedMarket
-
-        return SimulatedMarket(seed=seed)
-    raise BacktestInputError(
-        f"no backtest adapter for data source {name!r}; available: {', '.join(BACKTEST_SOURCES)}"
+    daily = (settings or Settings()).model_copy(
+        update={
+            "csv_folder": Path(csv_folder) if csv_folder else None,
+            "market_seed": seed,
+            "data_timeframe": "1D",
+        }
     )
+    try:
+        return open_system_source(name, daily)
+    except SourceConfigurationError as err:
+        raise BacktestInputError(str(err)) from err
 
 
 def describe_source(name: str, *, csv_folder: str | None, seed: int) -> str:
@@ -73,6 +86,8 @@ def describe_source(name: str, *, csv_folder: str | None, seed: int) -> str:
         return "sample: real daily bars (Quandl WIKI via bokeh-sampledata, split- and dividend-adjusted)"
     if name == "csv":
         return f"csv: {Path(csv_folder or '').expanduser()}"
+    if name == "alpaca":
+        return "alpaca: daily bars from Alpaca's market-data API"
     return f"simulated: seeded daily bars (seed {seed})"
 
 
@@ -97,7 +112,10 @@ def max_lookback(strategy: str) -> int:
 def load_histories(ref: DataReference) -> dict[str, PriceHistory]:
     """Each symbol's bars of the window plus up to `warmup_bars` before it."""
     source = open_source(ref.source, csv_folder=ref.csv_folder, seed=7 if ref.seed is None else ref.seed)
-    return _load(source, ref.symbols, ref.window.start, ref.window.end, ref.warmup_bars)
+    try:
+        return _load(source, ref.symbols, ref.window.start, ref.window.end, ref.warmup_bars)
+    finally:
+        close_source(source)
 
 
 def _load(
@@ -169,10 +187,36 @@ def walk_forward_splits(
 
 
 def prepare(
-    request: PrepareDataRequest, *, source_name: str, csv_folder: str | None, seed: int
+    request: PrepareDataRequest,
+    *,
+    source_name: str,
+    csv_folder: str | None,
+    seed: int,
+    settings: Settings | None = None,
 ) -> PreparedData:
     """Resolve the source, symbols, exact window, warm-up and walk-forward splits of a validation."""
-    source = open_source(source_name, csv_folder=csv_folder, seed=seed)
+    source = open_source(source_name, csv_folder=csv_folder, seed=seed, settings=settings)
+    try:
+        return _prepare(source, request, source_name=source_name, csv_folder=csv_folder, seed=seed)
+    finally:
+        close_source(source)
+
+
+def close_source(source: MarketDataSource) -> None:
+    """Stop what a source holds open (Alpaca's call threads); most hold nothing."""
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
+
+
+def _prepare(
+    source: MarketDataSource,
+    request: PrepareDataRequest,
+    *,
+    source_name: str,
+    csv_folder: str | None,
+    seed: int,
+) -> PreparedData:
     universe = source.universe()
     notes: list[str] = []
     if request.symbols:

@@ -106,8 +106,16 @@ def _classify(err: BaseException) -> tuple[str, bool]:
 
 
 def _child(
-    job: str, request: Any, progress: Any, cancel: Any, conn: Connection, bar_delay_seconds: float
+    job: str,
+    request: Any,
+    progress: Any,
+    cancel: Any,
+    conn: Connection,
+    bar_delay_seconds: float,
+    environment: dict[str, str],
 ) -> None:
+    # The fork server's environment is the worker's at its start; this is the worker's now.
+    os.environ.update(environment)
     from orch.backtest import jobs
     from orch.backtest.engine import BacktestCancelled
 
@@ -139,8 +147,12 @@ async def run_job(
     poll_seconds: float = 0.2,
     cancel_grace_seconds: float = 5.0,
     bar_delay_seconds: float = 0.0,
+    environment: dict[str, str] | None = None,
 ) -> Any:
     """Run `orch.backtest.jobs.<job>(request, on_bar)` in a new process and return its result.
+
+    `environment` is set in the child before the job runs: what it needs of the worker's configuration
+    that the request does not carry (a data source's credentials never travel in a request).
 
     `on_progress(bars_done, pid)` is called every `poll_seconds`. Cancelling the awaiting task
     sets the child's cancel flag, waits up to `cancel_grace_seconds` for it to stop, terminates
@@ -152,7 +164,7 @@ async def run_job(
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(  # type: ignore[attr-defined]
         target=_child,
-        args=(job, request, progress, cancel, sender, bar_delay_seconds),
+        args=(job, request, progress, cancel, sender, bar_delay_seconds, environment or {}),
         name=f"orch-backtest-{job}",
         daemon=True,
     )

@@ -31,7 +31,7 @@ class ValidationPeriod(StrEnum):
 
 VALIDATION_PERIODS = tuple(p.value for p in ValidationPeriod)
 # The data sources a backtest can read. `sample` is the offline real daily bars (bokeh-sampledata).
-BACKTEST_SOURCES = ("simulated", "sample", "csv")
+BACKTEST_SOURCES = ("simulated", "sample", "csv", "alpaca")
 # `data_source` value meaning "SystemState's primary data source".
 ACTIVE_SOURCE = "active"
 
