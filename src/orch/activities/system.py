@@ -3,13 +3,41 @@
 from __future__ import annotations
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+
+from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
+from orch.contracts.system import CommandSlot, SlotDecision
 
 
 class SystemActivities:
     def __init__(self, client: Client) -> None:
         self._client = client
+
+    @activity.defn
+    async def acquire_command_slot(self, slot: CommandSlot) -> SlotDecision:
+        """Ask SystemState for a command slot (a local activity of the command, so one round trip)."""
+        info = activity.info()
+        try:
+            return await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+                "acquire_command_slot",
+                slot,
+                # One id per command run: a retried attempt is answered, never counted twice.
+                id=f"slot-{info.workflow_id}-{info.workflow_run_id}",
+                result_type=SlotDecision,
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise ApplicationError(
+                f"SystemState ({SYSTEM_STATE_WORKFLOW_ID}) is not running: start the stack with "
+                "`orch up` or a worker with `orch worker`",
+                type="CommandRejected",
+                non_retryable=True,
+            ) from err
+        except WorkflowUpdateFailedError as err:
+            raise ApplicationError(str(err.cause), type="CommandRejected", non_retryable=True) from err
 
     @activity.defn
     async def find_closed_workflows(self, workflow_ids: list[str]) -> list[str]:

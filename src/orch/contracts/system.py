@@ -48,10 +48,12 @@ class CommandSlot(BaseModel):
 
 
 class SlotDecision(BaseModel):
-    """SystemState's answer to a slot request, signalled back to the requesting workflow."""
+    """SystemState's answer to a slot request: the `acquire_command_slot` update's result, or the
+    `command_slot_decision` signal sent to a command that had to queue."""
 
     granted: bool
     reason: str = ""
+    queued: bool = False  # not granted yet: the grant follows by signal when a slot frees
 
 
 class SetStrategyRequest(BaseModel):

@@ -169,6 +169,7 @@ def build_workers(
             activities=[
                 *discovery_activities,
                 system.find_closed_workflows,
+                system.acquire_command_slot,  # the commands' local activity
                 *review_activities,
                 *cycle_activities(cycle),
                 *validation,

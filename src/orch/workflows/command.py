@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 
 with workflow.unsafe.imports_passed_through():
+    from orch.activities.system import SystemActivities
     from orch.contracts.commands import (
         CommandOptions,
         CommandResult,
@@ -32,6 +33,15 @@ with workflow.unsafe.imports_passed_through():
     from orch.contracts.system import CommandSlot, SlotDecision
 
 OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
+
+# The slot update's local activity: SystemState takes a few updates at a time (the server's in-flight
+# limit per workflow) and refuses the rest with RESOURCE_EXHAUSTED, so a busy moment is retried quickly.
+SLOT_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=50),
+    backoff_coefficient=1.5,
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=40,
+)
 
 # Error types that no retry can fix: the step fails at once.
 NON_RETRYABLE_ERRORS = ["InvalidInput", "UnknownStrategy", "CommandRejected"]
@@ -135,8 +145,8 @@ class CommandWorkflow:
     def progress(self) -> Progress:
         return self._run.progress()
 
-    # Signal, not update: SystemState answers asynchronously, when a slot frees, and a signal to
-    # another workflow is the only message a workflow can send.
+    # Signal, not update: a command that had to queue hears from SystemState when a slot frees, and a
+    # signal is the only message one workflow can send another.
     @workflow.signal(name="command_slot_decision")
     def command_slot_decision(self, decision: SlotDecision) -> None:
         self._slot_decision = decision
@@ -147,26 +157,33 @@ class CommandWorkflow:
         """Wait for SystemState to grant a slot: the cap holds however the command was started."""
         if not self.uses_command_slot:
             return
-        system_state = workflow.get_external_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
         slot = CommandSlot(
             workflow_id=workflow.info().workflow_id,
             command_type=workflow.info().workflow_type,
             exclusive=self.exclusive,
         )
-        try:
-            await system_state.signal("request_command_slot", slot)
-        except (ApplicationError, ActivityError) as err:
-            raise ApplicationError(
-                f"SystemState ({SYSTEM_STATE_WORKFLOW_ID}) is not running: start the stack with "
-                f"`orch up` or a worker with `orch worker` ({err})",
-                type="CommandRejected",
-                non_retryable=True,
-            ) from err
-        await workflow.wait_condition(lambda: self._slot_decision is not None)
-        assert self._slot_decision is not None
-        if not self._slot_decision.granted:
-            raise ApplicationError(self._slot_decision.reason, type="CommandRejected", non_retryable=True)
+        decision = await self._ask_for_slot(slot)
+        if decision.queued:
+            await workflow.wait_condition(lambda: self._slot_decision is not None)
+            assert self._slot_decision is not None
+            decision = self._slot_decision
+        if not decision.granted:
+            raise ApplicationError(decision.reason, type="CommandRejected", non_retryable=True)
         self._holds_slot = True
+
+    async def _ask_for_slot(self, slot: CommandSlot) -> SlotDecision:
+        """One round trip: a local activity sends SystemState the `acquire_command_slot` update."""
+        try:
+            return await workflow.execute_local_activity_method(
+                SystemActivities.acquire_command_slot,
+                slot,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=SLOT_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            raise ApplicationError(message, type="CommandRejected", non_retryable=True) from err
 
     async def _release_slot(self) -> None:
         if not self._holds_slot:
