@@ -226,3 +226,18 @@ def test_calibration_keeps_the_regime_mix_on_a_different_source() -> None:
 
     few = calibrate_thresholds(current, reference, [])
     assert few.thresholds == current and "thresholds kept" in few.notes[0]
+
+
+def test_a_command_may_set_its_own_staleness_for_the_fallback(tmp_path: Path) -> None:
+    """`orch integrate-real-data --max-data-age`: steps 3 and 4 fall back by the command's rule."""
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    folder = write_csv_folder(tmp_path / "old", SimulatedMarket(seed=3), SYMBOLS, 60, month_ago)
+    configured = ConfiguredMarket(None, Settings(csv_folder=folder), ResourcePool())  # type: ignore[arg-type]
+    sources = DataSources(primary="csv", fallbacks=["simulated"])
+
+    by_worker = configured.market_for(sources)  # three bars: a month old is stale
+    by_worker.history("AAPL", 30)
+    assert by_worker.served_by["AAPL"] == "simulated"
+    by_command = configured.market_for(sources, stale_after_seconds=timedelta(days=60).total_seconds())
+    by_command.history("AAPL", 30)
+    assert by_command.served_by["AAPL"] == "csv"

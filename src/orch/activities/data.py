@@ -350,7 +350,7 @@ class DataActivities:
         state = await self._state()
         current = state.learning or LearningState()
         now = datetime.now(UTC)
-        market = self._markets.market_for(request.sources)
+        market = self._markets.market_for(request.sources, stale_after_seconds=request.max_data_age_seconds)
         loaded = await asyncio.to_thread(_load, market, request.symbols, request.warmup_bars, now)
         new = {s: h for s, h in loaded.items() if isinstance(h, PriceHistory) and len(h)}
         if not new:
@@ -423,7 +423,7 @@ class DataActivities:
         learning = state.learning or LearningState()
         strategy = state.config.active_strategy
         bars = max(request.lookback_bars, get_strategy(strategy).lookback + 1, MIN_BARS)
-        market = self._markets.market_for(request.sources)
+        market = self._markets.market_for(request.sources, stale_after_seconds=request.max_data_age_seconds)
         now = datetime.now(UTC)
         loaded = await asyncio.to_thread(_load, market, request.symbols, bars, now)
         histories = {s: h for s, h in loaded.items() if isinstance(h, PriceHistory)}

@@ -361,9 +361,14 @@ class ConfiguredMarket(MarketDataSource):
             log.error("data source %s cannot open on this worker: %s", name, err)
             return UnavailableSource(name, f"{name} cannot open on this worker: {err}")
 
-    def market_for(self, sources: DataSources, *, record: bool = True) -> FallbackMarket:
-        """A `FallbackMarket` over `sources` with this worker's adapters and staleness rule."""
-        staleness = self._settings.data_staleness_seconds
+    def market_for(
+        self, sources: DataSources, *, record: bool = True, stale_after_seconds: float | None = None
+    ) -> FallbackMarket:
+        """A `FallbackMarket` over `sources` with this worker's adapters and staleness rule (or the one
+        a command asked for: `orch integrate-real-data --max-data-age`)."""
+        staleness = (
+            stale_after_seconds if stale_after_seconds is not None else self._settings.data_staleness_seconds
+        )
         return FallbackMarket(
             self._source_or_unavailable(sources.primary),
             [self._source_or_unavailable(name) for name in sources.fallbacks],
