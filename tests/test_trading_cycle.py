@@ -129,6 +129,27 @@ async def test_a_failing_pattern_step_degrades_the_cycle_which_still_executes(
     assert any("DISABLED" in note for note in second.report.notes)
 
 
+async def test_a_failing_composition_step_is_recorded_and_nothing_is_executed(
+    bare_stack: Stack, hft_process: HftUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step 4 runs as a local activity: its failure is a failed step of the cycle, not a failed workflow."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("composer out of order")
+
+    monkeypatch.setattr("orch.activities.cycle.compose", broken)
+    await start_cycle_stack(bare_stack, hft_process)
+    result, _ = await run_cycle(bare_stack.client)
+
+    assert result.report.outcome is CycleOutcome.FAILED
+    steps = {s.name: s for s in result.report.steps}
+    failed = steps[CycleStep.COMPOSE_STRATEGY.value]
+    assert failed.status is CommandStatus.FAILED and "composer out of order" in (failed.error or "")
+    assert steps[CycleStep.EXECUTE.value].status is CommandStatus.CANCELLED
+    assert steps[CycleStep.LOG_AND_REPORT.value].status is CommandStatus.COMPLETED
+    assert await plans_in_hft(hft_process, ACCOUNT) == []
+
+
 async def test_a_failing_risk_step_means_nothing_is_executed(
     bare_stack: Stack, hft_process: HftUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,3 +230,21 @@ async def test_no_plans_reach_orch_hft_while_its_broker_does_not_match_the_tradi
     assert "SystemState's trading mode is paper but orch hft trades simulated" in execute.summary
     assert result.report.plans  # composed and judged all the same
     assert await plans_in_hft(hft_process, ACCOUNT) == []
+
+
+async def test_a_report_that_cannot_be_written_is_still_counted_and_the_cycle_degrades(
+    bare_stack: Stack, hft_process: HftUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("orch.activities.cycle._write_atomically", disk_full)
+    await start_cycle_stack(bare_stack, hft_process)
+    result, _ = await run_cycle(bare_stack.client)
+
+    assert result.report.outcome is CycleOutcome.DEGRADED and result.report_path is None
+    assert steps_of(result)[CycleStep.LOG_AND_REPORT.value] is CommandStatus.FAILED
+    assert steps_of(result)[CycleStep.EXECUTE.value] is CommandStatus.COMPLETED
+    # The workflow counted the steps as the report step would have, its own failure included.
+    record = result.agent_errors.agents["log_and_report"]
+    assert record.consecutive_errors == 1 and "No space left on device" in (record.last_error or "")

@@ -31,7 +31,7 @@ from orch.activities.steps import step_activity
 from orch.agents.composition import compose, round_down_quantity
 from orch.agents.conditions import sense_market
 from orch.agents.discovery import get_strategy, rank
-from orch.agents.health import AgentErrorTracker, evaluate_health
+from orch.agents.health import AgentErrorTracker, count_step_errors, evaluate_health
 from orch.agents.learning import learn
 from orch.agents.patterns import analyse_patterns
 from orch.agents.reporting import build_cycle_report
@@ -43,7 +43,6 @@ from orch.contracts.commands import CommandStatus
 from orch.contracts.cycle import (
     AdapterHealth,
     ComposedPlan,
-    CycleStep,
     ExecutionSummary,
     HealthFigures,
     LearningState,
@@ -572,17 +571,9 @@ class CycleActivities:
     @step_activity
     async def log_and_report(self, request: ReportRequest) -> Reported:
         """Count agent errors, choose the next interval, write the report; returns what the engine keeps."""
-        tracker = AgentErrorTracker(request.agent_errors, error_threshold=request.error_threshold)
-        for step in request.steps:
-            if step.status is CommandStatus.FAILED:
-                tracker.record_error(
-                    step.name,
-                    step.error or "failed",
-                    step.finished_at or request.finished_at,
-                    may_disable=not CycleStep(step.name).critical,
-                )
-            elif step.status is CommandStatus.COMPLETED:
-                tracker.record_success(step.name)
+        agent_errors = count_step_errors(
+            request.agent_errors, request.steps, request.error_threshold, request.finished_at
+        )
         inputs = request.scheduler
         signals = SchedulerSignals(
             market_activity=market_activity(request.snapshot) if request.snapshot is not None else 0.5,
@@ -616,7 +607,7 @@ class CycleActivities:
             health=request.health,
             learning=request.learning,
             next_interval_seconds=decision.state.interval_seconds,
-            notes=[*request.notes, decision.reason, *tracker.report()],
+            notes=[*request.notes, decision.reason, *AgentErrorTracker(agent_errors).report()],
         )
         await asyncio.to_thread(_write_atomically, path, report.model_dump_json(indent=2))
         return Reported(
@@ -624,7 +615,7 @@ class CycleActivities:
             f"{decision.state.interval_seconds:.0f} s; report {path}",
             report=report,
             decision=decision,
-            agent_errors=tracker.log,
+            agent_errors=agent_errors,
             path=str(path),
         )
 

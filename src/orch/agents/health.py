@@ -11,13 +11,16 @@ breaker stays open for a cooldown even if its figure recovers at once, so tradin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from orch.contracts.commands import CommandStatus, StepReport
 from orch.contracts.cycle import (
     AgentErrorLog,
     AgentErrorRecord,
     BreakerName,
     CircuitBreaker,
+    CycleStep,
     HealthAssessment,
     HealthFigures,
     HealthStatus,
@@ -242,3 +245,25 @@ class AgentErrorTracker:
             for r in records
             if r.total_errors
         ]
+
+
+def count_step_errors(
+    log: AgentErrorLog, steps: Sequence[StepReport], error_threshold: int, now: datetime
+) -> AgentErrorLog:
+    """One cycle's steps counted against their agents: a failure adds one in a row, a success resets.
+
+    A critical step's agent is counted but never disabled (the cycle cannot run without it). Pure, so
+    the cycle's report step and, when that step itself fails, the workflow count the same way.
+    """
+    tracker = AgentErrorTracker(log, error_threshold=error_threshold)
+    for step in steps:
+        if step.status is CommandStatus.FAILED:
+            tracker.record_error(
+                step.name,
+                step.error or "failed",
+                step.finished_at or now,
+                may_disable=not CycleStep(step.name).critical,
+            )
+        elif step.status is CommandStatus.COMPLETED:
+            tracker.record_success(step.name)
+    return tracker.log

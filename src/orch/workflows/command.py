@@ -180,9 +180,8 @@ class CommandWorkflow:
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=SLOT_RETRY,
             )
-        except ActivityError as err:
-            cause = err.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        except ACTIVITY_FAILURES as err:
+            message, _ = _describe_activity_failure(err, SLOT_RETRY.maximum_attempts)
             raise ApplicationError(message, type="CommandRejected", non_retryable=True) from err
 
     async def _release_slot(self) -> None:
@@ -311,10 +310,18 @@ class CommandWorkflow:
         return outcome
 
 
-def _describe_activity_failure(err: ActivityError, max_attempts: int) -> tuple[str, int]:
+# What a failed activity raises in the workflow: an ActivityError around the cause, or, for a local
+# activity, the cause itself (this SDK delivers a local activity's failure unwrapped).
+ACTIVITY_FAILURES = (ActivityError, ApplicationError)
+
+
+def _describe_activity_failure(err: ActivityError | ApplicationError, max_attempts: int) -> tuple[str, int]:
     """The root message of an activity failure and how many attempts were made."""
-    cause = err.cause
-    attempts = max_attempts if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else 1
+    if isinstance(err, ApplicationError):
+        cause, attempts = err, max_attempts
+    else:
+        cause = err.cause
+        attempts = max_attempts if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else 1
     if isinstance(cause, ApplicationError):
         for detail in cause.details:
             if isinstance(detail, dict) and "attempt" in detail:

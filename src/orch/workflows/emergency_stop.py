@@ -20,7 +20,6 @@ from typing import TypeVar
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.emergency import EmergencyActivities
@@ -44,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         SignalEnginesRequest,
     )
     from orch.contracts.system import EmergencyIncident
-    from orch.workflows.command import CommandWorkflow, Step, StepFailed
+    from orch.workflows.command import ACTIVITY_FAILURES, CommandWorkflow, Step, StepFailed
 
 RECORD = Step("recording_incident", "Record the incident in SystemState")
 KILL = Step("killing_hft", "Kill orch hft at the level")
@@ -179,8 +178,8 @@ class EmergencyStop(CommandWorkflow):
                 retry_policy=RetryPolicy(maximum_attempts=1),
                 summary=label,
             )
-        except (ActivityError, ApplicationError) as err:
-            # A local activity's failure may arrive unwrapped; either way the regular path takes over.
+        except ACTIVITY_FAILURES as err:
+            # A local activity's failure arrives unwrapped; either way the regular path takes over.
             workflow.logger.warning("fast kill failed, retrying as a regular activity: %s", err)
             await self._action(
                 KILL, EmergencyActivities.kill_hft, kill, result_type=HftKilled, detail=kill.level.value

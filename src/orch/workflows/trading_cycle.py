@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from orch.activities.cycle import CycleActivities
 
     # The outcome rule (critical steps) has one home; it is pure and imports contracts only.
+    from orch.agents.health import count_step_errors
     from orch.agents.reporting import cycle_outcome
     from orch.contracts.commands import CommandOptions, CommandStatus, StepOutcome
     from orch.contracts.cycle import (
@@ -75,7 +76,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from orch.contracts.levels import EmergencyLevel
     from orch.contracts.trading import TradingState
-    from orch.workflows.command import NON_RETRYABLE_ERRORS, CommandWorkflow, Step, _describe_activity_failure
+    from orch.workflows.command import (
+        ACTIVITY_FAILURES,
+        NON_RETRYABLE_ERRORS,
+        CommandWorkflow,
+        Step,
+        _describe_activity_failure,
+    )
 
 OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
 
@@ -361,7 +368,11 @@ class TradingCycle(CommandWorkflow):
                 weights=learning.weights if learning is not None else None,
                 notes=notes[:20],
             )
-            report_path, agent_errors = None, request.agent_errors
+            # Counted here as the report step would have (its own failure included).
+            report_path = None
+            agent_errors = count_step_errors(
+                request.agent_errors, steps, config.error_threshold, workflow.now()
+            )
 
         self._finish(report)
         return TradingCycleResult(
@@ -450,7 +461,7 @@ class TradingCycle(CommandWorkflow):
                     retry_policy=retry,
                     summary=label,
                 )
-        except ActivityError as err:
+        except ACTIVITY_FAILURES as err:
             if is_cancelled_exception(err):
                 raise  # the cycle itself is being cancelled: not a step failure
             message, attempts = _describe_activity_failure(err, policy.max_attempts)
