@@ -548,9 +548,11 @@ class CycleActivities:
         persisted = False
         if outcomes:
             record = LearningRecord(cycle_id=request.cycle_id, state=update.state)
-            await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
-                "record_learning", record, id=f"learn-{request.cycle_id}"
+            # What SystemState holds is what the engine carries on: an earlier attempt's write wins.
+            stored = await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
+                "record_learning", record, id=f"learn-{request.cycle_id}", result_type=LearningState
             )
+            update = update.model_copy(update={"state": stored})
             persisted = True
         summary = (
             f"{len(outcomes)} outcomes learned from, {len(keep)} plans still open, {dropped} never entered"

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         EmergencyLevel,
         EnableAgentsRequest,
         LearningRecord,
+        LearningState,
         ResumeRequest,
         SetStrategyRequest,
         SlotDecision,
@@ -218,11 +219,14 @@ class SystemStateWorkflow:
     # ---- Updates: learning -----------------------------------------------------------------------
 
     @workflow.update
-    def record_learning(self, record: LearningRecord) -> None:
-        if record.cycle_id == self._state.last_learning_cycle:
-            return  # the same cycle's update, retried
-        self._state.learning = record.state
-        self._state.last_learning_cycle = record.cycle_id
+    def record_learning(self, record: LearningRecord) -> LearningState:
+        """Record a cycle's learning; returns what is recorded, which a retried attempt must adopt (it may
+        have computed from fills in another order, so its floats can differ in the last digit)."""
+        if record.cycle_id != self._state.last_learning_cycle:  # else: the same cycle's update, retried
+            self._state.learning = record.state
+            self._state.last_learning_cycle = record.cycle_id
+        assert self._state.learning is not None
+        return self._state.learning
 
     # ---- Updates: agent errors ------------------------------------------------------------------
     # Update: the caller learns at once which agents are disabled, and a retried call (same id) is a no-op.
