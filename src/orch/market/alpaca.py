@@ -173,13 +173,14 @@ class AlpacaMarketData(MarketDataSource):
 
     def _call(self, function: Callable[..., T], *args: Any) -> T:
         from alpaca.common.exceptions import APIError
-        from requests import RequestException
+        from requests import RequestException, Timeout
 
         try:
             return self._calls.call_sync(function, *args)
         except CallsClosed:
             raise MarketDataError("alpaca market data is closed") from None
-        except CallTimeout:
+        except (CallTimeout, Timeout):
+            # One message for a hung server, whichever timer fires first: ours, or the session's read timeout.
             raise MarketDataError(f"alpaca did not answer within {self.timeout_seconds:g}s") from None
         except RateLimited as error:
             raise MarketDataError(str(error)) from None
