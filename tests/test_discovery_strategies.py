@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -309,13 +308,3 @@ def test_strategies_find_trending_symbols_more_often_than_chance():
     chance = float(np.mean(base))
     assert np.mean(hits["legacy_v0"]) > chance + 0.03
     assert np.mean(hits["hybrid_v1"]) > chance + 0.1
-
-
-def test_history_and_rank_of_sixty_symbols_are_fast():
-    market = SimulatedMarket(seed=7)
-    for symbol in market.universe():
-        market.history(symbol, 250, END)  # generated once per process; then cached
-    started = time.perf_counter()
-    histories = {symbol: market.history(symbol, 250, END) for symbol in market.universe()}
-    rank("hybrid_v1", histories, 10)
-    assert time.perf_counter() - started < 0.05
