@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from temporalio import activity
@@ -46,6 +47,20 @@ from orch.contracts.trading import Order, OrderStatus, Position, Side, TradingSt
 from orch.hft.client import HftApiError, HftClientError
 
 RUNNING_ENGINES_QUERY = f"WorkflowType = '{TRADING_ENGINE}' AND ExecutionStatus = 'Running'"
+
+
+async def running_engine_statuses(
+    client: Client, passed_over: tuple[type[BaseException], ...] = (RPCError,)
+) -> AsyncIterator[tuple[str, EngineStatus]]:
+    """Each running TradingEngine's id and `status`; one whose query raises `passed_over` is skipped."""
+    async for engine in client.list_workflows(RUNNING_ENGINES_QUERY):
+        try:
+            status = await client.get_workflow_handle(engine.id).query("status", result_type=EngineStatus)
+        except passed_over:
+            continue
+        yield engine.id, status
+
+
 # A schedule paused by a command in flight (RestartDiscoverySystem) is taken over by the emergency: the
 # command then leaves it paused ("left paused as it was") and only the resume unpauses it.
 RESTART_PAUSE_PREFIX = _restart_pause_note("")
@@ -345,15 +360,10 @@ class EmergencyActivities:
                 leftovers.append(f"orch hft still at {hft.emergency_level.value}")
         except HftClientError:
             pass
-        async for engine in self._client.list_workflows(RUNNING_ENGINES_QUERY):
-            try:
-                status = await self._client.get_workflow_handle(engine.id).query(
-                    "status", result_type=EngineStatus
-                )
-            except RPCError:
-                continue  # ended meanwhile, or not answering: the engines step will say so
+        # An engine that ended meanwhile, or does not answer, is passed over: the engines step will say so.
+        async for engine_id, status in running_engine_statuses(self._client):
             if status.emergency is not None:
-                leftovers.append(f"engine {engine.id} still emergency-stopped")
+                leftovers.append(f"engine {engine_id} still emergency-stopped")
         if not leftovers:
             raise ApplicationError(
                 "no emergency stop is in force; nothing to resume", type="NothingToResume", non_retryable=True

@@ -19,13 +19,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from orch.activities.discovery import POLLER_FRESHNESS
-from orch.activities.emergency import RUNNING_ENGINES_QUERY
+from orch.activities.emergency import running_engine_statuses
 from orch.activities.hft import HftLink
 from orch.activities.steps import step_activity
 from orch.config import Settings
 from orch.contracts.cycle import HealthThresholds
 from orch.contracts.emergency import ComponentChecks, ComponentHealth, HealthStatus, paused_by
-from orch.contracts.engine import EngineStatus
 from orch.contracts.names import (
     BACKTEST_QUEUE,
     COMMANDS_QUEUE,
@@ -377,15 +376,10 @@ class HealthActivities:
     async def _engines_disabled_agents(self) -> dict[str, list[str]]:
         """Agent name -> the running TradingEngines that disabled it."""
         disabled: dict[str, list[str]] = {}
-        async for engine in self._client.list_workflows(RUNNING_ENGINES_QUERY):
-            try:
-                status = await self._client.get_workflow_handle(engine.id).query(
-                    "status", result_type=EngineStatus
-                )
-            except Exception:
-                continue  # busy or replaying: the next check will see it
+        # An engine busy or replaying is passed over: the next check will see it.
+        async for engine_id, status in running_engine_statuses(self._client, passed_over=(Exception,)):
             for name in status.disabled_agents:
-                disabled.setdefault(name, []).append(engine.id)
+                disabled.setdefault(name, []).append(engine_id)
         return disabled
 
     # ---- SystemState: emergency and agents -------------------------------------------------------

@@ -115,7 +115,7 @@ def load_histories(ref: DataReference) -> dict[str, PriceHistory]:
     try:
         return _load(source, ref.symbols, ref.window.start, ref.window.end, ref.warmup_bars)
     finally:
-        close_source(source)
+        source.close()
 
 
 def _load(
@@ -199,14 +199,7 @@ def prepare(
     try:
         return _prepare(source, request, source_name=source_name, csv_folder=csv_folder, seed=seed)
     finally:
-        close_source(source)
-
-
-def close_source(source: MarketDataSource) -> None:
-    """Stop what a source holds open (Alpaca's call threads); most hold nothing."""
-    close = getattr(source, "close", None)
-    if close is not None:
-        close()
+        source.close()
 
 
 def _prepare(

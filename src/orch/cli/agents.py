@@ -122,8 +122,8 @@ async def _enable(names: list[str], account: str | None, requested_by: str, as_j
     from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
     from orch.contracts.system import EnableAgentsRequest
 
-    client, snapshot, records, engine, engine_disabled = await _disabled_everywhere(account)
-    in_state = sorted({r.agent for _, r in records if r.disabled} & set(names))
+    client, snapshot, _, engine, engine_disabled = await _disabled_everywhere(account)
+    in_state = sorted(set(snapshot.disabled_agents()) & set(names))
     in_engine = sorted(set(engine_disabled) & set(names))
     nowhere = sorted(set(names) - set(in_state) - set(in_engine))
     if nowhere:

@@ -72,3 +72,6 @@ class MarketDataSource(ABC):
     @abstractmethod
     def history(self, symbol: str, bars: int, end: datetime | None = None) -> PriceHistory:
         """The last `bars` bars of `symbol` ending at or before `end` (default: now)."""
+
+    def close(self) -> None:  # noqa: B027 - most sources hold nothing open: nothing to release
+        """Release what the source holds open (Alpaca's call threads); most hold nothing."""

@@ -287,9 +287,7 @@ class CachedSource(MarketDataSource):
         return self._resources.cached_sync(key, lambda: self.inner.history(symbol, bars, end))
 
     def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            close()
+        self.inner.close()
 
 
 class UnavailableSource(MarketDataSource):
