@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import DenialReason, RiskLimits, RiskUsage, Side, TradingState, TradingStatus
-from orch.hft.calendar import is_crypto, is_weekend
 from orch.hft.portfolio import Portfolio
+from orch.market.calendars import is_crypto, is_weekend
 
 log = logging.getLogger(__name__)
 

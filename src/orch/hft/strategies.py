@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orch.contracts.trading import OrderType, Side, StrategyKind, StrategyPlan
-from orch.hft.calendar import is_tradable
 from orch.hft.ticks import QUOTE, Tick
+from orch.market.calendars import is_tradable
 
 if TYPE_CHECKING:
     from orch.hft.engine import Engine

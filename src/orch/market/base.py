@@ -13,6 +13,9 @@ from datetime import datetime
 import numpy as np
 
 from orch.contracts.market import Bar
+from orch.market.calendars import is_crypto
+
+__all__ = ["MarketDataError", "MarketDataSource", "PriceHistory", "UnknownSymbolError", "is_crypto"]
 
 
 class MarketDataError(RuntimeError):
@@ -21,15 +24,6 @@ class MarketDataError(RuntimeError):
 
 class UnknownSymbolError(MarketDataError):
     pass
-
-
-def is_crypto(symbol: str) -> bool:
-    """Crypto pairs are quoted BASE/QUOTE ("BTC/USD"), as Alpaca does; no equity ticker has a slash.
-
-    The weekend rule depends on it: only crypto trades on Saturdays and Sundays.
-    """
-    base, slash, quote = symbol.partition("/")
-    return bool(slash and base and quote)
 
 
 @dataclass(frozen=True)
