@@ -142,5 +142,9 @@ class Broker(ABC):
     @abstractmethod
     async def account(self) -> Account: ...
 
+    async def realized_pnl(self) -> float | None:
+        """The account's realized P&L over its history, if this broker reports it (None: it does not)."""
+        return None
+
     async def close(self) -> None:  # noqa: B027
         """Release connections and files."""

@@ -400,6 +400,10 @@ class SimulatedBroker(Broker):
         orders = [await self.close_position(p.symbol) for p in await self.positions()]
         return [o for o in orders if o is not None]
 
+    async def realized_pnl(self) -> float | None:
+        self.match()
+        return self._db.execute("SELECT COALESCE(SUM(realized_pnl), 0) FROM positions").fetchone()[0]
+
     async def account(self) -> Account:
         self.match()
         cash = self._db.execute("SELECT value FROM venue WHERE key='cash'").fetchone()[0]

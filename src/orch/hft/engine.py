@@ -261,6 +261,8 @@ class Engine:
         self._deadman_since = time.monotonic()
         self.deadman_reducing = False
         self.reconcile_reducing = False
+        # The broker's realized P&L minus the journal's when they disagree (see reconcile).
+        self.realized_pnl_mismatch: float | None = None
         self.gate.on_state_change(self._on_state_change)
 
     # ---- Background work -------------------------------------------------------------------------
@@ -280,18 +282,22 @@ class Engine:
     # ---- Restore ---------------------------------------------------------------------------------
 
     def load_portfolio(self) -> None:
-        """Rebuild the in-memory view from the journal (on start and after reconciliation)."""
+        """Rebuild the in-memory view from the journal (on start and after reconciliation).
+
+        Flat symbols are loaded too: their realized P&L is the account's history, and the day's
+        realized P&L comes from the journal's per-day sums, so a reload never forgets a loss.
+        """
         self.portfolio.positions.clear()
         self.portfolio.open_orders.clear()
         self.portfolio.pending_buy.clear()
         self.portfolio.pending_sell.clear()
-        for row in self.journal.positions():
+        for row in self.journal.positions(include_closed=True):
             self.portfolio.set_position(
                 row.symbol, row.quantity, row.average_price, row.realized_pnl, row.plan_id
             )
         for order in self.journal.orders(open_only=True):
             self.portfolio.track_order(order)
-        self.portfolio.start_day()
+        self.portfolio.realized_by_day = self.journal.realized_pnl_by_day()
 
     def restore(self) -> None:
         self.load_portfolio()
@@ -355,6 +361,7 @@ class Engine:
                 result.fill.quantity,
                 result.fill.price,
                 result.order.plan_id,
+                result.trading_day,
             )
             self.portfolio.track_order(result.order)
         if cursor != self.fill_cursor:

@@ -5,20 +5,29 @@ every order that may have reached the broker and looks each one up by its client
 of sending it again. A fill, the order's new state and the position it changes commit in one
 transaction. Fills are applied by their cumulative quantity per order, so a fill reported twice
 (or reported again after a restart) is recognised and never counted twice.
+
+Realized P&L is the account's history and lives here, not in memory: each fill row carries what it
+realized, the positions table keeps each symbol's running total (closed positions included), and
+`daily_realized` sums it per trading day (`account_trading_day`, the UTC date of the fill), all in
+the fill's transaction. Reconciliation and restarts read it back; nothing ever resets it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from orch.brokers.base import QUANTITY_EPSILON, position_after_fill
 from orch.contracts.trading import Fill, Order, OrderStatus, OrderType, Side, StrategyPlan
+from orch.market.calendars import account_trading_day
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -32,8 +41,10 @@ CREATE INDEX IF NOT EXISTS orders_open ON orders(status);
 CREATE TABLE IF NOT EXISTS fills (
     sequence INTEGER PRIMARY KEY AUTOINCREMENT, fill_id TEXT UNIQUE NOT NULL,
     client_order_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, quantity REAL NOT NULL,
-    price REAL NOT NULL, fee REAL NOT NULL, cumulative_quantity REAL NOT NULL, at REAL NOT NULL
+    price REAL NOT NULL, fee REAL NOT NULL, cumulative_quantity REAL NOT NULL, at REAL NOT NULL,
+    realized_pnl REAL NOT NULL DEFAULT 0, trading_day TEXT
 );
+CREATE TABLE IF NOT EXISTS daily_realized (trading_day TEXT PRIMARY KEY, realized_pnl REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (
     symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, average_price REAL NOT NULL,
     realized_pnl REAL NOT NULL, plan_id TEXT
@@ -68,6 +79,8 @@ class AppliedFill:
     fill: Fill  # as journaled: the new quantity only, with its journal sequence
     order: Order
     position: PositionRow
+    realized_pnl: float  # what this fill realized (closing part of a position), fees excluded
+    trading_day: date
 
 
 class Journal:
@@ -84,7 +97,20 @@ class Journal:
             # The owner calls `checkpoint()` on a timer, so no order write pays for copying the WAL back.
             self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
+        self._add_realized_columns()
         self._sequence = self._db.execute("SELECT COALESCE(MAX(sequence), 0) FROM orders").fetchone()[0]
+
+    def _add_realized_columns(self) -> None:
+        """A journal written before fills carried their realized P&L gets the columns (as 0)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(fills)")}
+        if "realized_pnl" in columns:
+            return
+        self._db.execute("ALTER TABLE fills ADD COLUMN realized_pnl REAL NOT NULL DEFAULT 0")
+        self._db.execute("ALTER TABLE fills ADD COLUMN trading_day TEXT")
+        log.warning(
+            "journal predates per-fill realized P&L: earlier fills count 0 toward the daily loss;"
+            " the positions' realized totals are kept"
+        )
 
     def close(self) -> None:
         self.checkpoint()
@@ -260,9 +286,18 @@ class Journal:
             elif status in (OrderStatus.PENDING_SUBMIT, OrderStatus.ACCEPTED):
                 status = OrderStatus.PARTIALLY_FILLED
             at = fill.timestamp.timestamp()
+            current = db.execute(
+                "SELECT quantity, average_price, realized_pnl, plan_id FROM positions WHERE symbol=?",
+                (order.symbol,),
+            ).fetchone() or (0.0, 0.0, 0.0, None)
+            new_quantity, new_average, realized = position_after_fill(
+                current[0], current[1], current[2], order.side, quantity, price
+            )
+            realized_now = realized - current[2]
+            day = account_trading_day(at)
             cursor = db.execute(
                 "INSERT INTO fills(fill_id, client_order_id, symbol, side, quantity, price, fee,"
-                " cumulative_quantity, at) VALUES (?,?,?,?,?,?,?,?,?)",
+                " cumulative_quantity, at, realized_pnl, trading_day) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     f"{order.client_order_id}#{cumulative:.9g}",
                     order.client_order_id,
@@ -273,6 +308,8 @@ class Journal:
                     fee,
                     cumulative,
                     at,
+                    realized_now,
+                    day.isoformat(),
                 ),
             )
             sequence = cursor.lastrowid
@@ -281,19 +318,17 @@ class Journal:
                 " WHERE client_order_id=?",
                 (status.value, cumulative, average, time.time(), order.client_order_id),
             )
-            current = db.execute(
-                "SELECT quantity, average_price, realized_pnl, plan_id FROM positions WHERE symbol=?",
-                (order.symbol,),
-            ).fetchone() or (0.0, 0.0, 0.0, None)
-            new_quantity, new_average, realized = position_after_fill(
-                current[0], current[1], current[2], order.side, quantity, price
-            )
             plan_id = current[3] if current[0] != 0 else order.plan_id
             if new_quantity == 0:
                 plan_id = None
             db.execute(
                 "INSERT OR REPLACE INTO positions VALUES (?,?,?,?,?)",
                 (order.symbol, new_quantity, new_average, realized, plan_id),
+            )
+            db.execute(
+                "INSERT INTO daily_realized VALUES (?,?) ON CONFLICT(trading_day)"
+                " DO UPDATE SET realized_pnl = realized_pnl + excluded.realized_pnl",
+                (day.isoformat(), realized_now),
             )
             db.execute("COMMIT")
         except BaseException:
@@ -315,7 +350,11 @@ class Journal:
             update={"filled_quantity": cumulative, "average_fill_price": average, "status": status}
         )
         return AppliedFill(
-            journaled, updated, PositionRow(order.symbol, new_quantity, new_average, realized, plan_id)
+            journaled,
+            updated,
+            PositionRow(order.symbol, new_quantity, new_average, realized, plan_id),
+            realized_now,
+            day,
         )
 
     def fills_since(self, sequence: int = 0, limit: int = 1000) -> list[Fill]:
@@ -335,14 +374,24 @@ class Journal:
                 timestamp=_utc(at),
                 sequence=seq,
             )
-            for (seq, fill_id, cid, symbol, side, qty, price, fee, cumulative, at) in rows
+            for (seq, fill_id, cid, symbol, side, qty, price, fee, cumulative, at, *_) in rows
         ]
 
-    def positions(self) -> list[PositionRow]:
-        return [
-            PositionRow(*row)
-            for row in self._db.execute("SELECT * FROM positions WHERE quantity != 0 ORDER BY symbol")
-        ]
+    def positions(self, include_closed: bool = False) -> list[PositionRow]:
+        """Open positions; with `include_closed`, also the flat symbols, whose realized P&L stays."""
+        query = "SELECT * FROM positions" + ("" if include_closed else " WHERE quantity != 0")
+        return [PositionRow(*row) for row in self._db.execute(query + " ORDER BY symbol")]
+
+    def realized_pnl(self) -> float:
+        """The account's realized P&L over its whole history (closed positions included)."""
+        return self._db.execute("SELECT COALESCE(SUM(realized_pnl), 0) FROM positions").fetchone()[0]
+
+    def realized_pnl_by_day(self) -> dict[date, float]:
+        """Realized P&L per trading day, from the fills journaled on that day."""
+        return {
+            date.fromisoformat(day): pnl
+            for day, pnl in self._db.execute("SELECT trading_day, realized_pnl FROM daily_realized")
+        }
 
     def set_position(
         self, symbol: str, quantity: float, average_price: float, realized_pnl: float, plan_id: str | None

@@ -2,6 +2,10 @@
 
 The journal is the durable copy; this is rebuilt from it on start and updated right after each
 journal write, so the gate never reads the disk on the hot path.
+
+Realized P&L is history, never reset: the account's total is the sum over every symbol (flat ones
+included) and the day's is kept per trading day, both loaded from the journal. Reloading (after a
+reconciliation or a restart) therefore gives the same figures; only a new day starts from zero.
 """
 
 from __future__ import annotations
@@ -9,9 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from orch.brokers.base import position_after_fill
 from orch.contracts.trading import Order, Position, Side
+from orch.market.calendars import account_trading_day
 
 SECONDS_PER_DAY = 86_400
 
@@ -32,12 +38,18 @@ class Portfolio:
         self.pending_buy: dict[str, float] = {}
         self.pending_sell: dict[str, float] = {}
         self.marks: dict[str, float] = {}
+        self.realized_by_day: dict[date, float] = {}
         self._wall_clock = wall_clock
-        self._day = self._today()
-        self._realized_at_day_start = 0.0
+        self._day_number = -1
+        self._day = date.min
 
-    def _today(self) -> int:
-        return int(self._wall_clock() // SECONDS_PER_DAY)  # the UTC day number
+    def today(self) -> date:
+        """The account's trading day now; the date is worked out once per day, not per order."""
+        now = self._wall_clock()
+        day_number = int(now // SECONDS_PER_DAY)
+        if day_number != self._day_number:
+            self._day_number, self._day = day_number, account_trading_day(now)
+        return self._day
 
     # ---- Reads (hot path) ------------------------------------------------------------------------
 
@@ -69,12 +81,12 @@ class Portfolio:
             if state.quantity
         )
 
+    def realized_today(self) -> float:
+        return self.realized_by_day.get(self.today(), 0.0)
+
     def daily_pnl(self) -> float:
-        today = self._today()
-        if today != self._day:
-            self._day = today
-            self._realized_at_day_start = self.realized_pnl()
-        return self.realized_pnl() - self._realized_at_day_start + self.unrealized_pnl()
+        """Today's realized P&L plus the open positions' unrealized: what the daily-loss breaker reads."""
+        return self.realized_today() + self.unrealized_pnl()
 
     def snapshot(self) -> list[Position]:
         return [
@@ -99,12 +111,27 @@ class Portfolio:
     ) -> None:
         self.positions[symbol] = PositionState(quantity, average_price, realized_pnl, plan_id)
 
-    def apply_fill(self, symbol: str, side: Side, quantity: float, price: float, plan_id: str | None) -> None:
+    def apply_fill(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: float,
+        price: float,
+        plan_id: str | None,
+        trading_day: date | None = None,
+    ) -> None:
+        """One journaled fill; its realized P&L counts toward `trading_day` (default: today)."""
         state = self.positions.setdefault(symbol, PositionState())
         was_flat = state.quantity == 0
+        realized_before = state.realized_pnl
         state.quantity, state.average_price, state.realized_pnl = position_after_fill(
             state.quantity, state.average_price, state.realized_pnl, side, quantity, price
         )
+        if state.realized_pnl != realized_before:
+            day = trading_day or self.today()
+            self.realized_by_day[day] = (
+                self.realized_by_day.get(day, 0.0) + state.realized_pnl - realized_before
+            )
         if was_flat and plan_id is not None:
             state.plan_id = plan_id
         if state.quantity == 0:
@@ -120,7 +147,3 @@ class Portfolio:
             self.open_orders[order.client_order_id] = order
             book = self.pending_buy if order.side is Side.BUY else self.pending_sell
             book[order.symbol] = book.get(order.symbol, 0.0) + order.remaining
-
-    def start_day(self) -> None:
-        self._day = self._today()
-        self._realized_at_day_start = self.realized_pnl()

@@ -151,6 +151,7 @@ class HftProcess:
         """A difference seen twice in a row (not a fill in flight) is adopted and trading reduces."""
         engine = self.engine
         differences = await reconcile(engine, adopt_positions=self._differences_last_time, on_start=False)
+        engine.gate.check_daily_loss()  # unrealized losses grow without any order or fill
         self._differences_last_time = bool(differences)
         gate = engine.gate
         if differences and gate.state is TradingState.ACTIVE:
@@ -177,6 +178,7 @@ class HftProcess:
             gate.set_state(TradingState.REDUCING, f"reconciliation adopted {len(differences)} difference(s)")
         gate.reconciled = True
         self.journal.record_event("reconciled", attempts=attempt)
+        gate.check_daily_loss()  # the day's losses before a restart still count
         if gate.emergency_level is EmergencyLevel.NONE:
             gate.set_state(TradingState.ACTIVE, "reconciliation clean")
 

@@ -21,6 +21,23 @@ log = logging.getLogger(__name__)
 POSITION_SNAPSHOT_ATTEMPTS = 5
 
 
+REALIZED_PNL_TOLERANCE = 0.01  # currency units: float sums over many fills differ in the last digits
+
+
+def check_realized_pnl(engine: Engine, ours: float, theirs: float) -> None:
+    """A visible warning (log and journal event) when the broker's realized P&L is not ours.
+
+    Not adopted: the journal's fills are the history. It can differ after a position was adopted
+    from the broker, and a human should look. Warned once per new figure, not on every pass.
+    """
+    gap = theirs - ours
+    mismatch = None if abs(gap) <= REALIZED_PNL_TOLERANCE else round(gap, 2)
+    if mismatch is not None and mismatch != engine.realized_pnl_mismatch:
+        engine.journal.record_event("realized_pnl_mismatch", journal=ours, broker=theirs)
+        log.warning("reconciliation: realized P&L journal %.2f, broker %.2f", ours, theirs)
+    engine.realized_pnl_mismatch = mismatch
+
+
 async def reconcile(engine: Engine, adopt_positions: bool = True, on_start: bool = True) -> list[str]:
     """One pass. With `adopt_positions` false, position differences are reported but not adopted
     (a running process may see a fill at the broker before its fill sync does).
@@ -94,9 +111,11 @@ async def reconcile(engine: Engine, adopt_positions: bool = True, on_start: bool
     # ---- Positions ----------------------------------------------------------------------------
     # The venue keeps filling while we look: compare only a snapshot the journal has caught up
     # with exactly (no fill applied between the snapshot and the catch-up), or not at all.
+    broker_realized: float | None = None
     for _ in range(POSITION_SNAPSHOT_ATTEMPTS):
         applied_before = engine.fills_applied
         theirs = {p.symbol: p for p in await asyncio.wait_for(broker.positions(), timeout)}
+        broker_realized = await asyncio.wait_for(broker.realized_pnl(), timeout)
         await engine.sync_fills()
         if engine.fills_applied == applied_before:
             break
@@ -104,7 +123,7 @@ async def reconcile(engine: Engine, adopt_positions: bool = True, on_start: bool
         log.info("reconciliation: positions kept moving; compared on the next pass")
         theirs = None
     if theirs is not None:
-        ours = {row.symbol: row for row in journal.positions()}
+        ours = {row.symbol: row for row in journal.positions(include_closed=True)}
         for symbol in sorted(set(ours) | set(theirs)):
             mine = ours[symbol].quantity if symbol in ours else 0.0
             broker_quantity = theirs[symbol].quantity if symbol in theirs else 0.0
@@ -112,6 +131,7 @@ async def reconcile(engine: Engine, adopt_positions: bool = True, on_start: bool
                 continue
             text = f"position {symbol}: journal {mine:g}, broker {broker_quantity:g}"
             if adopt_positions:
+                # The broker's quantity and average price; the realized history stays ours.
                 broker_position = theirs.get(symbol)
                 journal.set_position(
                     symbol,
@@ -122,6 +142,8 @@ async def reconcile(engine: Engine, adopt_positions: bool = True, on_start: bool
                 )
                 text += ": adopted the broker's"
             differ("position", text, symbol=symbol, journal=mine, broker=broker_quantity)
+        if broker_realized is not None:
+            check_realized_pnl(engine, journal.realized_pnl(), broker_realized)
 
     engine.load_portfolio()
     return differences

@@ -34,6 +34,16 @@ def is_weekend(epoch_seconds: float) -> bool:
     return datetime.fromtimestamp(epoch_seconds, UTC).weekday() >= SATURDAY
 
 
+def account_trading_day(epoch_seconds: float) -> date:
+    """The trading day an account's P&L is counted in (the daily-loss breaker's day): the UTC date.
+
+    One rule for every account: crypto trades around the clock, so its day needs a fixed cut, and
+    the NYSE's regular session (13:30-21:00 UTC at the latest) never spans UTC midnight, so for an
+    equity account the UTC date is also the session's date.
+    """
+    return datetime.fromtimestamp(epoch_seconds, UTC).date()
+
+
 def is_tradable(symbol: str, epoch_seconds: float) -> bool:
     """Whether an entry in `symbol` may be sent at `epoch_seconds` (the gate's rule)."""
     return is_crypto(symbol) or not is_weekend(epoch_seconds)
