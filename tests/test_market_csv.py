@@ -124,3 +124,42 @@ def test_a_malformed_parquet_file_and_an_unusable_folder_are_refused(tmp_path):
         CsvMarketData(tmp_path).universe()
     with pytest.raises(DataFileError, match="is not a folder"):
         CsvMarketData(tmp_path / "missing").universe()
+
+
+def _rows(closes: list[float]) -> str:
+    """Daily rows on consecutive NYSE sessions of January 2024, each bar's open = low = high = close."""
+    days = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09"]
+    return HEADER + "".join(f"{d},{c},{c},{c},{c},100\n" for d, c in zip(days, closes, strict=False))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # The issue's case: a close ten times the day's high.
+        (
+            HEADER + "2024-01-02,10,11,9,10.5,100\n2024-01-03,10,11,9,110,100\n",
+            "line 3: open 10 or close 110 is outside the bar's range (low 9, high 11)",
+        ),
+        (HEADER + "2024-01-02,8.5,11,9,10.5,100\n", "line 2: open 8.5 or close 10.5 is outside"),
+        # A whole row times 100: consistent in itself, undone by the next row.
+        (_rows([10, 10.2, 1020, 10.1, 10.3]), "line 4: open 1020 / close 1020 jumps more than 3x"),
+        # A decimal slip down.
+        (_rows([10, 10.2, 1.02, 10.1, 10.3]), "line 4: open 1.02 / close 1.02 jumps more than 3x"),
+    ],
+)
+def test_a_price_no_trade_printed_is_refused_naming_file_and_line(tmp_path, content, message):
+    write(tmp_path, "BAD.csv", content)
+    with pytest.raises(DataFileError) as refused:
+        CsvMarketData(tmp_path).history("BAD", 10)
+    assert "BAD.csv" in str(refused.value) and message in str(refused.value)
+
+
+def test_a_lasting_crash_or_rally_is_real_and_kept(tmp_path):
+    # Each big move is confirmed by the bar after it (the price stays), so nothing is refused.
+    write(tmp_path, "CRASH.csv", _rows([100, 99, 20, 21, 19.5, 20.5]))
+    write(tmp_path, "RALLY.csv", _rows([10, 10.5, 45, 44, 46, 47]))
+    # The last bar has no bar after it to confirm or undo it: it cannot be judged.
+    write(tmp_path, "LAST.csv", _rows([10, 10.5, 10.2, 10.1, 10.4, 500]))
+    source = CsvMarketData(tmp_path)
+    assert source.history("CRASH", 10).close.tolist() == [100, 99, 20, 21, 19.5, 20.5]
+    assert len(source.history("RALLY", 10)) == len(source.history("LAST", 10)) == 6

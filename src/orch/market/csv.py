@@ -5,7 +5,8 @@ A file has one row per bar and the columns `timestamp` (or `date` / `datetime` /
 ISO 8601 dates or date-times; one without an offset is read as UTC. Rows may come oldest or newest
 first. A file that breaks any of this is refused whole with `DataFileError`, naming the file, the
 line (CSV) or row (Parquet) and what is wrong: a backtest on silently skipped rows would be wrong
-without anyone knowing.
+without anyone knowing. So is a row whose open or close lies outside its own low-high range, and one
+whose price jumps and is undone by the next row (`bar_checks`).
 
 Files are parsed once and kept until they change on disk (size or modification time).
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from orch.market.bar_checks import JUMP_FACTOR, inconsistent_bars, unconfirmed_jumps
 from orch.market.base import MarketDataError, MarketDataSource, PriceHistory, UnknownSymbolError
 
 __all__ = ["SUFFIXES", "CsvMarketData", "DataFileError", "tail"]
@@ -230,4 +232,23 @@ def _validated(symbol: str, path: Path, rows: Rows) -> PriceHistory:
             f"already appears at {wheres[first]}"
         )
     table = np.array(values, dtype=float)[order]
-    return PriceHistory(symbol, timestamps, *(table[:, i].copy() for i in range(5)))
+    history = PriceHistory(symbol, timestamps, *(table[:, i].copy() for i in range(5)))
+    _refuse_bad_prices(path, history, [wheres[i] for i in order])
+    return history
+
+
+def _refuse_bad_prices(path: Path, history: PriceHistory, wheres: list[str]) -> None:
+    """A price no trade could have printed, or a jump the next bar undoes, is a wrong row: refused
+    (see `bar_checks` for the rules and their thresholds)."""
+    for i in inconsistent_bars(history)[:1]:
+        raise DataFileError(
+            f"{path}: {wheres[i]}: open {history.open[i]:g} or close {history.close[i]:g} is outside "
+            f"the bar's range (low {history.low[i]:g}, high {history.high[i]:g})"
+        )
+    for i in unconfirmed_jumps(history)[:1]:
+        raise DataFileError(
+            f"{path}: {wheres[i]}: open {history.open[i]:g} / close {history.close[i]:g} jumps more than "
+            f"{JUMP_FACTOR:g}x against both neighbouring bars ({wheres[i - 1]}: {history.open[i - 1]:g} / "
+            f"{history.close[i - 1]:g}, {wheres[i + 1]}: {history.open[i + 1]:g} / "
+            f"{history.close[i + 1]:g}), which do not confirm it: a bad print or a decimal slip"
+        )
