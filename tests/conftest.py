@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from orch.config import Settings
 from orch.contracts.names import COMMANDS_QUEUE, SYSTEM_STATE_WORKFLOW_ID
+from orch.converter import DATA_CONVERTER
 from orch.embedded import temporal_binary
 from orch.workers.bootstrap import bootstrap
 from orch.workers.worker import ALL_QUEUES, ALL_WORKFLOWS, build_workers
@@ -42,7 +42,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     extra = [arg for ns in _namespaces for arg in ("--namespace", ns)]
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_extra_args=extra,
     )
     yield env
@@ -79,7 +79,7 @@ def settings(temporal_address: str, namespace: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def client(settings: Settings) -> Client:
     return await Client.connect(
-        settings.temporal_address, namespace=settings.namespace, data_converter=pydantic_data_converter
+        settings.temporal_address, namespace=settings.namespace, data_converter=DATA_CONVERTER
     )
 
 
@@ -124,7 +124,7 @@ async def bare_stack(client: Client, settings: Settings) -> AsyncIterator[Stack]
 
 async def assert_histories_replay(client: Client, extra_workflows: list[type]) -> None:
     """Determinism check: every history this test recorded replays cleanly on today's code."""
-    replayer = Replayer(workflows=[*ALL_WORKFLOWS, *extra_workflows], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[*ALL_WORKFLOWS, *extra_workflows], data_converter=DATA_CONVERTER)
     histories = client.list_workflows().map_histories()
     results = await replayer.replay_workflows(histories, raise_on_replay_failure=False)
     failures = {h: str(f) for h, f in results.replay_failures.items()}

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from orch.contracts.commands import CommandOptions, Progress
 from orch.contracts.discovery import DiscoveryScanInput
 from orch.contracts.names import DISCOVERY_SCHEDULE_ID, SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import SystemStateSnapshot
+from orch.converter import DATA_CONVERTER
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ async def schedule_view(client: Client) -> tuple[bool, str, str]:
     description = await client.get_schedule_handle(DISCOVERY_SCHEDULE_ID).describe()
     action = description.schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
-    [scan_input] = await pydantic_data_converter.decode(action.args, [DiscoveryScanInput])
+    [scan_input] = await DATA_CONVERTER.decode(action.args, [DiscoveryScanInput])
     state = description.schedule.state
     return state.paused, state.note or "", scan_input.strategy
 

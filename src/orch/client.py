@@ -1,11 +1,11 @@
-"""The one way every process connects to Temporal: pydantic data converter plus tracing."""
+"""The one way every process connects to Temporal: the strict pydantic data converter plus tracing."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from orch.config import Settings, get_settings
+from orch.converter import DATA_CONVERTER
 from orch.telemetry import configure_tracing, tracing_interceptor
 
 
@@ -15,6 +15,6 @@ async def connect(settings: Settings | None = None, *, address: str | None = Non
     return await Client.connect(
         address or settings.temporal_address,
         namespace=settings.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         interceptors=[tracing_interceptor()],
     )
