@@ -390,3 +390,72 @@ async def test_hft_client_typed_calls(running: HftUnderTest) -> None:
     async with HftClient(f"http://127.0.0.1:{free_port()}", token=TOKEN, timeout_seconds=1) as client:
         with pytest.raises(HftUnavailable):
             await client.health()
+
+
+# ---- The daily-loss breaker across a crash -------------------------------------------------------
+
+
+def filled_order(process: HftUnderTest, side: str, quantity: float) -> dict[str, Any]:
+    """A market order through the gate, waited on until the journal has it filled."""
+    ack = process.post("/orders", {"symbol": "BTC/USD", "side": side, "quantity": quantity}).json()
+    assert ack["accepted"], f"{side} {quantity} refused: {ack['decision']}"
+    client_order_id = ack["order"]["client_order_id"]
+
+    def filled() -> dict[str, Any] | None:
+        for order in process.get("/orders", open="false", limit=50):
+            if order["client_order_id"] == client_order_id and order["status"] == "filled":
+                return order
+        return None
+
+    process.wait_for(lambda: filled() is not None, what=f"{side} {quantity} BTC/USD filled")
+    return filled()  # type: ignore[return-value]
+
+
+def test_sigkill_after_most_of_the_days_loss_then_one_more_loss_trips_the_breaker(
+    hft: Callable[..., HftUnderTest],
+) -> None:
+    limit = 1_000.0
+    process = hft(
+        ORCH_HFT_MARKET_MAKING="false",
+        ORCH_HFT_ARBITRAGE="false",
+        ORCH_HFT_SYMBOLS='["BTC/USD"]',
+        ORCH_HFT_MM_SYMBOLS='["BTC/USD"]',
+        # 5 % slippage each way: every round trip loses about 10 % of its notional, whatever the
+        # random walk does in the few milliseconds between its two legs.
+        ORCH_HFT_SIM_SLIPPAGE_BPS="500",
+        ORCH_HFT_RISK__MAX_DAILY_LOSS=str(limit),
+    ).start()
+    process.wait_state("active")
+
+    def day() -> tuple[float, float]:
+        status = process.get("/status")
+        return status["realized_pnl"], status["risk"]["daily_pnl"]
+
+    # Lose about 90 % of the limit in round trips sized from the last fill's price, never past it.
+    quantity = 0.002
+    while day()[1] > -0.88 * limit:
+        bought = filled_order(process, "buy", quantity)
+        filled_order(process, "sell", quantity)
+        gap = 0.9 * limit + day()[1]
+        quantity = max(round(0.9 * gap / (0.1 * bought["average_fill_price"]), 4), 0.0001)
+    realized, daily = day()
+    assert -limit < daily <= -0.88 * limit and realized == pytest.approx(daily)
+    assert process.state()["state"] == "active", process.state()["reason"]
+
+    process.sigkill()
+    process.start()
+    process.wait_for(lambda: process.state()["reconciled"], what="reconciliation after the restart")
+    assert day() == pytest.approx((realized, daily), abs=0.01), "the day's losses survive a SIGKILL"
+    assert process.state()["state"] == "active", process.state()["reason"]
+
+    # One more losing round trip worth about 20 % of the limit: the day's total passes it.
+    quantity = round(0.2 * limit / (0.1 * bought["average_fill_price"]), 4)
+    ack = process.post("/orders", {"symbol": "BTC/USD", "side": "buy", "quantity": quantity}).json()
+    assert ack["accepted"], f"buy refused: {ack['decision']}"
+    process.wait_for(lambda: process.get("/positions"), what="the buy's fill")
+    # The buy's 5 % slippage is already an unrealized loss of about 10 % of the limit; the sell
+    # realizes the rest, unless the breaker has tripped first.
+    process.post("/orders", {"symbol": "BTC/USD", "side": "sell", "quantity": quantity})
+    process.wait_state("halted", timeout=20)
+    state = process.state()
+    assert "daily loss breaker" in state["reason"], state["reason"]
