@@ -273,6 +273,8 @@ class HftStatus(BaseModel):
     # simulated, paper or live: what an order sent to this process really does.
     trading_mode: TradingMode
     market: str
+    # What this process trades (ORCH_HFT_SYMBOLS): the trading cycle plans only these.
+    symbols: list[str] = Field(default_factory=list)
 
 
 class PlanBatch(BaseModel):

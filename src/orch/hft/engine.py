@@ -494,6 +494,7 @@ class Engine:
             broker=self.broker.name,
             trading_mode=self.broker.trading_mode,
             market=self.market_name,
+            symbols=list(self.settings.symbols),
         )
 
     def metrics(self) -> dict[str, float]:
