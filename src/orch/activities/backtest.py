@@ -150,13 +150,15 @@ class BacktestActivities:
     async def generate_recommendations(self, request: RecommendRequest) -> Recommendations:
         """Rank the strategies; say whether applying the winner could start now, and why not."""
         ranked = analysis.recommend(request.analysis, request.optimisation)
-        winner = ranked[0]
+        winner = analysis.winner(ranked)
         state = await self._system_state()
         active = state.config.active_strategy
         blocked = None
         holders = [*state.running_commands, *state.waiting_commands]
         restart = next((c for c in holders if c.command_type == RESTART_DISCOVERY), None)
-        if restart is not None:
+        if winner is None:
+            blocked = "no strategy is recommendable: none made a trade over the period"
+        elif restart is not None:
             blocked = (
                 f"{RESTART_DISCOVERY} {restart.workflow_id} is already running; "
                 f"watch it with: orch watch {restart.workflow_id}"
@@ -167,12 +169,16 @@ class BacktestActivities:
                 f"no free command slot for {RESTART_DISCOVERY} "
                 f"(max_concurrent_workflows={state.config.max_concurrent_workflows}, all in use)"
             )
-        params = ", ".join(f"{k}={v:g}" for k, v in winner.params.items()) or "defaults"
+        if winner is None:
+            summary = "no strategy recommended: none made a trade over the period"
+        else:
+            params = ", ".join(f"{k}={v:g}" for k, v in winner.params.items()) or "defaults"
+            score = "n/a" if winner.score is None else f"{winner.score:.2f}"
+            summary = f"winner {winner.strategy} ({winner.basis}: {score}); params {params}"
         return Recommendations(
-            summary=f"winner {winner.strategy} ({winner.basis}: "
-            f"{'n/a' if winner.score is None else f'{winner.score:.2f}'}); params {params}",
+            summary=summary,
             recommendations=ranked,
-            winner=winner.strategy,
+            winner=winner.strategy if winner else None,
             active_strategy=active,
             apply_blocked=blocked,
         )

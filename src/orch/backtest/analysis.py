@@ -1,9 +1,11 @@
 """Steps 3 and 5 of a validation: compare the backtests, then rank the strategies with reasons.
 
-A recommendation never rests on in-sample figures alone. With optimisation, strategies are ranked
-by their mean out-of-sample Sharpe over the walk-forward splits, and the tuned parameters are
-recommended only when they beat the defaults out of sample; without it, by the Sharpe of the
-defaults over the whole period, where nothing was fitted.
+A recommendation never rests on in-sample figures alone. With optimisation, each walk-forward split
+fits a parameter set on its fit window and scores it, and the defaults, on its test window. The
+recommended set is the one whose out-of-sample score is best among those that beat the defaults on
+the same window; when none does, the defaults, scored by their mean over the test windows. Strategies
+are ranked by the recommended set's score; without optimisation, by the Sharpe of the defaults over
+the whole period, where nothing was fitted. A strategy that made no trades is never recommended.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from orch.contracts.validation import (
     OptimisationResult,
     PerformanceAnalysis,
     Recommendation,
+    SplitResult,
     StrategyAnalysis,
 )
 
@@ -62,7 +65,25 @@ def analyse(backtests: list[BacktestResult]) -> PerformanceAnalysis:
     return PerformanceAnalysis(summary=summary, strategies=rows, best=rows[0].strategy)
 
 
+def _beats(split: SplitResult) -> bool:
+    """The split's fitted parameters did better than the defaults on the same test window."""
+    tuned, default = split.out_of_sample, split.default_out_of_sample
+    return (_key(tuned.sharpe), tuned.total_return) > (_key(default.sharpe), default.total_return)
+
+
+def best_tuned_split(walk: OptimisationResult, defaults: dict[str, float]) -> SplitResult | None:
+    """The split whose fitted parameters score best out of sample among those that beat the defaults
+    on their own test window; None when no tuned set beats them (the defaults are recommended)."""
+    better = [s for s in walk.splits if s.best_params != defaults and _beats(s)]
+    if not better:
+        return None
+    return max(
+        better, key=lambda s: (_key(s.out_of_sample.sharpe), s.out_of_sample.total_return, s.split.index)
+    )
+
+
 def recommend(analysis: PerformanceAnalysis, optimisation: list[OptimisationResult]) -> list[Recommendation]:
+    """Rank the strategies; a strategy that made no trades is ranked last and never recommended."""
     tuned = {o.strategy: o for o in optimisation if o.splits}
     drafts = []
     for row in analysis.strategies:
@@ -74,36 +95,49 @@ def recommend(analysis: PerformanceAnalysis, optimisation: list[OptimisationResu
             f"win rate {_fmt(m.win_rate, '{:.0%}')}, exposure {m.exposure:.0%}"
         ]
         walk = tuned.get(row.strategy)
+        chosen, default_score = None, None
         if walk is None:
             score = m.sharpe
             basis = "Sharpe over the whole period with the default parameters (nothing fitted)"
             params = dict(row.params)
-            use_tuned = False
         else:
             splits = len(walk.splits)
-            tuned_oos, default_oos = walk.mean_out_of_sample_sharpe, walk.mean_default_out_of_sample_sharpe
-            wins = sum(
-                1 for s in walk.splits if _key(s.out_of_sample.sharpe) > _key(s.default_out_of_sample.sharpe)
-            )
-            use_tuned = _key(tuned_oos) > _key(default_oos)
-            score = tuned_oos if use_tuned else default_oos
-            basis = f"mean out-of-sample Sharpe over {splits} walk-forward split(s)"
-            params = dict(walk.splits[-1].best_params) if use_tuned else dict(row.params)
-            reasons.append(
-                f"walk-forward: tuned parameters score {_fmt(tuned_oos)} out of sample "
-                f"(in sample {_fmt(walk.mean_in_sample_sharpe)}), defaults {_fmt(default_oos)}; "
-                f"tuned beat defaults in {wins} of {splits} split(s)"
+            chosen = best_tuned_split(walk, dict(row.params))
+            per_split = ", ".join(
+                f"split {one.split.index} {_fmt(one.out_of_sample.sharpe)} "
+                f"vs {_fmt(one.default_out_of_sample.sharpe)}"
+                for one in walk.splits
             )
             reasons.append(
-                "recommending the parameters fitted on the latest window"
-                if use_tuned
-                else "keeping the defaults: tuning did not pay out of sample"
+                f"walk-forward, out-of-sample Sharpe of the fitted parameters vs the defaults: {per_split}"
             )
-        drafts.append((row, score, basis, params, use_tuned, reasons))
-    drafts.sort(key=lambda d: (_key(d[1]), d[0].metrics.total_return), reverse=True)
+            if chosen is None:
+                score = default_score = walk.mean_default_out_of_sample_sharpe
+                basis = f"mean out-of-sample Sharpe of the defaults over {splits} walk-forward test window(s)"
+                params = dict(row.params)
+                reasons.append("keeping the defaults: no tuned parameter set beat them out of sample")
+            else:
+                score, default_score = chosen.out_of_sample.sharpe, chosen.default_out_of_sample.sharpe
+                basis = f"out-of-sample Sharpe on walk-forward split {chosen.split.index}'s test window"
+                params = dict(chosen.best_params)
+                reasons.append(
+                    f"recommending the parameters fitted in split {chosen.split.index}: the best out of "
+                    f"sample ({_fmt(score)} against the defaults' {_fmt(default_score)} on the same window; "
+                    f"in sample {_fmt(chosen.in_sample.sharpe)})"
+                )
+        recommendable = m.trades > 0
+        drafts.append((row, score, basis, params, chosen, default_score, recommendable, reasons))
+    drafts.sort(key=lambda d: (d[6], _key(d[1]), d[0].metrics.total_return), reverse=True)
     recommendations = []
-    for position, (row, score, basis, params, use_tuned, reasons) in enumerate(drafts, start=1):
+    for position, (row, score, basis, params, chosen, default_score, recommendable, reasons) in enumerate(
+        drafts, start=1
+    ):
         lead = f"ranked {position} of {len(drafts)} by {basis}: {_fmt(score)}"
+        if not recommendable:
+            reasons.append(
+                "never recommended: it made no trades over the period, so its figures judge nothing "
+                "(is there volume in the data?)"
+            )
         if not row.beats_buy_and_hold:
             reasons.append("did not beat buy-and-hold of the same universe over the period")
         recommendations.append(
@@ -113,8 +147,16 @@ def recommend(analysis: PerformanceAnalysis, optimisation: list[OptimisationResu
                 score=score,
                 basis=basis,
                 params=params,
-                tuned=use_tuned,
+                tuned=chosen is not None,
+                default_score=default_score,
+                split=chosen.split.index if chosen else None,
+                recommendable=recommendable,
                 reasons=[lead, *reasons],
             )
         )
     return recommendations
+
+
+def winner(recommendations: list[Recommendation]) -> Recommendation | None:
+    """The first recommendable strategy, if any."""
+    return next((r for r in recommendations if r.recommendable), None)

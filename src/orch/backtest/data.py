@@ -11,23 +11,28 @@ on 2013-03-01, and a csv folder ends wherever its files do.
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from orch.agents.discovery import get_strategy
+from orch.backtest.engine import window_histories
 from orch.config import Settings
 from orch.contracts.validation import (
     BACKTEST_SOURCES,
     DataReference,
+    DataWarning,
+    DataWarningKind,
     PrepareDataRequest,
     PreparedData,
     ValidationPeriod,
     WalkForwardSplit,
     Window,
 )
+from orch.market.bar_checks import JUMP_FACTOR, inconsistent_bars, missing_sessions, unconfirmed_jumps
 from orch.market.base import MarketDataSource, PriceHistory
+from orch.market.calendars import equity_sessions, is_crypto
 
 __all__ = [
     "BacktestInputError",
@@ -41,6 +46,10 @@ __all__ = [
     "timeline",
     "walk_forward_splits",
 ]
+
+
+# Fewer bars than this and a backtest's figures say nothing (the walk-forward's own minimum).
+MIN_WINDOW_BARS = 10
 
 
 class BacktestInputError(ValueError):
@@ -211,7 +220,7 @@ def _prepare(
     seed: int,
 ) -> PreparedData:
     universe = source.universe()
-    notes: list[str] = []
+    warnings: list[DataWarning] = []
     if request.symbols:
         unknown = sorted(set(request.symbols) - set(universe))
         if unknown:
@@ -223,7 +232,12 @@ def _prepare(
     else:
         symbols = list(universe)
     if len(symbols) > request.max_symbols:
-        notes.append(f"the first {request.max_symbols} of {len(symbols)} symbols (max_symbols)")
+        warnings.append(
+            DataWarning(
+                kind=DataWarningKind.SYMBOLS_CAPPED,
+                message=f"the first {request.max_symbols} of {len(symbols)} symbols (max_symbols)",
+            )
+        )
         symbols = symbols[: request.max_symbols]
     if not symbols:
         raise BacktestInputError(f"{source_name} has no symbols")
@@ -238,35 +252,40 @@ def _prepare(
     after = period_start(newest, request.period)
     warmup = max(max_lookback(s) for s in request.strategies)
     histories = _load(source, list(newest_by_symbol), after, newest, warmup)
+    for history in histories.values():
+        _refuse_bad_prices(source_name, history)
     stamps = timeline(histories, after + timedelta(seconds=1), newest)
     if len(stamps) == 0:
         raise BacktestInputError(
             f"{source_name} has no bars in the {request.period.value} before {newest:%Y-%m-%d}"
         )
-    first, last = as_datetime(stamps[0]), as_datetime(stamps[-1])
-    per_symbol = {
-        s: int(((h.timestamps >= stamps[0]) & (h.timestamps <= stamps[-1])).sum())
-        for s, h in histories.items()
-    }
-    left_out = sorted(set(symbols) - {s for s, n in per_symbol.items() if n})
-    if left_out:
-        notes.append(f"no bars in the period, left out: {', '.join(left_out)}")
-    kept = [s for s in symbols if per_symbol.get(s)]
-    short = [s for s in kept if int((histories[s].timestamps < stamps[0]).sum()) < warmup]
-    if short:
-        notes.append(
-            f"fewer than {warmup} warm-up bars before the period for {', '.join(short)}: "
-            "strategies skip them until their lookback is filled"
+    kept, first, last, coverage = _universe(histories, stamps, warmup, source_name)
+    warnings += coverage
+    stamps = timeline({s: histories[s] for s in kept}, first, last)
+    if len(stamps) < MIN_WINDOW_BARS:
+        raise BacktestInputError(
+            f"{source_name}: only {len(stamps)} bars from {first:%Y-%m-%d} to {last:%Y-%m-%d} once the "
+            f"strategies' warm-up ({warmup} bars before the first bar traded) is taken; a backtest needs "
+            f"at least {MIN_WINDOW_BARS}: use a longer history or a shorter period"
         )
+    inside, _ = window_histories(
+        {s: histories[s] for s in kept}, as_datetime(stamps[0]), as_datetime(stamps[-1])
+    )
+    per_symbol = {s: len(inside[s]) for s in kept}
+    for symbol in kept:
+        warnings += _quality_warnings(inside[symbol])
     top_n = request.top_n or max(1, len(kept) // 2)
     if top_n > len(kept):
-        raise BacktestInputError(f"top_n {top_n} exceeds the {len(kept)} symbols with bars in the period")
+        raise BacktestInputError(
+            f"top_n {top_n} exceeds the {len(kept)} symbols that cover the period ({', '.join(kept)})"
+        )
     splits: list[WalkForwardSplit] = []
     if request.walk_forward_splits:
         splits, split_notes = walk_forward_splits(
             stamps, request.walk_forward_splits, max(10, 2 * request.rebalance_every_bars)
         )
-        notes += split_notes
+        warnings += [DataWarning(kind=DataWarningKind.FEWER_SPLITS, message=n) for n in split_notes]
+    first, last = as_datetime(stamps[0]), as_datetime(stamps[-1])
     reference = DataReference(
         source=source_name,
         csv_folder=csv_folder if source_name == "csv" else None,
@@ -275,21 +294,156 @@ def _prepare(
         window=Window(start=first, end=last, bars=len(stamps)),
         warmup_bars=warmup,
     )
+    # Every symbol kept has `warmup` bars before the first bar (`_universe` makes sure of it).
     summary = (
         f"{source_name}: {len(kept)} symbols, {len(stamps)} bars {first:%Y-%m-%d}..{last:%Y-%m-%d} "
-        f"({request.period.value} back from the newest bar), warm-up {warmup} bars, top {top_n} held"
+        f"({request.period.value} back from the newest bar), warm-up {warmup} bars before it, "
+        f"top {top_n} held"
         + (f", {len(splits)} walk-forward splits" if splits else "")
+        + (f"; {len(warnings)} data warning(s)" if warnings else "")
     )
     return PreparedData(
         summary=summary,
         data=reference,
         newest_bar=newest,
         source_description=describe_source(source_name, csv_folder=csv_folder, seed=seed),
-        bars_per_symbol={s: per_symbol[s] for s in kept},
+        bars_per_symbol=per_symbol,
         top_n=top_n,
         splits=splits,
-        notes=notes,
+        warnings=warnings,
     )
+
+
+def _refuse_bad_prices(source_name: str, history: PriceHistory) -> None:
+    """Bars no trade could have printed turn every figure wrong: refused, naming symbol and date (a csv
+    file's are refused on reading already, naming its line)."""
+    days = history.timestamps.astype("datetime64[D]")
+    for i in inconsistent_bars(history)[:1]:
+        raise BacktestInputError(
+            f"{source_name}: {history.symbol} {days[i]}: open {history.open[i]:g} or close "
+            f"{history.close[i]:g} is outside the bar's range "
+            f"(low {history.low[i]:g}, high {history.high[i]:g})"
+        )
+    for i in unconfirmed_jumps(history)[:1]:
+        raise BacktestInputError(
+            f"{source_name}: {history.symbol} {days[i]}: close {history.close[i]:g} (open "
+            f"{history.open[i]:g}) jumps more than {JUMP_FACTOR:g}x against both {days[i - 1]} "
+            f"({history.close[i - 1]:g}) and {days[i + 1]} ({history.close[i + 1]:g}), which do not "
+            "confirm it: a bad print or a decimal slip"
+        )
+
+
+def _universe(
+    histories: dict[str, PriceHistory], stamps: np.ndarray, warmup: int, source_name: str
+) -> tuple[list[str], datetime, datetime, list[DataWarning]]:
+    """The symbols that cover the whole window, with the strategies' warm-up before it, and the window.
+
+    Strategies and buy-and-hold must see the same universe over the same bars: a symbol that starts
+    late would be traded by the strategies once it appears but left out of buy-and-hold (bought on
+    the first bar), one that ends early would be held flat to the end, and one without the warm-up
+    would never be ranked. So each such symbol is left out, with a warning saying why. When no
+    symbol has its warm-up before the period, the window starts at the first bar where one has.
+    """
+    warnings: list[DataWarning] = []
+
+    def leave_out(symbol: str, why: str) -> None:
+        warnings.append(
+            DataWarning(kind=DataWarningKind.LEFT_OUT, symbol=symbol, message=f"{symbol} left out: {why}")
+        )
+
+    period_first = stamps[0]
+    ready: dict[str, np.datetime64] = {}  # each symbol's first bar with `warmup` bars before it
+    for symbol, history in histories.items():
+        inside = (history.timestamps >= period_first) & (history.timestamps <= stamps[-1])
+        if not inside.any():
+            leave_out(symbol, "no bars in the period")
+        elif len(history) <= warmup:
+            leave_out(
+                symbol,
+                f"only {len(history)} bars; the strategies need {warmup} bars of history before the first "
+                "bar they trade",
+            )
+        else:
+            ready[symbol] = history.timestamps[warmup]
+    if not ready:
+        raise BacktestInputError(
+            f"{source_name}: no symbol has more than {warmup} bars, the strategies' warm-up before the "
+            f"first bar they trade: {'; '.join(w.message for w in warnings)}"
+        )
+    first = max(period_first, min(ready.values()))
+    if first > period_first:
+        skipped = int(((stamps >= period_first) & (stamps < first)).sum())
+        warnings.append(
+            DataWarning(
+                kind=DataWarningKind.WINDOW_STARTS_LATE,
+                message=f"the window starts {_day(first)}, not {_day(period_first)}: no symbol has "
+                f"{warmup} bars of warm-up before the period, so its first {skipped} bars serve as warm-up",
+            )
+        )
+    for symbol in [s for s, moment in ready.items() if moment > first]:
+        history = histories[symbol]
+        before = int((history.timestamps < first).sum())
+        leave_out(
+            symbol,
+            f"starts too late ({_day(history.timestamps[0])}): {before} bars before the window's first "
+            f"bar {_day(first)}, the strategies need {warmup}",
+        )
+        del ready[symbol]
+    last = max(histories[s].timestamps[-1] for s in ready)
+    for symbol in list(ready):
+        history = histories[symbol]
+        expected = _last_market_day(symbol, _day(last))
+        if _day(history.timestamps[-1]) < expected:
+            leave_out(
+                symbol,
+                f"ends early: its last bar is {_day(history.timestamps[-1])}, "
+                f"the window's last is {expected}",
+            )
+            del ready[symbol]
+    kept = [s for s in histories if s in ready]
+    return kept, as_datetime(first), as_datetime(last), warnings
+
+
+def _quality_warnings(history: PriceHistory) -> list[DataWarning]:
+    """Gaps against the market's calendar and bars without volume, in the window's bars of a symbol."""
+    warnings = []
+    symbol = history.symbol
+    missing = missing_sessions(history)
+    if missing:
+        shown = ", ".join(d.isoformat() for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        calendar_name = "every day (crypto)" if is_crypto(symbol) else "the NYSE's sessions"
+        warnings.append(
+            DataWarning(
+                kind=DataWarningKind.GAP,
+                symbol=symbol,
+                message=f"{symbol}: {len(missing)} day(s) of {calendar_name} without a bar ({shown}): "
+                "the strategies cannot trade it on those days and buy-and-hold carries its last close",
+            )
+        )
+    silent = np.flatnonzero(history.volume == 0)
+    if silent.size:
+        warnings.append(
+            DataWarning(
+                kind=DataWarningKind.ZERO_VOLUME,
+                symbol=symbol,
+                message=f"{symbol}: volume 0 on {silent.size} of {len(history)} bars (first "
+                f"{_day(history.timestamps[silent[0]])}): no trade happened at those prices, and "
+                "strategies that weigh volume cannot rank it there",
+            )
+        )
+    return warnings
+
+
+def _last_market_day(symbol: str, day: date) -> date:
+    """The last day on or before `day` on which `symbol`'s market was open."""
+    if is_crypto(symbol):
+        return day
+    sessions = equity_sessions(day - timedelta(days=14), day).between(day - timedelta(days=14), day)
+    return sessions[-1] if sessions else day
+
+
+def _day(stamp: np.datetime64) -> date:
+    return stamp.astype("datetime64[D]").astype(date)
 
 
 def _stamp(moment: datetime) -> np.datetime64:

@@ -54,19 +54,23 @@ def return_metrics(timestamps: np.ndarray, values: np.ndarray, initial: float) -
 
 
 def buy_and_hold(histories: Mapping[str, PriceHistory], timestamps: np.ndarray) -> np.ndarray:
-    """Growth of 1 from equal weights, at the first bar's close, in every symbol trading on that bar,
-    held to the end (each symbol's last close carried over bars where it has none)."""
+    """Growth of 1 from equal weights in every symbol of `histories`, each bought at the close of its
+    first bar in `timestamps` and held to the end (its last close carried over bars where it has none).
+
+    Every symbol counts: the strategies trade the same universe. A symbol is cash (growth 1) until its
+    first bar, which is the window's first bar unless calendars differ (an equity's Monday after a
+    crypto pair's Sunday); a symbol with no bar in the window is a caller's error, not a silent gap.
+    """
     if len(timestamps) == 0:
         return np.array([], dtype=float)
-    first = timestamps[0]
     legs = []
-    for history in histories.values():
+    for symbol, history in histories.items():
+        bought = int(np.searchsorted(history.timestamps, timestamps[0], side="left"))
+        if bought >= len(history) or history.timestamps[bought] > timestamps[-1]:
+            raise ValueError(f"buy-and-hold: {symbol} has no bar in the window")
         at = np.searchsorted(history.timestamps, timestamps, side="right") - 1
-        if len(history) == 0 or at[0] < 0 or history.timestamps[at[0]] != first:
-            continue
-        legs.append(history.close[at] / history.close[at[0]])
-    if not legs:
-        return np.ones(len(timestamps))
+        held = at >= bought
+        legs.append(np.where(held, history.close[np.maximum(at, bought)] / history.close[bought], 1.0))
     return np.mean(legs, axis=0)
 
 

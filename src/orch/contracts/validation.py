@@ -11,8 +11,10 @@ None, not NaN: NaN does not survive a JSON round trip.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
@@ -34,6 +36,9 @@ VALIDATION_PERIODS = tuple(p.value for p in ValidationPeriod)
 BACKTEST_SOURCES = ("simulated", "sample", "csv", "alpaca")
 # `data_source` value meaning "SystemState's primary data source".
 ACTIVE_SOURCE = "active"
+# A ticker ("AAPL", "BRK.B") or a crypto pair ("BTC/USD"): what every source names a symbol.
+SYMBOL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,19}(/[A-Za-z0-9._-]{1,10})?"
+MAX_FOLDER_LENGTH = 4096  # PATH_MAX on Linux
 
 
 def parse_period(text: str) -> ValidationPeriod:
@@ -119,6 +124,41 @@ class ValidateAlgorithmsInput(BaseModel):
             raise ValueError(f"a strategy may appear once: {', '.join(value)}")
         return value
 
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for position, symbol in enumerate(value, start=1):
+            if not re.fullmatch(SYMBOL_PATTERN, symbol):
+                raise ValueError(
+                    f"symbol {position} {symbol!r} is not a symbol: a ticker of letters, digits, '.', "
+                    "'_' or '-' (AAPL, BRK.B), or a pair such as BTC/USD"
+                )
+        repeated = sorted({s for s in value if value.count(s) > 1})
+        if repeated:
+            raise ValueError(f"a symbol may appear once: {', '.join(repeated)} repeated")
+        if not value:
+            raise ValueError("symbols is empty: leave it out to use the source's universe")
+        return value
+
+    @field_validator("csv_folder")
+    @classmethod
+    def _folder(cls, value: str | None) -> str | None:
+        # The folder is opened on the workers, whose working folder the caller cannot know: only an
+        # absolute path means the same folder to both, and '..' could climb anywhere from it.
+        if value is None:
+            return None
+        if not value or len(value) > MAX_FOLDER_LENGTH or "\x00" in value:
+            raise ValueError(f"csv folder {value[:80]!r} is not a usable path")
+        path = PurePosixPath(value)
+        if not path.is_absolute() or ".." in path.parts:
+            raise ValueError(
+                f"csv folder {value!r} must be an absolute path without '..', as the workers see it "
+                "(for example /data/bars)"
+            )
+        return value
+
     @field_validator("data_source")
     @classmethod
     def _source(cls, value: str) -> str:
@@ -131,6 +171,24 @@ class ValidateAlgorithmsInput(BaseModel):
 
 
 # ---- Step 1: prepare validation data ---------------------------------------------------------------
+
+
+class DataWarningKind(StrEnum):
+    LEFT_OUT = "left_out"  # a symbol not in the universe: too short, starts late, ends early, no bars
+    WINDOW_STARTS_LATE = "window_starts_late"  # the period's first bars went to the warm-up
+    GAP = "gap"  # sessions of the exchange's calendar without a bar
+    ZERO_VOLUME = "zero_volume"
+    SYMBOLS_CAPPED = "symbols_capped"  # more symbols than max_symbols
+    FEWER_SPLITS = "fewer_splits"  # the period too short for the walk-forward splits asked for
+
+
+class DataWarning(BaseModel):
+    """Something about the bars a reader of the results must know; shown by the CLI, in the JSON
+    result and in the report's metrics.json."""
+
+    kind: DataWarningKind
+    symbol: str | None = None
+    message: str
 
 
 class DataReference(BaseModel):
@@ -163,7 +221,7 @@ class PreparedData(StepOutcome):
     bars_per_symbol: dict[str, int]
     top_n: int
     splits: list[WalkForwardSplit] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
+    warnings: list[DataWarning] = Field(default_factory=list)
 
 
 # ---- Step 2: backtests -------------------------------------------------------------------------------
@@ -322,16 +380,22 @@ class RecommendRequest(BaseModel):
 class Recommendation(BaseModel):
     rank: int = Field(ge=1)
     strategy: str
-    score: float | None
-    basis: str  # what the score is, e.g. "mean out-of-sample Sharpe over 3 walk-forward splits"
+    score: float | None  # the recommended parameters' score: what the strategies are ranked by
+    basis: str  # what the score is, e.g. "out-of-sample Sharpe on walk-forward split 2's test window"
     params: dict[str, float]
     tuned: bool  # params are the walk-forward's (True) or the strategy's defaults (False)
+    # The defaults' out-of-sample score on the same test window(s) as `score` (None: no walk-forward).
+    default_score: float | None = None
+    # The walk-forward split whose fitted parameters are recommended (None: the defaults).
+    split: int | None = None
+    # False when the strategy must not be chosen whatever its score (it made no trades).
+    recommendable: bool = True
     reasons: list[str]
 
 
 class Recommendations(StepOutcome):
     recommendations: list[Recommendation]
-    winner: str
+    winner: str | None  # None: no strategy is recommendable
     active_strategy: str
     # Why applying the winner cannot start now (a restart running, no free command slot), if so.
     apply_blocked: str | None = None
@@ -347,6 +411,8 @@ class ValidateAlgorithmsResult(CommandResult):
     optimisation: list[OptimisationResult] = Field(default_factory=list)
     recommendations: list[Recommendation] = Field(default_factory=list)
     winner: str | None = None
+    # What a reader must know about the bars (left-out symbols, gaps, zero volume...).
+    warnings: list[DataWarning] = Field(default_factory=list)
     apply_requested: bool = False
     applied: bool = False
     apply_error: str | None = None

@@ -110,6 +110,7 @@ class ValidateAlgorithms(CommandWorkflow):
             optimisation=self._optimisation,
             recommendations=recommended.recommendations if recommended else [],
             winner=recommended.winner if recommended else None,
+            warnings=prepared.warnings if prepared else [],
             apply_requested=request.apply,
             applied=self._applied,
             apply_error=self._apply_error,
@@ -261,6 +262,9 @@ class ValidateAlgorithms(CommandWorkflow):
     async def _apply(self, recommended: Recommendations) -> str:
         """Make the winner the active discovery strategy; say clearly when that cannot happen."""
         winner = recommended.winner
+        if winner is None:
+            self._apply_error = f"not applied: {recommended.apply_blocked}"
+            return self._apply_error
         if winner == recommended.active_strategy:
             self._applied = True
             return f"{winner} is already the active strategy"
