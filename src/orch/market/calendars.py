@@ -76,6 +76,23 @@ class EquitySessions:
         index = bisect.bisect_right(self._opens, epoch_seconds) - 1
         return index >= 0 and epoch_seconds < self._closes[index]
 
+    def open_close(self, day: date) -> tuple[float, float]:
+        """The open and close of the session on `day` (early closes included), as epoch seconds."""
+        index = bisect.bisect_left(self.days, day)
+        if index == len(self.days) or self.days[index] != day:
+            raise KeyError(f"{day} is not a session of {self.exchange}")
+        return self._opens[index], self._closes[index]
+
+    def next_open(self, epoch_seconds: float) -> float | None:
+        """The first open strictly after `epoch_seconds`; None past the calendar's last session."""
+        index = bisect.bisect_right(self._opens, epoch_seconds)
+        return self._opens[index] if index < len(self._opens) else None
+
+    def next_close(self, epoch_seconds: float) -> float | None:
+        """The first close strictly after `epoch_seconds` (today's while a session is open)."""
+        index = bisect.bisect_right(self._closes, epoch_seconds)
+        return self._closes[index] if index < len(self._closes) else None
+
 
 @lru_cache(maxsize=8)
 def equity_sessions(start: date, end: date) -> EquitySessions:
