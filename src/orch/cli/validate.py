@@ -39,7 +39,10 @@ def validate_algorithms(
     ] = False,
     source: Annotated[str, typer.Option(help=SOURCE_HELP)] = ACTIVE_SOURCE,
     csv_folder: Annotated[
-        str | None, typer.Option(help="The csv source's folder on the workers (default ORCH_CSV_FOLDER).")
+        str | None,
+        typer.Option(
+            help="The csv source's folder on the workers, an absolute path (default ORCH_CSV_FOLDER)."
+        ),
     ] = None,
     symbols: Annotated[
         str | None, typer.Option(help="Comma-separated subset of the source's symbols.")
@@ -61,12 +64,13 @@ def validate_algorithms(
     _run(
         _validate(
             dict(
-                strategies=[s.strip() for s in strategies.split(",") if s.strip()],
+                # Empty entries are kept so that the input's check refuses them ("a,,b" is a typo).
+                strategies=[s.strip() for s in strategies.split(",")],
                 validation_period=period,
                 apply=apply,
                 data_source=source,
                 csv_folder=csv_folder,
-                symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
+                symbols=[s.strip() for s in symbols.split(",")] if symbols is not None else None,
                 top_n=top_n,
                 rebalance_every_bars=rebalance_every,
                 optimise=optimise,
@@ -161,6 +165,8 @@ async def _validate(
 
 def show(result: Any, folder: Path) -> None:
     """The results table, the recommendations, and where the report is."""
+    from rich.markup import escape
+
     from orch.cli.render import console, table
 
     def pct(value: float | None) -> str:
@@ -174,8 +180,11 @@ def show(result: Any, folder: Path) -> None:
         console.print(
             f"{result.source_description}; {len(result.data.symbols)} symbols "
             f"({', '.join(result.data.symbols[:8])}{' ...' if len(result.data.symbols) > 8 else ''}), "
-            f"{window.bars} bars {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}"
+            f"{window.bars} bars {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}, "
+            f"{result.data.warmup_bars} bars of warm-up before them"
         )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning[/yellow] ({warning.kind.value}): {escape(warning.message)}")
     # The score each strategy was ranked by (out of sample when optimised), the recommended parameters'.
     ranked = {r.strategy: r for r in result.recommendations}
     rows = []
@@ -195,6 +204,7 @@ def show(result: Any, folder: Path) -> None:
                 f"{m.exposure:.0%}",
                 pct(m.buy_and_hold.total_return),
                 num(recommendation.score) if recommendation else "-",
+                num(recommendation.default_score) if recommendation else "-",
             )
         )
     table(
@@ -211,13 +221,18 @@ def show(result: Any, folder: Path) -> None:
             "exposure",
             "buy & hold",
             "rank score",
+            "defaults OOS",
         ],
         rows,
     )
+    if result.recommendations and result.winner is None:
+        console.print("[red]no strategy recommended[/red]: none made a trade over the period")
     for r in result.recommendations:
         params = ", ".join(f"{k}={v:g}" for k, v in r.params.items())
+        kind = f"tuned in split {r.split}" if r.tuned else "default"
         console.print(
-            f"[bold]{r.rank}. {r.strategy}[/bold] ({'tuned' if r.tuned else 'default'} parameters: {params})"
+            f"[bold]{r.rank}. {r.strategy}[/bold] ({kind} parameters: {params})"
+            + ("" if r.recommendable else " [red]not recommendable[/red]")
         )
         for reason in r.reasons:
             console.print(f"   - {reason}")
