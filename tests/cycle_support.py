@@ -66,6 +66,8 @@ def fast_config(**overrides: Any) -> dict[str, Any]:
         "lookback_bars": 150,
         "hft_heartbeat_seconds": 1,
         "emergency_poll_seconds": 0.3,
+        # A test without orch hft should not wait the default 20 s for it on its first cycle.
+        "hft_ready_timeout_seconds": 2,
         **overrides,
     }
 
@@ -76,12 +78,12 @@ def cycle_config(**overrides: Any) -> EngineConfig:
 
 async def start_hft(make: Callable[..., HftUnderTest], **env: str) -> HftUnderTest:
     """A real `orch hft` on the four crypto pairs, tier 1 off so every order is the cycle's."""
-    process = make(
-        ORCH_HFT_SYMBOLS='["BTC/USD", "ETH/USD", "SOL/USD", "LTC/USD"]',
-        ORCH_HFT_MARKET_MAKING="false",
-        ORCH_HFT_ARBITRAGE="false",
-        **env,
-    ).start()
+    defaults = {
+        "ORCH_HFT_SYMBOLS": '["BTC/USD", "ETH/USD", "SOL/USD", "LTC/USD"]',
+        "ORCH_HFT_MARKET_MAKING": "false",
+        "ORCH_HFT_ARBITRAGE": "false",
+    }
+    process = make(**(defaults | env)).start()
     await asyncio.to_thread(process.wait_state, "active")
     return process
 

@@ -48,6 +48,7 @@ from orch.contracts.cycle import (
     LearningState,
     SchedulerSignals,
     TradeOutcome,
+    UniverseFilter,
 )
 from orch.contracts.discovery import Candidate
 from orch.contracts.engine import (
@@ -81,6 +82,7 @@ from orch.contracts.trading import Account, Fill, Position, RiskLimits, Side, St
 from orch.hft.client import HftApiError, HftClient, HftClientError, HftUnavailable
 from orch.hft.config import HftSettings
 from orch.market.base import MarketDataError, MarketDataSource, PriceHistory
+from orch.market.calendars import is_tradable, is_weekend
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ FILL_PAGE = 5_000
 # are not attributed to the plan (its outcome is then counted without them).
 MAX_EXIT_ATTEMPTS = 20
 SETTLE_POLL_SECONDS = 0.2
+# How often the first cycle asks whether orch hft is up yet.
+HFT_READY_POLL_SECONDS = 0.25
 # Plans are shrunk to this share of orch hft's limits, so price moves before the entry stay inside them.
 GATE_MARGIN = 0.98
 # Plan states in orch hft after which nothing more happens to the entry.
@@ -106,12 +110,18 @@ class CycleActivities:
         settings: Settings,
         market: MarketDataSource,
         hft_settings: HftSettings | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._settings = settings
         self._market = market
         # ORCH_HFT_* is read once, when first needed: the same variables `orch hft` reads.
         self._hft_settings = hft_settings
+        # Market hours are judged on this clock (epoch seconds): the moment the plans go out.
+        self._clock = clock
+        # This worker's first cycle waits for orch hft to be ready, whichever engine runs it: after a restart
+        # of the whole system the engine is not new, but orch hft may not be listening yet.
+        self._waited_for_hft = False
 
     # ---- Reaching orch hft and SystemState -----------------------------------------------------------
 
@@ -171,28 +181,20 @@ class CycleActivities:
             notes.append("strategy weights set by set_config, persisted in SystemState")
 
         hft = self.hft_settings(request.hft.account)
-        known = set(self._market.universe())
-        wanted = request.symbols or hft.symbols
-        tradable = [s for s in wanted if s in known]
-        if len(tradable) < len(wanted):
-            missing = ", ".join(s for s in wanted if s not in known)
-            notes.append(f"not served by {self._market.name}, left out: {missing}")
-        if not tradable:
-            raise ApplicationError(
-                f"none of the tradable symbols ({', '.join(wanted)}) is served by {self._market.name}",
-                type="InvalidInput",
-                non_retryable=True,
-            )
-
         positions: list[Position] = []
         pnl = 0.0
         hft_state: TradingState | None = None
         hft_reason = ""
         hft_mode: TradingMode | None = None
         hft_broker = ""
+        # What orch hft trades, as it says itself; its settings as this worker reads them when it is down.
+        hft_symbols = hft.symbols
         fill_cursor = request.fill_cursor
         async with self.hft_client(request.hft) as client:
             try:
+                if request.first_cycle or not self._waited_for_hft:
+                    self._waited_for_hft = True
+                    notes += await _wait_until_ready(client, request.hft_ready_timeout_seconds)
                 # The dead man's switch: a cycle is the orchestrator's proof of life.
                 await client.heartbeat(sender=f"cycle-{request.cycle_number}")
                 status = await client.status()
@@ -200,20 +202,39 @@ class CycleActivities:
                 pnl = status.realized_pnl + status.unrealized_pnl
                 hft_state, hft_reason = status.trading.state, status.trading.reason
                 hft_mode, hft_broker = status.trading_mode, status.broker
+                hft_symbols = status.symbols or hft_symbols
                 if fill_cursor is None:
                     # A new engine learns from fills from now on: skip the account's history once.
                     fill_cursor, _ = await _read_fills(client, 0)
             except HftClientError as err:
                 notes.append(f"orch hft unreachable ({err}): nothing can be executed this cycle")
+
+        known = set(self._market.universe())
+        wanted = request.symbols or hft_symbols
+        not_traded = [s for s in wanted if s not in hft_symbols]
+        if not_traded:
+            notes.append(f"not traded by orch hft, left out: {', '.join(not_traded)}")
+        not_served = [s for s in wanted if s in hft_symbols and s not in known]
+        if not_served:
+            notes.append(f"not served by {self._market.name}, left out: {', '.join(not_served)}")
+        tradable = [s for s in wanted if s in hft_symbols and s in known]
+        if not tradable:
+            raise ApplicationError(
+                f"none of the symbols ({', '.join(wanted)}) is both traded by orch hft "
+                f"({', '.join(hft_symbols)}) and served by {self._market.name}",
+                type="InvalidInput",
+                non_retryable=True,
+            )
         equity = hft.sim_starting_cash + pnl
         gross = sum(abs(p.quantity) * (p.market_price or p.average_price) for p in positions)
         net = sum(p.quantity * (p.market_price or p.average_price) for p in positions)
         account = Account(cash=equity - net, equity=equity, buying_power=max(equity - gross, 0.0))
 
-        candidates, source = await self._candidates(state, tradable, request)
+        candidates, universe = await self._candidates(state, tradable, request)
         summary = (
-            f"{len(candidates)} candidates ({source}); orch hft "
-            f"{hft_state.value if hft_state else 'unreachable'}; "
+            f"{len(candidates)} candidates ({universe.source}"
+            + (f"; closed: {', '.join(universe.closed)}" if universe.closed else "")
+            + f"); orch hft {hft_state.value if hft_state else 'unreachable'}; "
             f"emergency level {state.config.emergency_level.value}"
         )
         return CycleContext(
@@ -222,7 +243,8 @@ class CycleActivities:
             positions=positions,
             tradable=tradable,
             candidates=candidates,
-            candidates_source=source,
+            candidates_source=universe.source,
+            universe=universe,
             learning=learning,
             emergency_level=state.config.emergency_level,
             hft_state=hft_state,
@@ -236,28 +258,36 @@ class CycleActivities:
 
     async def _candidates(
         self, state: SystemStateSnapshot, tradable: list[str], request: InitializeRequest
-    ) -> tuple[list[Candidate], str]:
-        """Discovery's latest candidates that can be traded; else the tradable symbols, ranked."""
+    ) -> tuple[list[Candidate], UniverseFilter]:
+        """Discovery's ranking kept to what orch hft trades and is open now; else the tradable symbols,
+        ranked here. Closed instruments are never candidates: orch hft's gate would refuse their entries."""
+        now = self._clock()
         published = state.latest_candidates
         if published is not None:
-            usable = [c for c in published.candidates if c.symbol in tradable][: request.top_n]
-            if usable:
-                ranked = [c.model_copy(update={"rank": i}) for i, c in enumerate(usable, start=1)]
-                return ranked, f"discovery scan {published.scan_workflow_id}"
+            ranking = published.ranking or published.candidates
+            candidates, universe = filter_universe(
+                ranking, tradable, now, request.top_n, f"discovery scan {published.scan_workflow_id}"
+            )
+            if candidates:
+                return candidates, universe
         strategy = state.config.active_strategy
+        open_now = [s for s in tradable if is_tradable(s, now)]
+        source = f"tradable universe ranked by {strategy} (no usable discovery scan)"
+        if not open_now:
+            return filter_universe([], tradable, now, request.top_n, source)
         bars = max(get_strategy(strategy).lookback, 60)
-        histories = await self._histories(tradable, bars, request.as_of)
+        histories = await self._histories(open_now, bars, request.as_of)
         ranked = await asyncio.to_thread(rank, strategy, histories, request.top_n)
         # Ranking may leave symbols out (too short, no score); the cycle still considers every one.
-        rest = [s for s in tradable if s in histories and s not in {c.symbol for c in ranked}]
-        candidates = [
+        rest = [s for s in open_now if s in histories and s not in {c.symbol for c in ranked}]
+        ranking = [
             *ranked,
             *(
                 Candidate(symbol=s, score=0.0, rank=len(ranked) + i, last_price=float(histories[s].close[-1]))
                 for i, s in enumerate(rest, start=1)
             ),
-        ][: request.top_n]
-        return candidates, f"tradable universe ranked by {strategy} (no usable discovery scan)"
+        ]
+        return filter_universe(ranking, tradable, now, request.top_n, source)
 
     # ---- Step 2: sense the market --------------------------------------------------------------------
 
@@ -421,7 +451,7 @@ class CycleActivities:
             fees=sum(p.fees for p in mine.values()),
         )
         if request.blocked is not None:
-            summary = f"nothing sent: {request.blocked}"
+            summary = f"nothing sent: {request.blocked.detail}"
         elif not request.plans:
             summary = "no approved plans to send"
         else:
@@ -646,6 +676,74 @@ class CycleActivities:
 
 
 # ---- Helpers -------------------------------------------------------------------------------------------
+
+
+def filter_universe(
+    ranking: Sequence[Candidate], tradable: Sequence[str], now: float, top_n: int, source: str
+) -> tuple[list[Candidate], UniverseFilter]:
+    """The ranked symbols that orch hft trades and that are open at `now` (epoch seconds), best first and
+    re-ranked from 1, and what was left out and why.
+
+    Open means `is_tradable`, the rule orch hft's gate and tier 2 apply before an entry, so no plan is sent
+    that the process would hold and let expire. Tradable symbols discovery did not rank are not added here:
+    the caller ranks the tradable universe itself when nothing is left.
+    """
+    allowed = set(tradable)
+    weekend = is_weekend(now)
+    kept: list[Candidate] = []
+    closed: list[str] = []
+    not_tradable: list[str] = []
+    for candidate in ranking:
+        if candidate.symbol not in allowed:
+            not_tradable.append(candidate.symbol)
+        elif not is_tradable(candidate.symbol, now):
+            closed.append(f"{candidate.symbol} ({'weekend' if weekend else 'market closed'})")
+        elif len(kept) < top_n:
+            kept.append(candidate.model_copy(update={"rank": len(kept) + 1}))
+    # A tradable symbol absent from the ranking may still be closed: say so, it explains an empty cycle.
+    ranked = {c.symbol for c in ranking}
+    closed += [
+        f"{s} ({'weekend' if weekend else 'market closed'})"
+        for s in tradable
+        if s not in ranked and not is_tradable(s, now)
+    ]
+    universe = UniverseFilter(
+        source=source,
+        tradable=list(tradable),
+        kept=[c.symbol for c in kept],
+        closed=closed,
+        not_tradable=len(not_tradable),
+        not_tradable_top=not_tradable[:5],
+    )
+    return kept, universe
+
+
+async def _wait_until_ready(client: HftClient, timeout_seconds: float) -> list[str]:
+    """Wait up to `timeout_seconds` for orch hft to answer and be reconciled with its broker; notes on what
+    happened. `orch up` starts the workers and orch hft together, so the first cycle may run before it
+    listens: that is a start-up, not a fault. It gives up quietly at the bound: the cycle goes on and says so.
+    """
+    if timeout_seconds <= 0:
+        return []
+    started = time.monotonic()
+    last = "no answer yet"
+    while True:
+        try:
+            status = await client.status()
+            if status.trading.reconciled:
+                waited = time.monotonic() - started
+                return (
+                    [f"waited {waited:.1f} s for orch hft to be ready"]
+                    if waited >= HFT_READY_POLL_SECONDS
+                    else []
+                )
+            last = f"answering but not reconciled: {status.trading.reason}"
+        except HftClientError as err:
+            last = str(err)
+        if time.monotonic() - started >= timeout_seconds:
+            return [f"orch hft not ready after {timeout_seconds:g} s ({last}); going on without waiting more"]
+        activity.heartbeat(f"waiting for orch hft: {last}")
+        await asyncio.sleep(HFT_READY_POLL_SECONDS)
 
 
 async def _hft_call(awaitable):  # type: ignore[no-untyped-def]

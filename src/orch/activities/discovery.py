@@ -101,13 +101,15 @@ class DiscoveryActivities:
             activity.heartbeat(f"loaded {done}/{len(universe)} symbols")
             # Yields even unpaced, so heartbeats and other activities are not starved.
             await asyncio.sleep(self._settings.discovery_scan_pacing_seconds)
-        candidates = rank(request.strategy, histories, request.top_n)
+        ranking = rank(request.strategy, histories, max(len(universe), 1))
+        candidates = ranking[: request.top_n]
         return CandidateSet(
             scan_workflow_id=activity.info().workflow_id,
             strategy=request.strategy,
             as_of=end,
             universe_size=len(universe),
             candidates=candidates,
+            ranking=[*candidates, *(c.model_copy(update={"factors": {}}) for c in ranking[request.top_n :])],
         )
 
     @activity.defn

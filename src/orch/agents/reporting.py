@@ -26,6 +26,10 @@ from orch.contracts.cycle import (
     PatternAnalysis,
     PlanLine,
     RiskAssessment,
+    StrategyWeights,
+    TradingBlock,
+    UniverseFilter,
+    WeightsSource,
 )
 
 # Lists in the report are capped: it lives in workflow state, and a reader wants the first few anyway.
@@ -60,6 +64,10 @@ def build_cycle_report(
     execution: ExecutionSummary | None = None,
     health: HealthAssessment | None = None,
     learning: LearningState | None = None,
+    weights: StrategyWeights | None = None,
+    weights_source: WeightsSource | None = None,
+    universe: UniverseFilter | None = None,
+    blocked: TradingBlock | None = None,
     next_interval_seconds: float | None = None,
     notes: Sequence[str] = (),
 ) -> CycleReport:
@@ -71,6 +79,8 @@ def build_cycle_report(
         finished_at=finished_at,
         steps=list(steps),
         execution=execution,
+        trading_blocked=blocked,
+        universe=universe,
         next_interval_seconds=next_interval_seconds,
         notes=list(notes)[:MAX_LINES],
     )
@@ -94,8 +104,10 @@ def build_cycle_report(
     if health is not None:
         report.health_status = health.status
         report.breakers_tripped = health.tripped
-    if learning is not None:
-        report.weights = learning.weights
+    report.weights = weights if weights is not None else learning.weights if learning is not None else None
+    report.weights_source = weights_source
+    if weights_source is WeightsSource.OPERATOR and learning is not None:
+        report.learned_weights = learning.weights
     return report
 
 
@@ -177,15 +189,17 @@ def render_markdown(report: CycleReport) -> str:
             f"- {e.plans_sent} plans sent, {e.orders} orders, {e.fills} fills, {e.rejected_orders} rejected"
             f"{latency}{slippage}, fees {e.fees:,.2f}",
         ]
+    if report.universe is not None:
+        out += ["", "## Universe", ""] + [f"- {line}" for line in report.universe.lines()]
+    if report.trading_blocked is not None:
+        out += ["", "## Nothing sent", "", f"- {report.trading_blocked.detail}"]
     if report.health_status is not None:
         tripped = ", ".join(b.value for b in report.breakers_tripped) or "none"
         out += ["", "## Health", "", f"- {report.health_status.value}; breakers tripped: {tripped}"]
     if report.weights is not None or report.next_interval_seconds is not None:
         out += ["", "## Adaptation", ""]
         if report.weights is not None:
-            out.append(
-                "- weights: " + ", ".join(f"{k.value} {w:.2f}" for k, w in report.weights.root.items())
-            )
+            out.append(f"- weights: {describe_weights(report)}")
         if report.next_interval_seconds is not None:
             out.append(f"- next cycle in {report.next_interval_seconds:.0f}s")
     if report.notes:
@@ -198,6 +212,12 @@ def render_text(report: CycleReport) -> str:
     counts = Counter(line.verdict.value if line.verdict else "not evaluated" for line in report.plans)
     verdicts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no plans"
     lines = [f"cycle {report.cycle_number} {report.outcome.value}: {verdicts}"]
+    if report.trading_blocked is not None:
+        lines.append(f"  nothing sent: {report.trading_blocked.detail}")
+    if report.universe is not None:
+        lines += [f"  {line}" for line in report.universe.lines()]
+    if report.weights is not None:
+        lines.append(f"  weights: {describe_weights(report)}")
     lines += [f"  {s.name:<18} {s.status.value:<10} {s.error or s.summary}".rstrip() for s in report.steps]
     lines += [
         f"  {p.symbol} {p.side.value} {p.approved_quantity:g}/{p.quantity:g} {p.strategy.value}: "
@@ -205,6 +225,24 @@ def render_text(report: CycleReport) -> str:
         for p in report.plans
     ]
     return "\n".join(lines) + "\n"
+
+
+def format_weights(weights: StrategyWeights) -> str:
+    return ", ".join(f"{k.value} {w:.2f}" for k, w in weights.root.items())
+
+
+def describe_weights(report: CycleReport) -> str:
+    """The weights composed with and whose they were: the operator's win over learning's."""
+    assert report.weights is not None
+    text = format_weights(report.weights)
+    if report.weights_source is WeightsSource.OPERATOR:
+        text += " (the operator's, set with set_config; they win over learning until set to \"learned\""
+        if report.learned_weights is not None:
+            text += f"; learned: {format_weights(report.learned_weights)}"
+        text += ")"
+    elif report.weights_source is WeightsSource.LEARNED:
+        text += " (learned)"
+    return text
 
 
 def _cell(text: str) -> str:

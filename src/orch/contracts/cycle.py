@@ -590,6 +590,58 @@ class ScheduleDecision(_Summary):
     reason: str
 
 
+# ---- What the cycle may trade, and why it sends nothing --------------------------------------------
+
+
+class WeightsSource(StrEnum):
+    """Where the weights the composer used came from."""
+
+    LEARNED = "learned"  # step 8's weights in SystemState
+    OPERATOR = "operator"  # set with `set_config`: they win over learning until set back to "learned"
+
+
+class UniverseFilter(_Summary):
+    """How step 1 turned discovery's ranking into this cycle's candidates.
+
+    Discovery ranks the market's whole universe; the cycle keeps what `orch hft` trades and what is open
+    at the cycle's moment (`orch.market.calendars.is_tradable`, the gate's own rule).
+    """
+
+    source: str  # "discovery scan <id>" or "tradable universe ranked by <strategy>"
+    tradable: list[str] = Field(default_factory=list)  # what orch hft trades
+    kept: list[str] = Field(default_factory=list)  # the candidates, best first
+    # Tradable but closed at the cycle's moment, with why ("SPY (weekend)").
+    closed: list[str] = Field(default_factory=list)
+    # Ranked by discovery but not traded by orch hft: how many, and the best few by name.
+    not_tradable: int = Field(default=0, ge=0)
+    not_tradable_top: list[str] = Field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"candidates from {self.source}: {', '.join(self.kept) or 'none'}"]
+        if self.closed:
+            out.append(f"closed: {', '.join(self.closed)}")
+        if self.not_tradable:
+            out.append(
+                f"not tradable by orch hft: {self.not_tradable} ranked symbols "
+                f"(best: {', '.join(self.not_tradable_top)})"
+            )
+        return out
+
+
+class BlockReason(StrEnum):
+    """Why a cycle sent no plans (the health check decides from this, never from the text)."""
+
+    EMERGENCY = "emergency"  # SystemState's emergency level is not none: an operator's decision
+    HFT_NOT_ACTIVE = "hft_not_active"  # orch hft is REDUCING or HALTED
+    MODE_MISMATCH = "mode_mismatch"  # SystemState's trading mode is not what orch hft's broker trades
+    BREAKERS_OPEN = "breakers_open"  # the cycle's own circuit breakers
+
+
+class TradingBlock(_Summary):
+    reason: BlockReason
+    detail: str
+
+
 # ---- Step 9: the cycle report ----------------------------------------------------------------------
 
 
@@ -624,6 +676,12 @@ class CycleReport(_Summary):
     execution: ExecutionSummary | None = None
     health_status: HealthStatus | None = None
     breakers_tripped: list[BreakerName] = Field(default_factory=list)
+    # Why nothing was sent this cycle (None: plans could go).
+    trading_blocked: TradingBlock | None = None
+    universe: UniverseFilter | None = None
+    # The weights the composer used, where they came from, and (when the operator's won) what learning has.
     weights: StrategyWeights | None = None
+    weights_source: WeightsSource | None = None
+    learned_weights: StrategyWeights | None = None
     next_interval_seconds: float | None = None
     notes: list[str] = Field(default_factory=list)

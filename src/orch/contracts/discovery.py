@@ -36,6 +36,9 @@ class CandidateSet(BaseModel):
     as_of: datetime
     universe_size: int = Field(ge=0)
     candidates: list[Candidate]
+    # Every symbol the scan could score, best first (the candidates are its first top_n; the rest carry
+    # no factors, to stay small). The trading cycle keeps from it what orch hft trades and is open.
+    ranking: list[Candidate] = Field(default_factory=list)
 
 
 # ---- RestartDiscoverySystem's step requests and outcomes ---------------------------------------

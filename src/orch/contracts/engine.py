@@ -14,13 +14,14 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orch.contracts.commands import StepOutcome, StepReport
 from orch.contracts.cycle import (
     AgentErrorLog,
+    CircuitBreaker,
     ComposedPlan,
     CompositionResult,
     CycleOutcome,
@@ -42,6 +43,9 @@ from orch.contracts.cycle import (
     SchedulerState,
     StrategyWeights,
     TradeOutcome,
+    TradingBlock,
+    UniverseFilter,
+    WeightsSource,
 )
 from orch.contracts.discovery import Candidate
 from orch.contracts.emergency import EmergencyStopSignal
@@ -147,7 +151,8 @@ class _EngineOptions(_Settings):
     """What an engine is told, at start and through `set_config`."""
 
     risk_limits: PortfolioRiskLimits = Field(default_factory=PortfolioRiskLimits)
-    # Starting weights for the composer; None: the weights learned so far (SystemState).
+    # The operator's weights: while set, every cycle composes with exactly these (learning goes on
+    # learning from outcomes in SystemState, shown beside them); None: the weights learned so far.
     strategy_weights: StrategyWeights | None = None
     learning: LearningSettings = Field(default_factory=LearningSettings)
     health: HealthThresholds = Field(default_factory=HealthThresholds)
@@ -165,6 +170,9 @@ class _EngineOptions(_Settings):
     emergency_poll_seconds: float = Field(default=5.0, gt=0)
     # The dead man's switch: the engine heartbeats `orch hft` this often, between cycles too.
     hft_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    # The first cycle after a start waits up to this long for orch hft to answer and be reconciled
+    # (`orch up` starts both at once), instead of counting its absence as a fault.
+    hft_ready_timeout_seconds: float = Field(default=20.0, ge=0)
     # Health figures (fees, profit, errors) are judged over about this long, across cycles.
     health_window_seconds: float = Field(default=900.0, gt=0)
     # Plans whose outcome is still open after this long are dropped from learning.
@@ -176,6 +184,11 @@ class _EngineOptions(_Settings):
             raise ValueError(
                 f"policies.execute.timeout_seconds ({self.policies.execute.timeout_seconds:g}) must exceed "
                 f"execution.settle_seconds ({self.execution.settle_seconds:g})"
+            )
+        if self.policies.initialize.timeout_seconds <= self.hft_ready_timeout_seconds:
+            raise ValueError(
+                f"policies.initialize.timeout_seconds ({self.policies.initialize.timeout_seconds:g}) must "
+                f"exceed hft_ready_timeout_seconds ({self.hft_ready_timeout_seconds:g})"
             )
         return self
 
@@ -261,8 +274,11 @@ class EngineState(_Summary):
     scheduler: SchedulerState
     health: HealthAssessment | None = None
     learning: LearningState | None = None
-    # Weights from `set_config` the next cycle must persist in SystemState.
+    # The operator's weights (`set_config`) that a cycle started after the change must also record in
+    # SystemState as learning's starting point; cleared only by a cycle that was given them.
     weights_override: StrategyWeights | None = None
+    # Why the last cycle sent no plans (None: it could send).
+    trading_blocked: TradingBlock | None = None
     pending_plans: list[PendingPlan] = Field(default_factory=list)
     fill_cursor: int | None = None
     hft_counters: dict[str, float] = Field(default_factory=dict)
@@ -319,8 +335,10 @@ class EngineConfigChange(BaseModel):
     max_interval_seconds: float | None = None
     # Field by field: {"max_gross_exposure": 0.5} changes that limit only.
     risk_limits: dict[str, Any] | None = None
-    # Kind by kind: {"trend": 2.0} changes that weight; the whole set is normalised.
-    strategy_weights: dict[str, float] | None = None
+    # Kind by kind: {"trend": 2.0} changes that weight; the whole set is normalised, and these weights win
+    # over learning until `{"strategy_weights": "learned"}` hands them back to learning. (Not null: the
+    # data converter sends every field, so null must keep meaning "unchanged".)
+    strategy_weights: dict[str, float] | Literal["learned"] | None = None
     max_cycles_per_run: int | None = None
     settle_seconds: float | None = None
     top_n: int | None = None
@@ -363,7 +381,13 @@ def apply_config_change(
         if change.risk_limits:
             limits = PortfolioRiskLimits(**(limits.model_dump() | change.risk_limits))
         new_weights = None
-        if change.strategy_weights:
+        weights_given = change.strategy_weights is not None
+        if change.strategy_weights == {}:
+            raise ValueError(
+                "strategy_weights: give at least one kind's weight, or \"learned\" to return to the "
+                "learned weights"
+            )
+        if isinstance(change.strategy_weights, dict):
             current = (weights or config.strategy_weights or StrategyWeights()).root
             merged: dict[str, float] = {kind.value: w for kind, w in current.items()}
             unknown = set(change.strategy_weights) - set(merged)
@@ -374,8 +398,8 @@ def apply_config_change(
             merged |= change.strategy_weights
             new_weights = StrategyWeights.model_validate(merged)
         updates: dict[str, Any] = {"scheduler": scheduler, "risk_limits": limits}
-        if new_weights is not None:
-            updates["strategy_weights"] = new_weights
+        if weights_given:
+            updates["strategy_weights"] = new_weights  # None ("learned"): learning's weights again
         if change.max_cycles_per_run is not None:
             updates["max_cycles_per_run"] = change.max_cycles_per_run
         if change.top_n is not None:
@@ -428,10 +452,17 @@ class EngineStatus(_Summary):
     runs: int
     emergency: EmergencyStopSignal | None
     resume_requested: bool
+    # The weights in force, and whose: the operator's (set_config) win over learning's until set to null.
     weights: StrategyWeights | None
+    weights_source: WeightsSource = WeightsSource.LEARNED
+    learned_weights: StrategyWeights | None = None
     pending_plans: int
     disabled_agents: list[str]
     breakers_tripped: list[str]
+    # The open circuit breakers with their figures and what they ask of trading.
+    breakers: list[CircuitBreaker] = Field(default_factory=list)
+    # Why the last cycle sent no plans (None: it could).
+    trading_blocked: TradingBlock | None = None
     last_report: CycleReport | None
     config: EngineConfig
 
@@ -456,7 +487,9 @@ class TradingCycleInput(_Summary):
     peak_equity: float | None = None
     weights_override: StrategyWeights | None = None
     # Why the engine wants no new entries this cycle (an open circuit breaker), if it does.
-    entries_blocked: str | None = None
+    entries_blocked: TradingBlock | None = None
+    # The engine's first cycle: step 1 waits for orch hft to be ready (up to hft_ready_timeout_seconds).
+    first_cycle: bool = False
 
 
 class TradingCycleResult(_Summary):
@@ -472,6 +505,7 @@ class TradingCycleResult(_Summary):
     equity: float | None = None
     pnl_fraction: float = 0.0
     duration_seconds: float = 0.0
+    blocked: TradingBlock | None = None
 
 
 # ---- The nine steps' requests and outcomes -------------------------------------------------------
@@ -494,6 +528,10 @@ class InitializeRequest(_Summary):
     lookback_bars: int = 300
     weights_override: StrategyWeights | None = None
     fill_cursor: int | None = None
+    # The engine's first cycle waits up to this long for orch hft to answer and be reconciled (as does
+    # each worker's first cycle) before going on without it.
+    first_cycle: bool = False
+    hft_ready_timeout_seconds: float = Field(default=0.0, ge=0)
 
 
 class CycleContext(StepOutcome):
@@ -504,6 +542,7 @@ class CycleContext(StepOutcome):
     tradable: list[str]
     candidates: list[Candidate] = Field(default_factory=list)
     candidates_source: str = ""
+    universe: UniverseFilter | None = None
     learning: LearningState = Field(default_factory=LearningState)
     emergency_level: EmergencyLevel = EmergencyLevel.NONE
     hft_state: TradingState | None = None
@@ -571,7 +610,7 @@ class ExecuteRequest(_Summary):
     hft: HftTarget
     # Composed plans carrying the quantity risk approved.
     plans: list[ComposedPlan] = Field(default_factory=list)
-    blocked: str | None = None  # why nothing may be sent this cycle
+    blocked: TradingBlock | None = None  # why nothing may be sent this cycle
     pending: list[PendingPlan] = Field(default_factory=list)
     fill_cursor: int = 0
 
@@ -646,6 +685,11 @@ class ReportRequest(_Summary):
     execution: ExecutionSummary | None = None
     health: HealthAssessment | None = None
     learning: LearningState | None = None
+    # The weights the composer used and whose they were.
+    weights: StrategyWeights | None = None
+    weights_source: WeightsSource | None = None
+    universe: UniverseFilter | None = None
+    blocked: TradingBlock | None = None
     notes: list[str] = Field(default_factory=list)
     scheduler: SchedulerInput
     agent_errors: AgentErrorLog = Field(default_factory=AgentErrorLog)

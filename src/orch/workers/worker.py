@@ -83,6 +83,8 @@ def build_workers(
     extra_workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
     resources: ResourcePool | None = None,
+    # The trading cycle's clock for market hours (epoch seconds); tests pin a weekday or a weekend.
+    market_clock: Callable[[], float] | None = None,
 ) -> list[Worker]:
     # One resource pool per worker process (HTTP connections, per-API rate limits, TTL cache, statistics).
     resources = resources or ResourcePool.from_settings(settings)
@@ -114,7 +116,11 @@ def build_workers(
     emergency = EmergencyActivities(client, settings, hft)
     health = HealthActivities(client, settings, market, hft, resource_pools=resources.health_figures)
     reviews = ReviewActivities(client, settings, market, hft)
-    cycle = CycleActivities(client, settings, market)
+    cycle = (
+        CycleActivities(client, settings, market, clock=market_clock)
+        if market_clock is not None
+        else CycleActivities(client, settings, market)
+    )
     emergency_activities = [
         emergency.record_incident,
         emergency.kill_hft,

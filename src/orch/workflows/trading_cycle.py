@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from orch.agents.reporting import cycle_outcome
     from orch.contracts.commands import CommandOptions, CommandStatus, StepOutcome
     from orch.contracts.cycle import (
+        BlockReason,
         CompositionResult,
         CycleOutcome,
         CycleReport,
@@ -49,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         PatternAnalysis,
         RiskAssessment,
         SchedulerState,
+        TradingBlock,
+        WeightsSource,
     )
     from orch.contracts.engine import (
         Composed,
@@ -153,6 +156,10 @@ class TradingCycle(CommandWorkflow):
         window_fees = 0.0
         equity: float | None = None
         pnl_fraction = request.last_pnl_fraction
+        blocked: TradingBlock | None = None
+        # The operator's weights win over learning's while they are set (set_config).
+        pinned = config.strategy_weights
+        weights_source = WeightsSource.OPERATOR if pinned is not None else WeightsSource.LEARNED
 
         context = await self._step(
             CycleStep.INITIALIZE,
@@ -167,8 +174,11 @@ class TradingCycle(CommandWorkflow):
                 lookback_bars=config.lookback_bars,
                 weights_override=request.weights_override,
                 fill_cursor=request.fill_cursor,
+                first_cycle=request.first_cycle,
+                hft_ready_timeout_seconds=config.hft_ready_timeout_seconds,
             ),
             CycleContext,
+            heartbeat=True,
         )
         if context is not None:
             notes += context.notes
@@ -205,7 +215,7 @@ class TradingCycle(CommandWorkflow):
                     account=context.account,
                     positions=context.positions,
                     limits=config.risk_limits,
-                    weights=context.learning.weights,
+                    weights=pinned if pinned is not None else context.learning.weights,
                     as_of=started,
                     # Unique per run, the same on every retry: orch hft deduplicates plans by id.
                     plan_id_prefix=f"{request.account}-c{request.cycle_number}-{info.run_id[:6]}",
@@ -258,7 +268,7 @@ class TradingCycle(CommandWorkflow):
                 execution = executed.execution
                 pending, cursor, window_fees = executed.pending, executed.fill_cursor, executed.window_fees
             if blocked is not None:
-                notes.append(f"no entries this cycle: {blocked}")
+                notes.append(f"no entries this cycle: {blocked.detail}")
         else:
             failures = [r.name for r in self._run.reports.values() if r.status is CommandStatus.FAILED]
             failed = failures[0] if failures else "a critical step"
@@ -315,6 +325,9 @@ class TradingCycle(CommandWorkflow):
                 pending, cursor = learned.pending, learned.fill_cursor
                 notes += learned.update.notes
 
+        composed_with = (
+            pinned if pinned is not None else context.learning.weights if context is not None else None
+        )
         base_interval = config.scheduler.base_interval_seconds
         scheduler = request.scheduler or SchedulerState(interval_seconds=base_interval)
         finished = workflow.now()
@@ -336,6 +349,10 @@ class TradingCycle(CommandWorkflow):
                 execution=execution,
                 health=health,
                 learning=learning,
+                weights=composed_with,
+                weights_source=weights_source if composed_with is not None else None,
+                universe=context.universe if context is not None else None,
+                blocked=blocked,
                 notes=notes,
                 scheduler=SchedulerInput(
                     settings=config.scheduler,
@@ -365,7 +382,13 @@ class TradingCycle(CommandWorkflow):
                 execution=execution,
                 health_status=health.status if health is not None else None,
                 breakers_tripped=health.tripped if health is not None else [],
-                weights=learning.weights if learning is not None else None,
+                trading_blocked=blocked,
+                universe=context.universe if context is not None else None,
+                weights=composed_with,
+                weights_source=weights_source if composed_with is not None else None,
+                learned_weights=learning.weights
+                if learning is not None and weights_source is WeightsSource.OPERATOR
+                else None,
                 notes=notes[:20],
             )
             # Counted here as the report step would have (its own failure included).
@@ -388,23 +411,32 @@ class TradingCycle(CommandWorkflow):
             equity=equity,
             pnl_fraction=pnl_fraction,
             duration_seconds=(workflow.now() - started).total_seconds(),
+            blocked=blocked,
         )
 
     # ---- Steps -----------------------------------------------------------------------------------------
 
-    def _entries_blocked(self, context: CycleContext, request: TradingCycleInput) -> str | None:
+    def _entries_blocked(self, context: CycleContext, request: TradingCycleInput) -> TradingBlock | None:
         """Why no new entries may be sent this cycle, or None."""
         if context.emergency_level is not EmergencyLevel.NONE:
-            return f"emergency level {context.emergency_level.value} in SystemState (orch resume --confirm)"
+            return TradingBlock(
+                reason=BlockReason.EMERGENCY,
+                detail=f"emergency level {context.emergency_level.value} in SystemState "
+                "(orch resume --confirm)",
+            )
         if context.hft_state is not None and context.hft_state is not TradingState.ACTIVE:
-            return f"orch hft is {context.hft_state.value}: {context.hft_reason}"
+            return TradingBlock(
+                reason=BlockReason.HFT_NOT_ACTIVE,
+                detail=f"orch hft is {context.hft_state.value}: {context.hft_reason}",
+            )
         # Never let a plan meant for one kind of money reach another: the operator changes SystemState's
         # mode (orch integrate-real-data) and orch hft's broker (its own flags) separately.
         if context.hft_trading_mode is not None and context.hft_trading_mode is not context.trading_mode:
-            return (
-                f"SystemState's trading mode is {context.trading_mode.value} but orch hft trades "
+            return TradingBlock(
+                reason=BlockReason.MODE_MISMATCH,
+                detail=f"SystemState's trading mode is {context.trading_mode.value} but orch hft trades "
                 f"{context.hft_trading_mode.value} ({context.hft_broker} broker); run orch hft on the "
-                "matching broker, or set the mode with orch integrate-real-data"
+                "matching broker, or set the mode with orch integrate-real-data",
             )
         return request.entries_blocked
 

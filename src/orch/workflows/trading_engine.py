@@ -33,7 +33,16 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.cycle import CycleActivities
-    from orch.contracts.cycle import CycleOutcome, CycleReport, CycleStep, SchedulerState
+    from orch.contracts.cycle import (
+        BlockReason,
+        CycleOutcome,
+        CycleReport,
+        CycleStep,
+        SchedulerState,
+        StrategyWeights,
+        TradingBlock,
+        WeightsSource,
+    )
     from orch.contracts.emergency import EmergencyStopSignal
     from orch.contracts.engine import (
         EngineConfig,
@@ -185,6 +194,7 @@ class TradingEngine:
             peak_equity=state.peak_equity,
             weights_override=state.weights_override,
             entries_blocked=self._breakers_open(),
+            first_cycle=state.cycles_total == 0,
         )
         started = workflow.now()
         result: TradingCycleResult | None = None
@@ -219,9 +229,16 @@ class TradingEngine:
             self._cycle = None
             self._cycle_id = None
             self._cancelling_cycle = False
-        self._record(number, result, started, why)
+        self._record(number, result, started, why, request.weights_override)
 
-    def _record(self, number: int, result: TradingCycleResult | None, started: Any, why: str) -> None:
+    def _record(
+        self,
+        number: int,
+        result: TradingCycleResult | None,
+        started: Any,
+        why: str,
+        weights_sent: StrategyWeights | None,
+    ) -> None:
         state = self._state
         duration = (workflow.now() - started).total_seconds()
         state.cycles_total += 1
@@ -235,6 +252,7 @@ class TradingEngine:
                 finished_at=workflow.now(),
                 notes=[why],
             )
+            state.trading_blocked = None
         else:
             report = result.report
             state.scheduler = result.scheduler or state.scheduler
@@ -245,10 +263,14 @@ class TradingEngine:
             state.hft_counters = result.hft_counters or state.hft_counters
             state.agent_errors = result.agent_errors
             state.last_pnl_fraction = result.pnl_fraction
+            state.trading_blocked = result.blocked
             if result.equity is not None:
                 state.peak_equity = max(state.peak_equity or result.equity, result.equity)
-            if any(s.name == "initialize" and s.status.value == "completed" for s in report.steps):
-                state.weights_override = None  # persisted in SystemState by that cycle
+            # Recorded in SystemState by that cycle, if it was given these weights: weights set while it
+            # ran (it started without them) must still reach the next cycle.
+            initialized = any(s.name == "initialize" and s.status.value == "completed" for s in report.steps)
+            if initialized and weights_sent is not None and state.weights_override == weights_sent:
+                state.weights_override = None
             if result.health is not None and result.health.recommended_level.severity >= (
                 EmergencyLevel.HALT.severity
             ):
@@ -422,7 +444,9 @@ class TradingEngine:
                 config.scheduler.max_interval_seconds,
             )
             state.scheduler = state.scheduler.model_copy(update={"interval_seconds": bounded})
-        if weights is not None:
+        # The operator's weights win over learning's from the next cycle on; that cycle also records them
+        # in SystemState as learning's starting point. "learned" hands the weights back to learning.
+        if change.strategy_weights is not None:
             state.weights_override = weights
         for agent in change.enable_agents:
             state.agent_errors.enable(agent)
@@ -479,20 +503,27 @@ class TradingEngine:
             emergency=state.emergency,
             resume_requested=state.resume_requested,
             weights=self._weights(),
+            weights_source=WeightsSource.OPERATOR
+            if state.config.strategy_weights is not None
+            else WeightsSource.LEARNED,
+            learned_weights=state.learning.weights if state.learning is not None else None,
             pending_plans=len(state.pending_plans),
             disabled_agents=sorted(name for name, r in state.agent_errors.agents.items() if r.disabled),
             breakers_tripped=[b.value for b in state.health.tripped] if state.health else [],
+            breakers=[b for b in state.health.breakers if b.tripped] if state.health else [],
+            trading_blocked=state.trading_blocked,
             last_report=state.last_report,
             config=state.config,
         )
 
     # ---- Internals -----------------------------------------------------------------------------------
 
-    def _weights(self):  # type: ignore[no-untyped-def]
+    def _weights(self) -> StrategyWeights | None:
+        """The weights in force: the operator's while set, else what learning found."""
         state = self._state
-        if state.weights_override is not None:
-            return state.weights_override
-        return state.learning.weights if state.learning is not None else state.config.strategy_weights
+        if state.config.strategy_weights is not None:
+            return state.config.strategy_weights
+        return state.learning.weights if state.learning is not None else None
 
     def _recent_success_rate(self) -> float:
         recent = self._state.recent_outcomes
@@ -500,12 +531,15 @@ class TradingEngine:
             return 1.0
         return sum(1 for o in recent if o is not CycleOutcome.FAILED) / len(recent)
 
-    def _breakers_open(self) -> str | None:
+    def _breakers_open(self) -> TradingBlock | None:
         health = self._state.health
         if health is None or health.recommended_level is EmergencyLevel.NONE:
             return None
         tripped = ", ".join(b.value for b in health.tripped)
-        return f"circuit breakers open: {tripped} (asks for {health.recommended_level.value})"
+        return TradingBlock(
+            reason=BlockReason.BREAKERS_OPEN,
+            detail=f"circuit breakers open: {tripped} (asks for {health.recommended_level.value})",
+        )
 
     def _counts(self) -> str:
         s = self._state
