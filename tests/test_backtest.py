@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import backtrader as bt
 import numpy as np
 import pytest
 
 from orch.agents.discovery import get_strategy
-from orch.backtest.data import BacktestInputError, period_start, prepare, walk_forward_splits
+from orch.backtest import data as data_module
+from orch.backtest.data import BacktestInputError, load_histories, period_start, prepare, walk_forward_splits
 from orch.backtest.engine import BacktestCancelled, build_cerebro, run_backtest
 from orch.backtest.metrics import buy_and_hold, performance
 from orch.backtest.optimise import candidate_params
@@ -21,13 +22,16 @@ from orch.backtest.process import JobFailed, run_job
 from orch.backtest.report import write_report
 from orch.contracts.validation import (
     BacktestRequest,
+    DataWarningKind,
     PortfolioRules,
     PrepareDataRequest,
     ValidateAlgorithmsResult,
     ValidationPeriod,
     parse_period,
 )
-from orch.market.sample_data import SAMPLE_SYMBOLS, sample_history
+from orch.market.base import PriceHistory
+from orch.market.csv import DataFileError
+from orch.market.sample_data import SAMPLE_SYMBOLS, SampleMarketData, export_csv, sample_history
 
 NEWEST = datetime(2013, 3, 1, tzinfo=UTC)
 HISTORIES = {s: sample_history(s) for s in SAMPLE_SYMBOLS}
@@ -224,3 +228,194 @@ def test_the_report_is_metrics_json_and_an_equity_png_drawn_without_a_display(tm
         ValidateAlgorithmsResult.model_validate_json(metrics.read_text()).backtests[0].strategy == "legacy_v0"
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+# ---- Bad data: each case refused naming file and row, or a typed warning; one universe for all -------
+
+
+def sample_folder(tmp_path, edit=None):
+    """The sample's real bars as a csv folder; `edit(symbol, lines)` may change a file's data lines."""
+    folder = tmp_path / "bars"
+    for path in export_csv(folder):
+        header, *lines = path.read_text().splitlines()
+        if edit is not None:
+            lines = edit(path.stem, lines)
+        path.write_text("\n".join([header, *lines]) + "\n")
+    return folder
+
+
+def prepare_csv(folder, strategies=("hybrid_v1", "legacy_v0"), period="1Y", splits=0):
+    return prepare(
+        PrepareDataRequest(strategies=list(strategies), period=period, walk_forward_splits=splits),
+        source_name="csv",
+        csv_folder=str(folder),
+        seed=7,
+    )
+
+
+def scaled(line: str, factor: float, columns=(1, 2, 3, 4)) -> str:
+    cells = line.split(",")
+    for c in columns:
+        cells[c] = repr(float(cells[c]) * factor)
+    return ",".join(cells)
+
+
+def index_of(lines: list[str], day: str) -> int:
+    return next(i for i, line in enumerate(lines) if line.startswith(day))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # The issue's two cases: a close ten times the day's high, and one row with every price x100.
+        (lambda ln: scaled(ln, 10 * float(ln.split(",")[2]) / float(ln.split(",")[4]), (4,)), "outside"),
+        (lambda ln: scaled(ln, 100), "jumps more than 3x"),
+    ],
+)
+def test_a_bad_row_in_a_csv_file_is_refused_naming_file_and_line(tmp_path, edit, message):
+    def corrupt(symbol, lines):
+        if symbol == "AAPL":
+            at = index_of(lines, "2012-06-01")
+            lines[at] = edit(lines[at])
+        return lines
+
+    folder = sample_folder(tmp_path, corrupt)
+    with pytest.raises(DataFileError) as refused:
+        prepare_csv(folder)
+    line = index_of((folder / "AAPL.csv").read_text().splitlines(), "2012-06-01") + 1
+    assert f"AAPL.csv: line {line}: " in str(refused.value) and message in str(refused.value)
+
+
+def test_a_lasting_crash_is_real_data_and_kept(tmp_path):
+    def crash(symbol, lines):
+        if symbol == "IBM":  # a fall to a quarter that stays: the next bars confirm it
+            at = index_of(lines, "2012-06-01")
+            lines[at:] = [scaled(ln, 0.25) for ln in lines[at:]]
+        return lines
+
+    prepared = prepare_csv(sample_folder(tmp_path, crash))
+    assert prepared.data.symbols == list(SAMPLE_SYMBOLS) and prepared.warnings == []
+
+
+class SpikedSample(SampleMarketData):
+    """The sample with one bar of MSFT times 100: what a faulty vendor feed would serve."""
+
+    def history(self, symbol, bars, end=None):
+        history = super().history(symbol, bars, end)
+        if symbol != "MSFT":
+            return history
+        stamps, *columns = (column.copy() for column in _columns(history))  # the sample's are shared
+        at = int(np.searchsorted(stamps, np.datetime64("2012-06-01")))
+        if 0 < at < len(stamps) - 1:
+            for column in columns[:4]:
+                column[at] *= 100
+        return PriceHistory(symbol, stamps, *columns)
+
+
+def test_a_bad_bar_from_any_source_is_refused_naming_symbol_and_date():
+    request = PrepareDataRequest(strategies=["legacy_v0"], period="1Y")
+    with pytest.raises(BacktestInputError, match=r"sample: MSFT 2012-06-01: close .* jumps more than 3x"):
+        data_module._prepare(SpikedSample(), request, source_name="sample", csv_folder=None, seed=7)
+
+
+def test_symbols_that_do_not_cover_the_window_are_left_out_with_a_warning(tmp_path):
+    def shorten(symbol, lines):
+        if symbol == "MSFT":  # ends two months early
+            return lines[: index_of(lines, "2013-01-02")]
+        if symbol == "GOOG":  # too recent to have the warm-up before the window: ranked only late
+            return lines[index_of(lines, "2011-09-01") :]
+        return lines
+
+    folder = sample_folder(tmp_path, shorten)
+    (folder / "TINY.csv").write_text(
+        "date,open,high,low,close,volume\n"
+        + "".join(f"2013-02-{d:02d},10,11,9,10,1000\n" for d in (11, 12, 13, 14, 15, 19, 20, 21, 22, 25))
+    )
+    prepared = prepare_csv(folder)
+    assert prepared.data.symbols == ["AAPL", "IBM"]
+    left_out = {w.symbol: w.message for w in prepared.warnings if w.kind is DataWarningKind.LEFT_OUT}
+    assert set(left_out) == {"GOOG", "MSFT", "TINY"}
+    assert "ends early: its last bar is 2012-12-31" in left_out["MSFT"]
+    assert (
+        "starts too late (2011-09-01): 125 bars before the window's first bar 2012-03-02" in left_out["GOOG"]
+    )
+    assert "only 10 bars; the strategies need 290" in left_out["TINY"]
+    assert prepared.top_n == 1 and prepared.bars_per_symbol == {"AAPL": 250, "IBM": 250}
+
+    # Strategies and buy-and-hold then see the same two symbols over the same bars.
+    from orch.backtest.jobs import backtest
+
+    request = BacktestRequest(
+        strategy="legacy_v0",
+        data=prepared.data,
+        window=prepared.data.window,
+        rules=PortfolioRules(top_n=prepared.top_n),
+    )
+    result = backtest(request, lambda done: None)
+    loaded = load_histories(prepared.data)
+    assert sorted(loaded) == ["AAPL", "IBM"] and result.metrics.bars == 250
+    window = prepared.data.window
+    expected = np.mean(
+        [
+            loaded[s].close[-1] / loaded[s].close[np.searchsorted(loaded[s].timestamps, _np(window.start))]
+            for s in ("AAPL", "IBM")
+        ]
+    )
+    assert result.metrics.buy_and_hold.total_return == pytest.approx(expected - 1.0, rel=1e-12)
+
+
+def _np(moment: datetime) -> np.datetime64:
+    return np.datetime64(moment.replace(tzinfo=None), "s")
+
+
+def test_a_folder_without_warm_up_starts_the_window_later_and_says_so(tmp_path):
+    def recent(symbol, lines):
+        return lines[index_of(lines, "2011-06-01") :]  # 440 bars up to 2013-03-01
+
+    prepared = prepare_csv(sample_folder(tmp_path, recent), strategies=["hybrid_v1"])
+    [late] = [w for w in prepared.warnings if w.kind is DataWarningKind.WINDOW_STARTS_LATE]
+    assert prepared.data.warmup_bars == 290  # hybrid_v1 with its longest windows
+    # Each symbol has exactly its warm-up before the window: the summary's "warm-up 290" is true.
+    for symbol, history in load_histories(prepared.data).items():
+        assert int((history.timestamps < _np(prepared.data.window.start)).sum()) == 290, symbol
+    assert prepared.data.window.start.date() > date(2012, 3, 2) and "not 2012-03-02" in late.message
+    assert "warm-up 290 bars before it" in prepared.summary
+
+    def too_recent(symbol, lines):
+        return lines[index_of(lines, "2012-03-01") :]
+
+    with pytest.raises(BacktestInputError, match="no symbol has more than 290 bars"):
+        prepare_csv(sample_folder(tmp_path / "short", too_recent), strategies=["hybrid_v1"])
+
+
+def test_missing_sessions_and_zero_volume_are_warnings_naming_symbol_and_days(tmp_path):
+    def damage(symbol, lines):
+        if symbol == "IBM":
+            for day in ("2012-11-29", "2012-07-10", "2012-07-09"):
+                del lines[index_of(lines, day)]
+        if symbol == "MSFT":
+            at = index_of(lines, "2012-12-03")
+            lines[at : at + 2] = [ln.rsplit(",", 1)[0] + ",0.0" for ln in lines[at : at + 2]]
+        return lines
+
+    prepared = prepare_csv(sample_folder(tmp_path, damage))
+    [gap] = [w for w in prepared.warnings if w.kind is DataWarningKind.GAP]
+    assert gap.symbol == "IBM" and "3 day(s) of the NYSE's sessions without a bar" in gap.message
+    assert "(2012-07-09, 2012-07-10, 2012-11-29)" in gap.message
+    [silent] = [w for w in prepared.warnings if w.kind is DataWarningKind.ZERO_VOLUME]
+    assert silent.symbol == "MSFT" and "volume 0 on 2 of 250 bars (first 2012-12-03)" in silent.message
+    # Holidays and weekends are no gaps: the sample itself raises no warning.
+    assert prepare_csv(sample_folder(tmp_path / "clean")).warnings == []
+
+
+def test_buy_and_hold_holds_every_symbol_even_one_whose_first_bar_comes_a_bar_later():
+    stamps = HISTORIES["IBM"].timestamps[-20:]
+    late = PriceHistory("MSFT", *(column[-19:] for column in _columns(HISTORIES["MSFT"])))
+    growth = buy_and_hold({"IBM": HISTORIES["IBM"], "MSFT": late}, stamps)
+    ibm = HISTORIES["IBM"].close[-20:] / HISTORIES["IBM"].close[-20]
+    msft = np.concatenate([[1.0], late.close / late.close[0]])  # cash until its first bar, then held
+    assert np.allclose(growth, (ibm + msft) / 2)
+
+
+def _columns(history: PriceHistory):
+    return (history.timestamps, history.open, history.high, history.low, history.close, history.volume)
