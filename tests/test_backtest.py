@@ -14,6 +14,7 @@ import pytest
 
 from orch.agents.discovery import get_strategy
 from orch.backtest import data as data_module
+from orch.backtest.analysis import analyse, recommend, winner
 from orch.backtest.data import BacktestInputError, load_histories, period_start, prepare, walk_forward_splits
 from orch.backtest.engine import BacktestCancelled, build_cerebro, run_backtest
 from orch.backtest.metrics import buy_and_hold, performance
@@ -23,10 +24,18 @@ from orch.backtest.report import write_report
 from orch.contracts.validation import (
     BacktestRequest,
     DataWarningKind,
+    OptimisationResult,
+    PerformanceAnalysis,
+    PerformanceMetrics,
     PortfolioRules,
     PrepareDataRequest,
+    ReturnMetrics,
+    SplitResult,
+    StrategyAnalysis,
     ValidateAlgorithmsResult,
     ValidationPeriod,
+    WalkForwardSplit,
+    Window,
     parse_period,
 )
 from orch.market.base import PriceHistory
@@ -419,3 +428,113 @@ def test_buy_and_hold_holds_every_symbol_even_one_whose_first_bar_comes_a_bar_la
 
 def _columns(history: PriceHistory):
     return (history.timestamps, history.open, history.high, history.low, history.close, history.volume)
+
+
+# ---- Recommendations ----------------------------------------------------------------------------------
+
+
+def _returns(sharpe: float | None, total: float = 0.0) -> ReturnMetrics:
+    return ReturnMetrics(total_return=total, cagr=None, sharpe=sharpe, sortino=None, max_drawdown=0.1)
+
+
+def _row(strategy: str, sharpe: float, trades: int = 20) -> StrategyAnalysis:
+    metrics = PerformanceMetrics(
+        **_returns(sharpe, 0.1).model_dump(),
+        win_rate=0.5 if trades else None,
+        trades=trades,
+        exposure=0.9 if trades else 0.0,
+        final_value=110_000.0,
+        bars=250,
+        buy_and_hold=_returns(0.5, 0.05),
+        excess_return=0.05,
+    )
+    defaults = get_strategy(strategy).defaults()
+    return StrategyAnalysis(
+        strategy=strategy, params=defaults, metrics=metrics, beats_buy_and_hold=True, rank_by_sharpe=1
+    )
+
+
+def _split(strategy: str, index: int, params: dict, tuned: float, default: float) -> SplitResult:
+    window = Window(start=NEWEST, end=NEWEST, bars=50)
+    return SplitResult(
+        summary="",
+        strategy=strategy,
+        split=WalkForwardSplit(index=index, fit=window, test=window),
+        best_params=params,
+        in_sample=_returns(3.0),
+        out_of_sample=_returns(tuned),
+        default_out_of_sample=_returns(default),
+        combinations_tried=3,
+        fit_bars_seen=window,
+        test_bars_seen=window,
+    )
+
+
+def test_the_recommended_parameters_are_the_ones_that_beat_the_defaults_out_of_sample():
+    a, b = candidate_params("legacy_v0", 3, seed=1)[1:]
+    # The case: tuned sets win on average (1.55 against 1.30), but the last split's set
+    # does worse out of sample than the defaults on the same window (1.01 against 1.46).
+    walk = OptimisationResult(
+        strategy="legacy_v0",
+        splits=[_split("legacy_v0", 1, a, 2.10, 1.15), _split("legacy_v0", 2, b, 1.01, 1.46)],
+    )
+    analysis = PerformanceAnalysis(summary="", strategies=[_row("legacy_v0", 0.8)], best="legacy_v0")
+    [recommended] = recommend(analysis, [walk])
+    assert recommended.tuned and recommended.split == 1 and recommended.params == a
+    assert (recommended.score, recommended.default_score) == (2.10, 1.15)
+
+    # No tuned set beats the defaults on its own window: the defaults, scored by their mean.
+    losing = OptimisationResult(
+        strategy="legacy_v0",
+        splits=[_split("legacy_v0", 1, a, 1.0, 1.15), _split("legacy_v0", 2, b, 1.01, 1.46)],
+    )
+    [kept] = recommend(analysis, [losing])
+    assert not kept.tuned and kept.params == get_strategy("legacy_v0").defaults() and kept.split is None
+    assert kept.score == kept.default_score == pytest.approx((1.15 + 1.46) / 2)
+    assert "keeping the defaults" in " ".join(kept.reasons)
+
+
+def test_a_strategy_with_no_trades_is_never_recommended():
+    analysis = PerformanceAnalysis(
+        summary="",
+        strategies=[_row("hybrid_v1", 2.5, trades=0), _row("legacy_v0", 0.3)],
+        best="hybrid_v1",
+    )
+    ranked = recommend(analysis, [])
+    assert [r.strategy for r in ranked] == ["legacy_v0", "hybrid_v1"]
+    assert winner(ranked).strategy == "legacy_v0" and not ranked[1].recommendable
+    assert "never recommended: it made no trades" in " ".join(ranked[1].reasons)
+    assert (
+        winner(
+            recommend(
+                PerformanceAnalysis(summary="", strategies=[_row("hybrid_v1", 2.5, 0)], best="hybrid_v1"), []
+            )
+        )
+        is None
+    )
+
+
+def test_a_universe_without_volume_recommends_no_strategy(tmp_path):
+    from orch.backtest.jobs import backtest
+
+    def silent(symbol, lines):
+        return [line.rsplit(",", 1)[0] + ",0.0" for line in lines]
+
+    prepared = prepare_csv(sample_folder(tmp_path, silent), period="6M")
+    assert {w.symbol for w in prepared.warnings if w.kind is DataWarningKind.ZERO_VOLUME} == set(
+        SAMPLE_SYMBOLS
+    )
+    results = [
+        backtest(
+            BacktestRequest(
+                strategy=strategy,
+                data=prepared.data,
+                window=prepared.data.window,
+                rules=PortfolioRules(top_n=prepared.top_n),
+            ),
+            lambda done: None,
+        )
+        for strategy in ("hybrid_v1", "legacy_v0")
+    ]
+    assert [r.metrics.trades for r in results] == [0, 0]
+    assert winner(recommend(analyse(results), [])) is None
