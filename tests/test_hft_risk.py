@@ -27,7 +27,7 @@ class FakeClock:
 
 def make_engine(wall: float = WEDNESDAY, **limits: float) -> Engine:
     settings = HftSettings(
-        symbols=["AAPL", "BTC/USD"],
+        symbols=["AAPL", "MSFT", "BTC/USD"],  # MSFT: known, but never priced
         market_making=False,
         arbitrage=False,
         risk=RiskLimits(

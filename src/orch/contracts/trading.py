@@ -7,7 +7,7 @@ The trading cycle composes `StrategyPlan`s (step 4), the risk step approves or s
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orch.contracts.levels import EmergencyLevel, TradingMode
 
@@ -74,9 +74,21 @@ class OrderStatus(StrEnum):
 
 
 class OrderIntent(BaseModel):
-    """What a strategy (or the control API) wants to trade; it becomes an order only past the risk gate."""
+    """What a strategy (or the control API) wants to trade; it becomes an order only past the risk gate.
 
-    model_config = ConfigDict(extra="forbid")
+    A limit order needs its `limit_price`; a market order must not carry one (the gate would value
+    the order at that price instead of the market's, and a tiny price would slip any notional limit).
+    The published schema says the same, so what it calls valid the server accepts.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"order_type": {"const": "limit"}}, "required": ["order_type"]},
+            "then": {"properties": {"limit_price": {"type": "number"}}, "required": ["limit_price"]},
+            "else": {"properties": {"limit_price": {"type": "null"}}},
+        },
+    )
 
     symbol: str = Field(min_length=1)
     side: Side
@@ -91,6 +103,14 @@ class OrderIntent(BaseModel):
     reduce_only: bool = False
     # A caller-chosen idempotency key: the same key always maps to the same client_order_id.
     idempotency_key: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _price_matches_type(self) -> "OrderIntent":
+        if self.order_type is OrderType.LIMIT and self.limit_price is None:
+            raise ValueError("a limit order needs a limit_price")
+        if self.order_type is OrderType.MARKET and self.limit_price is not None:
+            raise ValueError("a market order takes no limit_price (it trades at the market's price)")
+        return self
 
 
 class Order(BaseModel):
@@ -200,7 +220,8 @@ class RiskDecision(BaseModel):
 class KillRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    level: EmergencyLevel
+    # "none" is not a kill (POST /resume trades again); the schema says so too.
+    level: EmergencyLevel = Field(json_schema_extra={"not": {"const": EmergencyLevel.NONE.value}})
 
     @field_validator("level")
     @classmethod

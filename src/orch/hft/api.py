@@ -1,20 +1,27 @@
 """The control API (Starlette): what the workflows' activities call through `HftClient`.
 
 Every route is declared once in `ROUTES`, which both mounts it and describes it in the published
-OpenAPI schema (`GET /openapi.json`). Everything but `/health` and `/openapi.json` needs
-`Authorization: Bearer <ORCH_HFT_TOKEN>`. Malformed requests get a 4xx whose body says what is
-wrong: `{"error": "...", "details": [{"loc": "...", "msg": "..."}]}`.
+OpenAPI schema (`GET /openapi.json`), its query parameters and every answer it can give included,
+so what the schema calls valid the server accepts and what it refuses the schema documents.
+Everything but `/health` and `/openapi.json` needs `Authorization: Bearer <ORCH_HFT_TOKEN>`.
+Malformed requests get a 4xx whose body says what is wrong:
+`{"error": "...", "details": [{"loc": "...", "msg": "..."}]}`.
+
+Bodies are parsed strictly (pydantic's strict mode on the JSON itself): no string for a number or
+a boolean, no 0 or 1 for false or true, no NaN or Infinity, and only `application/json`. A lax
+parse once turned `{"confirm": "yes"}` into true.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -43,6 +50,7 @@ from orch.contracts.trading import (
     TradingStateChange,
     TradingStatus,
 )
+from orch.hft.instruments import clip
 
 if TYPE_CHECKING:
     from orch.hft.engine import Engine
@@ -63,16 +71,48 @@ def _error(status: int, message: str, details: list[dict[str, Any]] | None = Non
     return JSONResponse({"error": message, "details": details or []}, status_code=status)
 
 
+class ErrorDetail(BaseModel):
+    loc: str
+    msg: str
+    type: str = ""
+
+
+class ErrorBody(BaseModel):
+    """Every refusal's body."""
+
+    error: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+def _not_finite(text: str) -> float:
+    raise ValueError(f"{text} is not a number this API accepts: send a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        _not_finite(text)
+    return value
+
+
 async def parse_body(request: Request, model: type[M]) -> M:
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     raw = await request.body()
     if not raw:
         raise ApiError(400, f"request body is empty: expected a JSON {model.__name__}")
     try:
-        data = json.loads(raw)
+        # Also refuses NaN, Infinity and numbers too large for a float (1e400) with a clear word.
+        json.loads(raw, parse_constant=_not_finite, parse_float=_finite_float)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApiError(400, f"request body is not valid JSON: {error}") from None
+    except ValueError as error:
+        raise ApiError(422, f"invalid {model.__name__}: {error}") from None
+    if media_type != "application/json":
+        raise ApiError(
+            415, f"request body must be application/json, got {clip(media_type or '(no Content-Type)')}"
+        )
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as error:
         details = [
             {"loc": ".".join(str(part) for part in e["loc"]) or "(body)", "msg": e["msg"], "type": e["type"]}
@@ -82,17 +122,63 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise ApiError(422, f"invalid {model.__name__}: {summary}", details) from None
 
 
-def _int_query(request: Request, name: str, default: int, minimum: int = 0, maximum: int = 10_000) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from None
-    if not minimum <= value <= maximum:
-        raise ApiError(400, f"query parameter {name!r} must be between {minimum} and {maximum}, got {value}")
-    return value
+@dataclass(frozen=True)
+class Query:
+    """One query parameter: declared once, read by the handler and published in the schema."""
+
+    name: str
+    kind: str  # "integer", "boolean" or "string"
+    default: Any
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": self.kind, "default": self.default}
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        return schema
+
+    def read(self, request: Request) -> Any:
+        raw = request.query_params.get(self.name)
+        if raw is None:
+            return self.default
+        if self.kind == "boolean":
+            if raw not in ("true", "false"):
+                raise ApiError(400, f"query parameter {self.name!r} must be true or false, got {clip(raw)}")
+            return raw == "true"
+        if self.kind == "string":
+            if self.choices and raw not in self.choices:
+                raise ApiError(
+                    400,
+                    f"query parameter {self.name!r} must be one of {'|'.join(self.choices)}, got {clip(raw)}",
+                )
+            return raw
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ApiError(
+                400, f"query parameter {self.name!r} must be an integer, got {clip(raw)}"
+            ) from None
+        low = self.minimum if self.minimum is not None else -math.inf
+        high = self.maximum if self.maximum is not None else math.inf
+        if not low <= value <= high:
+            raise ApiError(
+                400,
+                f"query parameter {self.name!r} must be from {self.minimum} to {self.maximum}, got {value}",
+            )
+        return value
+
+
+OPEN_ONLY = Query("open", "boolean", True)
+ORDER_LIMIT = Query("limit", "integer", 500, 1, 10_000)
+FILL_CURSOR = Query("since", "integer", 0, 0, 2**62)
+FILL_LIMIT = Query("limit", "integer", 500, 1, 10_000)
+METRICS_FORMAT = Query("format", "string", "json", choices=("json", "prometheus"))
 
 
 def _json(model: BaseModel | list[BaseModel], status: int = 200) -> Response:
@@ -134,7 +220,10 @@ class Endpoint:
     handler: Callable[[Engine, Request], Awaitable[Response]]
     body: type[BaseModel] | None = None
     response: Any = None
-    query: tuple[tuple[str, str], ...] = ()
+    query: tuple[Query, ...] = ()
+    status: int = 200
+    # Refusals beyond the ones every route can give (401; 400, 415 and 422 with a body or query).
+    refusals: dict[int, str] = field(default_factory=dict)
 
 
 async def health(engine: Engine, request: Request) -> Response:
@@ -165,19 +254,18 @@ async def positions(engine: Engine, request: Request) -> Response:
 
 
 async def orders(engine: Engine, request: Request) -> Response:
-    open_only = request.query_params.get("open", "true").lower()
-    if open_only not in ("true", "false"):
-        raise ApiError(400, f"query parameter 'open' must be true or false, got {open_only!r}")
-    limit = _int_query(request, "limit", 500, 1, 10_000)
-    if open_only == "true":
+    limit = ORDER_LIMIT.read(request)
+    if OPEN_ONLY.read(request):
         return _json(list(engine.portfolio.open_orders.values())[:limit])
     return _json(engine.journal.orders(limit=limit))
 
 
 async def submit_order(engine: Engine, request: Request) -> Response:
     intent = await parse_body(request, OrderIntent)
-    if intent.order_type.value == "limit" and intent.limit_price is None:
-        raise ApiError(422, "invalid OrderIntent: limit_price: a limit order needs a limit_price")
+    # What no limit can make valid is a wrong request (422), not a risk denial (200, not accepted).
+    problem = engine.instruments.problem(intent.symbol, intent.quantity, intent.limit_price)
+    if problem is not None:
+        raise ApiError(422, f"invalid OrderIntent: {problem}")
     order, denial = engine.router.submit(
         intent.symbol,
         intent.side,
@@ -200,20 +288,20 @@ async def submit_order(engine: Engine, request: Request) -> Response:
 async def cancel_order(engine: Engine, request: Request) -> Response:
     client_order_id = request.path_params["client_order_id"]
     if not engine.router.cancel(client_order_id):
-        raise ApiError(404, f"no open order {client_order_id!r}")
+        raise ApiError(404, f"no open order {clip(client_order_id)}")
     return JSONResponse({"cancelling": client_order_id}, status_code=202)
 
 
 async def fills(engine: Engine, request: Request) -> Response:
-    since = _int_query(request, "since", 0, 0, 2**62)
-    limit = _int_query(request, "limit", 500, 1, 10_000)
+    since = FILL_CURSOR.read(request)
+    limit = FILL_LIMIT.read(request)
     page = engine.journal.fills_since(since, limit)
     return _json(FillPage(fills=page, next_cursor=page[-1].sequence if page else since))
 
 
 async def metrics(engine: Engine, request: Request) -> Response:
     figures = engine.metrics()
-    if request.query_params.get("format") == "prometheus":
+    if METRICS_FORMAT.read(request) == "prometheus":
         lines = []
         for name, value in figures.items():
             base, _, labels = name.partition("{")
@@ -272,8 +360,20 @@ async def heartbeat(engine: Engine, request: Request) -> Response:
     return _json(engine.gate.status())
 
 
+class HealthAnswer(BaseModel):
+    status: str
+    state: TradingState
+    account: str
+
+
+class CancelAck(BaseModel):
+    cancelling: str
+
+
+NOT_RECONCILED = {409: "reconciliation with the broker is not clean yet: cannot resume"}
+
 ROUTES: tuple[Endpoint, ...] = (
-    Endpoint("GET", "/health", "Liveness (no token needed)", health),
+    Endpoint("GET", "/health", "Liveness (no token needed)", health, response=HealthAnswer),
     Endpoint("GET", "/status", "Everything `orch hft status` shows", status, response=HftStatus),
     Endpoint("GET", "/state", "The risk gate's trading state", get_state, response=TradingStatus),
     Endpoint(
@@ -283,6 +383,7 @@ ROUTES: tuple[Endpoint, ...] = (
         set_state,
         TradingStateChange,
         TradingStatus,
+        refusals=NOT_RECONCILED,
     ),
     Endpoint("GET", "/positions", "Positions", positions, response=list[Position]),
     Endpoint(
@@ -291,25 +392,46 @@ ROUTES: tuple[Endpoint, ...] = (
         "Orders (open ones by default)",
         orders,
         response=list[Order],
-        query=(("open", "boolean"), ("limit", "integer")),
+        query=(OPEN_ONLY, ORDER_LIMIT),
     ),
     Endpoint(
-        "POST", "/orders", "Submit an order intent through the risk gate", submit_order, OrderIntent, OrderAck
+        "POST",
+        "/orders",
+        "Submit an order intent through the risk gate (a denial is a 200 with accepted false)",
+        submit_order,
+        OrderIntent,
+        OrderAck,
     ),
-    Endpoint("DELETE", "/orders/{client_order_id}", "Cancel an open order (always allowed)", cancel_order),
+    Endpoint(
+        "DELETE",
+        "/orders/{client_order_id}",
+        "Cancel an open order (always allowed)",
+        cancel_order,
+        response=CancelAck,
+        status=202,
+        refusals={404: "no open order with that client_order_id"},
+    ),
     Endpoint(
         "GET",
         "/fills",
         "Fills after a journal cursor",
         fills,
         response=FillPage,
-        query=(("since", "integer"), ("limit", "integer")),
+        query=(FILL_CURSOR, FILL_LIMIT),
     ),
-    Endpoint("GET", "/metrics", "Counters and latency figures", metrics, query=(("format", "string"),)),
+    Endpoint("GET", "/metrics", "Counters and latency figures", metrics, query=(METRICS_FORMAT,)),
     Endpoint("POST", "/plans", "Strategy plans from the trading cycle", receive_plans, PlanBatch, PlanAck),
     Endpoint("GET", "/plans", "Plans and where each stands", list_plans, response=list[PlanStatus]),
     Endpoint("POST", "/kill", "Emergency stop at a level, with a reason", kill, KillRequest, TradingStatus),
-    Endpoint("POST", "/resume", "Trade again after a kill", resume, ResumeRequest, TradingStatus),
+    Endpoint(
+        "POST",
+        "/resume",
+        "Trade again after a kill",
+        resume,
+        ResumeRequest,
+        TradingStatus,
+        refusals=NOT_RECONCILED,
+    ),
     Endpoint(
         "POST",
         "/heartbeat",
@@ -323,51 +445,89 @@ ROUTES: tuple[Endpoint, ...] = (
 
 # ---- OpenAPI -------------------------------------------------------------------------------------
 
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def _schema_of(declared: Any) -> dict[str, Any]:
+    schema = TypeAdapter(declared).json_schema(ref_template=REF_TEMPLATE)
+    schema.pop("$defs", None)
+    return schema
+
+
+def _error_answer(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="ErrorBody")}}},
+    }
+
+
+def _operation(endpoint: Endpoint) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": "OK"}
+    if endpoint.response is not None:
+        success["content"] = {"application/json": {"schema": _schema_of(endpoint.response)}}
+    elif endpoint.handler is metrics:
+        success["content"] = {
+            "application/json": {"schema": {"type": "object", "additionalProperties": {"type": "number"}}},
+            "text/plain": {"schema": {"type": "string"}},
+        }
+    responses: dict[str, Any] = {str(endpoint.status): success}
+    operation: dict[str, Any] = {"summary": endpoint.summary, "operationId": endpoint.handler.__name__}
+    if endpoint.path in PUBLIC_PATHS:
+        operation["security"] = []
+    else:
+        responses["401"] = _error_answer("missing or wrong bearer token")
+    if endpoint.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=endpoint.body.__name__)}}
+            },
+        }
+        responses["400"] = _error_answer("the body is empty or not JSON")
+        responses["415"] = _error_answer("the body is not application/json")
+        responses["422"] = _error_answer(
+            "the body does not match the schema (strictly), or no instrument allows it"
+        )
+    parameters = [
+        {"name": q.name, "in": "query", "required": False, "schema": q.schema()} for q in endpoint.query
+    ]
+    if parameters:
+        responses["400"] = _error_answer("a query parameter is malformed or out of range")
+    if "{client_order_id}" in endpoint.path:
+        parameters.append(
+            {"name": "client_order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        )
+    if parameters:
+        operation["parameters"] = parameters
+    for status_code, description in endpoint.refusals.items():
+        responses[str(status_code)] = _error_answer(description)
+    operation["responses"] = responses
+    return operation
+
 
 def openapi_schema() -> dict[str, Any]:
-    models: set[type[BaseModel]] = set()
+    models: set[type[BaseModel]] = {ErrorBody}
     for endpoint in ROUTES:
         for declared in (endpoint.body, endpoint.response):
             inner = getattr(declared, "__args__", (declared,))[0]
             if isinstance(inner, type) and issubclass(inner, BaseModel):
                 models.add(inner)
     _, definitions = models_json_schema(
-        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
-        ref_template="#/components/schemas/{model}",
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF_TEMPLATE
     )
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in ROUTES:
-        operation: dict[str, Any] = {
-            "summary": endpoint.summary,
-            "operationId": endpoint.handler.__name__,
-            "responses": {"200": {"description": "OK"}, "401": {"description": "missing or wrong token"}},
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
+    paths["/openapi.json"] = {
+        "get": {
+            "summary": "This schema (no token needed)",
+            "operationId": "openapi",
+            "security": [],
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+            },
         }
-        if endpoint.path in PUBLIC_PATHS:
-            operation["security"] = []
-        if endpoint.response is not None:
-            schema = TypeAdapter(endpoint.response).json_schema(ref_template="#/components/schemas/{model}")
-            schema.pop("$defs", None)
-            operation["responses"]["200"]["content"] = {"application/json": {"schema": schema}}
-        if endpoint.body is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{endpoint.body.__name__}"}}
-                },
-            }
-            operation["responses"]["400"] = {"description": "body is not JSON"}
-            operation["responses"]["422"] = {"description": "body does not match the schema"}
-        parameters = [
-            {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
-            for name, kind in endpoint.query
-        ]
-        if "{client_order_id}" in endpoint.path:
-            parameters.append(
-                {"name": "client_order_id", "in": "path", "required": True, "schema": {"type": "string"}}
-            )
-        if parameters:
-            operation["parameters"] = parameters
-        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "orch hft control API", "version": "1"},
@@ -386,14 +546,18 @@ def openapi_schema() -> dict[str, Any]:
 def create_app(engine: Engine, token: str) -> Starlette:
     schema = openapi_schema()
 
-    def bind(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def serve_schema(request: Request) -> Response:
+        return JSONResponse(schema)
+
+    def bind(endpoints: list[Endpoint]) -> Callable[[Request], Awaitable[Response]]:
+        """One route per path, so a 405 names every method the path takes in its Allow header."""
+        by_method = {e.method: e for e in endpoints}
+
         async def handle(request: Request) -> Response:
+            endpoint = by_method.get(request.method) or by_method["GET"]  # HEAD is GET without a body
             return await endpoint.handler(engine, request)
 
         return handle
-
-    async def serve_schema(request: Request) -> Response:
-        return JSONResponse(schema)
 
     async def api_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ApiError)
@@ -401,9 +565,14 @@ def create_app(engine: Engine, token: str) -> Starlette:
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
-        return _error(error.status_code, f"{error.detail}: {request.method} {request.url.path}")
+        response = _error(error.status_code, f"{error.detail}: {request.method} {clip(request.url.path)}")
+        response.headers.update(error.headers or {})  # 405's Allow
+        return response
 
-    routes = [Route(e.path, bind(e), methods=[e.method]) for e in ROUTES]
+    grouped: dict[str, list[Endpoint]] = {}
+    for endpoint in ROUTES:
+        grouped.setdefault(endpoint.path, []).append(endpoint)
+    routes = [Route(path, bind(group), methods=[e.method for e in group]) for path, group in grouped.items()]
     routes.append(Route("/openapi.json", serve_schema, methods=["GET"]))
     return Starlette(
         routes=routes,

@@ -30,6 +30,7 @@ from orch.contracts.trading import (
     TradingState,
 )
 from orch.hft.config import HftSettings
+from orch.hft.instruments import Instruments
 from orch.hft.journal import Journal
 from orch.hft.portfolio import Portfolio
 from orch.hft.risk import Denial, RiskGate
@@ -240,9 +241,12 @@ class Engine:
         self.market_name = market_name
         self.wall_clock = wall_clock
         self.started_at = wall_clock()
+        self.instruments = Instruments(settings.symbols)
         self.known_symbols = set(settings.symbols)
         self.portfolio = Portfolio(wall_clock)
-        self.gate = RiskGate(settings.risk, self.portfolio, wall_clock=wall_clock)
+        self.gate = RiskGate(
+            settings.risk, self.portfolio, wall_clock=wall_clock, instruments=self.instruments
+        )
         self.latency = LatencyRecorder()
         self.router = OrderRouter(self)
         self.market_maker = MarketMaker(self) if settings.market_making else None

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import DenialReason, RiskLimits, RiskUsage, Side, TradingState, TradingStatus
+from orch.hft.instruments import Instruments
 from orch.hft.portfolio import Portfolio
 from orch.market.calendars import is_crypto, is_weekend
 
@@ -49,8 +50,11 @@ class RiskGate:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         initial_state: TradingState = TradingState.REDUCING,
+        instruments: Instruments | None = None,
     ) -> None:
         self.limits = limits
+        # None: any symbol, any positive quantity (for tests of the limits alone).
+        self.instruments = instruments
         self.portfolio = portfolio
         self._clock = clock
         self._wall_clock = wall_clock
@@ -147,7 +151,11 @@ class RiskGate:
                 return self._deny(DenialReason.ENTRIES_PAUSED, f"new entries are paused ({self.reason})")
 
         # ---- The check: the order itself ---------------------------------------------------------
-        if quantity <= 0:
+        if self.instruments is not None:
+            problem = self.instruments.problem(symbol, quantity, price)
+            if problem is not None:
+                return self._deny(DenialReason.INVALID, problem)
+        elif not quantity > 0:
             return self._deny(DenialReason.INVALID, f"quantity must be positive, got {quantity:g}")
         if price is None:
             price = portfolio.marks.get(symbol)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orch.contracts.trading import OrderType, Side, StrategyKind, StrategyPlan
+from orch.hft.instruments import clip
 from orch.hft.ticks import QUOTE, Tick
 from orch.market.calendars import is_tradable
 
@@ -112,9 +113,11 @@ class MarketMaker:
         stale = self._live.pop(symbol, ())
         live = []
         # New quotes first, then the old ones go: cancelling is off the tick-to-order path.
+        rules = self.engine.instruments.get(symbol)
         for side, price in ((Side.BUY, bid), (Side.SELL, ask)):
-            if price is None:
+            if price is None or rules is None:
                 continue
+            price = rules.round_price(price, down=side is Side.BUY)  # on the grid, never more aggressive
             order, _ = router.submit(
                 symbol, side, self.quantity, OrderType.LIMIT, price, "mm", received_ns=tick.received_ns
             )
@@ -167,6 +170,10 @@ class ArbitrageDetector:
         working = self._working.pop(symbol, None)
         if working is not None:
             router.cancel(working)
+        rules = self.engine.instruments.get(symbol)
+        if rules is None:
+            return
+        price = rules.round_price(price, down=side is Side.BUY)  # on the grid, never more aggressive
         order, _ = router.submit(
             symbol, side, self.quantity, OrderType.LIMIT, price, "arb", received_ns=tick.received_ns
         )
@@ -211,7 +218,10 @@ class Tier2:
         if plan.valid_until.timestamp() <= now:
             return "valid_until is in the past"
         if plan.symbol not in self.engine.known_symbols:
-            return f"no market data for {plan.symbol}"
+            return f"no market data for {clip(plan.symbol)}"
+        problem = self.engine.instruments.problem(plan.symbol, plan.quantity, plan.entry_price)
+        if problem is not None:
+            return problem
         low, high = (
             (plan.stop_loss, plan.take_profit)
             if plan.side is Side.BUY
