@@ -16,15 +16,19 @@ import contextlib
 import logging
 import os
 import sys
+from datetime import datetime
+from decimal import Decimal
 
 import uvicorn
 
 from orch.fake_alpaca.app import build_app
 from orch.fake_alpaca.core import FakeAlpaca, FakeAlpacaConfig
+from orch.fake_alpaca.rules import Rule
 from orch.fake_alpaca.server import bind_socket, parse_policy_argument, uvicorn_config
 from orch.fake_alpaca.stream import CRYPTO_STREAM_PATH, STREAM_IEX_PATH
 
 PARENT_CHECK_SECONDS = 0.5
+DEFAULTS = FakeAlpacaConfig()
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,9 +53,51 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--tick-volatility", type=float, default=0.0005, help="standard deviation of one tick's log return"
     )
     parser.add_argument("--bars-page-size", type=int, default=10_000, help="the most bars one page holds")
-    hours = parser.add_mutually_exclusive_group()
-    hours.add_argument("--market-closed", action="store_true", help="the clock says closed")
-    hours.add_argument("--regular-hours", action="store_true", help="open 9:30-16:00 New York, weekdays")
+    parser.add_argument(
+        "--relax",
+        action="append",
+        default=[],
+        type=Rule,
+        metavar="RULE",
+        help=f"stop enforcing one of Alpaca's rules (repeatable): {', '.join(rule.value for rule in Rule)}",
+    )
+    parser.add_argument(
+        "--clock-start",
+        type=_aware_time,
+        help="the fake's time starts here (ISO 8601 with a zone) and ticks on; default: the wall clock",
+    )
+    parser.add_argument("--clock-frozen", action="store_true", help="the fake's time stays at --clock-start")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=DEFAULTS.rate_limit_per_minute,
+        help="trading requests a minute per account",
+    )
+    parser.add_argument("--crypto-taker-fee", type=Decimal, default=DEFAULTS.crypto_taker_fee)
+    parser.add_argument("--crypto-maker-fee", type=Decimal, default=DEFAULTS.crypto_maker_fee)
+    parser.add_argument(
+        "--crypto-min-notional", type=Decimal, default=DEFAULTS.crypto_min_notional, help="USD, crypto buys"
+    )
+    parser.add_argument(
+        "--non-fractionable",
+        action="append",
+        default=[],
+        metavar="SYMBOL",
+        help="an equity sold in whole shares",
+    )
+    parser.add_argument(
+        "--margin-multiplier",
+        type=int,
+        choices=(1, 2, 4),
+        default=DEFAULTS.margin_multiplier,
+        help="1: a cash account; 2, 4: margin",
+    )
+    parser.add_argument(
+        "--cancel-delay",
+        type=float,
+        default=DEFAULTS.cancel_delay_seconds,
+        help="seconds an order stays pending_cancel (and may fill)",
+    )
     parser.add_argument("--no-shorting", action="store_true", help="refuse sells beyond the position")
     parser.add_argument(
         "--exit-with-parent", action="store_true", help="stop when the process that started this one exits"
@@ -59,15 +105,32 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _aware_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone (Z or +hh:mm)")
+    return moment
+
+
 def config_from(arguments: argparse.Namespace) -> FakeAlpacaConfig:
-    market_open = None if arguments.regular_hours else not arguments.market_closed
+    if arguments.clock_frozen and arguments.clock_start is None:
+        raise SystemExit("--clock-frozen needs --clock-start")
     return FakeAlpacaConfig(
         key=arguments.key,
         secret=arguments.secret,
         seed=arguments.seed,
         starting_cash=arguments.cash,
         fill_policy=arguments.fill_policy,
-        market_open=market_open,
+        relaxed_rules=frozenset(arguments.relax),
+        clock_start=arguments.clock_start,
+        clock_frozen=arguments.clock_frozen,
+        rate_limit_per_minute=arguments.rate_limit,
+        crypto_taker_fee=arguments.crypto_taker_fee,
+        crypto_maker_fee=arguments.crypto_maker_fee,
+        crypto_min_notional=arguments.crypto_min_notional,
+        non_fractionable_symbols=frozenset(arguments.non_fractionable),
+        margin_multiplier=arguments.margin_multiplier,
+        cancel_delay_seconds=arguments.cancel_delay,
         tick_interval_seconds=arguments.tick_interval or None,
         ticks_per_bar=arguments.ticks_per_bar,
         tick_volatility=arguments.tick_volatility,

@@ -10,8 +10,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from orch.fake_alpaca.broker import CODE_INVALID, AlpacaError
 from orch.fake_alpaca.core import FakeAlpaca
+from orch.fake_alpaca.errors import CODE_INVALID, AlpacaError
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")  # Python parses microseconds; Alpaca may send nanoseconds
 

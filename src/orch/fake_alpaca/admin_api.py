@@ -11,7 +11,11 @@ test (or a person with curl) can always steer a server that is "down":
                                                     "delay_seconds", "pieces", "interval_seconds",
                                                     "first_delay_seconds"}
     POST   /_fake/admin/orders/{order_id}/fill     {"qty": 5, "price": 101.0}  (both optional)
-    POST   /_fake/admin/clock                      {"is_open": true | false | null}
+    POST   /_fake/admin/clock                      {"at": "2026-12-07T15:00:00Z" | null, "ticking": true}:
+                                                    the fake's time (null: the wall clock), frozen
+                                                    unless ticking; answers /v2/clock's fields
+    POST   /_fake/admin/rules                      {"relaxed": ["wash_trade", ...]}: enforce every
+                                                    rule but these ([] for all; see rules.py)
     POST   /_fake/admin/faults                     {"api": "trading" | "data" | "stream" | "all",
                                                     "kind": "hang" | "error" | "latency"
                                                             | "disconnect" | "mute",
@@ -26,8 +30,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orch.fake_alpaca._http import answer, bad_request, fake_of, read_json
+from orch.fake_alpaca._http import answer, bad_request, fake_of, parse_time, read_json
 from orch.fake_alpaca.broker import FillPolicy
+from orch.fake_alpaca.rules import parse_rules
 
 ADMIN_PREFIX = "/_fake/"
 
@@ -86,11 +91,22 @@ async def fill_order(request: Request) -> Response:
 
 async def set_clock(request: Request) -> Response:
     body = await read_json(request)
-    is_open = body.get("is_open")
-    if is_open not in (True, False, None):
-        raise bad_request("is_open must be true, false or null")
-    fake_of(request).set_market_open(is_open)
-    return answer(fake_of(request).clock())
+    ticking = body.get("ticking", True)
+    if not isinstance(ticking, bool):
+        raise bad_request("ticking must be true or false")
+    at = parse_time(body.get("at"), "at")
+    fake_of(request).set_clock(at, ticking)
+    return answer(fake_of(request).clock_state())
+
+
+async def relax_rules(request: Request) -> Response:
+    body = await read_json(request)
+    try:
+        relaxed = parse_rules(body.get("relaxed", []))
+    except ValueError as problem:
+        raise bad_request(str(problem)) from None
+    fake_of(request).relax_rules(relaxed)
+    return answer({"relaxed": sorted(fake_of(request).relaxed_rules())})
 
 
 async def inject_fault(request: Request) -> Response:
@@ -122,6 +138,7 @@ routes = [
     Route("/_fake/admin/fill-policy", set_fill_policy, methods=["POST"]),
     Route("/_fake/admin/orders/{order_id}/fill", fill_order, methods=["POST"]),
     Route("/_fake/admin/clock", set_clock, methods=["POST"]),
+    Route("/_fake/admin/rules", relax_rules, methods=["POST"]),
     Route("/_fake/admin/faults", inject_fault, methods=["POST"]),
     Route("/_fake/admin/faults", clear_faults, methods=["DELETE"]),
 ]

@@ -1,8 +1,10 @@
 """The Starlette application of the fake Alpaca server: routes, the gate in front of them, and its lifespan.
 
 Every HTTP request to an Alpaca route passes one gate, in this order: the response is recorded (when
-recording is on), an injected fault applies (a broken server fails before it checks anything), and
-the key headers are checked. The admin routes skip the faults; only the health check skips the keys.
+recording is on), an injected fault applies (a broken server fails before it checks anything), the
+key headers are checked, and a trading request counts against its account's rate limit (429 beyond
+it; every trading answer carries the X-RateLimit-* headers). The admin routes skip the faults and
+the rate limit; only the health check skips the keys.
 
 Keys: Trading routes answer 401 to missing or wrong keys, as Alpaca's trading API does; market-data
 routes answer 401 to missing keys and 403 to wrong ones, as Alpaca's data API does.
@@ -27,9 +29,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orch.fake_alpaca import admin_api, data_api, trading_api
-from orch.fake_alpaca.broker import CODE_FORBIDDEN, CODE_INTERNAL, CODE_UNAUTHORIZED, AlpacaError
+from orch.fake_alpaca import admin_api, data_api, rules, trading_api
 from orch.fake_alpaca.core import FakeAlpaca, ServedResponse
+from orch.fake_alpaca.errors import CODE_FORBIDDEN, CODE_INTERNAL, CODE_UNAUTHORIZED, AlpacaError
 from orch.fake_alpaca.faults import Fault
 from orch.fake_alpaca.stream import stream_endpoint
 
@@ -73,11 +75,20 @@ class AlpacaGate:
             fault = self.fake.take_fault(api)
             if fault is not None and await self._suffer(fault, send):
                 return
-        refusal = self._refusal(Headers(scope=scope), api)
+        headers = Headers(scope=scope)
+        refusal = self._refusal(headers, api)
         if refusal is not None:
             status, code, message = refusal
             await _respond(send, status, _json_error(status, code, message))
             return
+        if api == "trading":
+            allowance = self.fake.take_request(headers["apca-api-key-id"])
+            if not allowance.allowed:
+                refused = rules.rate_limited()
+                body = _json_error(refused.status, refused.code, refused.message)
+                await _respond(send, refused.status, body, allowance.headers())
+                return
+            send = _adding_headers(send, allowance.headers())
         await self.app(scope, receive, send)
 
     def _refusal(self, headers: Headers, api: str) -> tuple[int, int, str] | None:
@@ -144,10 +155,21 @@ class AlpacaGate:
         return record_and_send
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
     await send({"type": "http.response.body", "body": body})
+
+
+def _adding_headers(send: Send, extra_headers: list[tuple[bytes, bytes]]) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra_headers]}
+        await send(message)
+
+    return send_with_headers
 
 
 # ---- Errors --------------------------------------------------------------------------------------

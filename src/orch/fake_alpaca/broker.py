@@ -1,54 +1,47 @@
-"""The fake brokerage account: orders, fills, positions and cash, following the Alpaca rules clients see.
+"""The fake brokerage account: orders, fills, positions and cash, refusing what Alpaca refuses.
 
 Orders fill on a schedule chosen by the current `FillPolicy` (all at once, after a delay, in pieces,
 or only when a test says so); a limit order's piece fills only while the live price has crossed its
-limit. Nothing runs in the background here: `advance()` applies whatever has come due, and the owner
-calls it before every read and on every tick, so the state a client sees is always current.
+limit, and an equity order only while the NYSE is in session at the fake's time. Nothing runs in
+the background here: `advance()` applies whatever has come due (fills, cancels landing, day orders
+expiring at the close), and the owner calls it before every read and on every tick, so the state a
+client sees is always current.
+
+Alpaca's order rules (`orch.fake_alpaca.rules`) apply unless relaxed: sub-penny prices, wash trades,
+crypto time in force and minimum notional, fractional equity orders, crypto fees taken from what
+the trade credits, margin buying power. A cancel goes through `pending_cancel` for
+`cancel_delay_seconds`, and the order can still fill in between, as at Alpaca.
 
 Nothing here locks: the owner (`FakeAlpaca`) serialises access.
 """
 
 from __future__ import annotations
 
+import enum
+import itertools
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orch.fake_alpaca.prices import PriceBook, round_price
+from orch.fake_alpaca import rules
+from orch.fake_alpaca.clock import MarketClock
+from orch.fake_alpaca.errors import (
+    CODE_FORBIDDEN,
+    CODE_INTERNAL,
+    CODE_NOT_FOUND,
+    CODE_UNPROCESSABLE,
+    AlpacaError,
+    invalid,
+)
+from orch.fake_alpaca.prices import PriceBook, price_tick, round_price
+from orch.fake_alpaca.rules import Rule
 from orch.market.base import MarketDataError, is_crypto
 
-# ---- Errors --------------------------------------------------------------------------------------
-
-# Alpaca's error codes: the first three digits are the HTTP status.
-CODE_INVALID = 40010001
-CODE_UNAUTHORIZED = 40110000
-CODE_FORBIDDEN = 40310000
-CODE_NOT_FOUND = 40410000
-CODE_UNPROCESSABLE = 42210000
-CODE_INTERNAL = 50010000
-CODE_UNAVAILABLE = 50310000
-
-
-class AlpacaError(Exception):
-    """An error answered as Alpaca does: an HTTP status and a body {"code": ..., "message": ...}."""
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message}
-
-
-def invalid(message: str) -> AlpacaError:
-    return AlpacaError(422, CODE_INVALID, message)
-
+if TYPE_CHECKING:
+    from orch.fake_alpaca.core import FakeAlpacaConfig
 
 # ---- Fill policy ---------------------------------------------------------------------------------
 
@@ -132,9 +125,24 @@ def split_quantity(quantity: Decimal, pieces: int) -> list[Decimal]:
 
 # ---- Orders, fills, positions --------------------------------------------------------------------
 
-OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled", "held", "pending_cancel"})
+
+class Status(enum.StrEnum):
+    """An order's status, as Alpaca spells it."""
+
+    NEW = "new"
+    ACCEPTED = "accepted"  # an equity order waiting for the market to open
+    PARTIALLY_FILLED = "partially_filled"
+    PENDING_CANCEL = "pending_cancel"  # asked to cancel; may still fill until the cancel lands
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"  # a day order still open at the close
+
+
+OPEN_STATUSES = frozenset({Status.NEW, Status.ACCEPTED, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL})
 ORDER_TYPES = ("market", "limit")
 TIMES_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
+CRYPTO_TIMES_IN_FORCE = ("gtc", "ioc")
+QUANTITY_STEP = Decimal("1e-9")  # Alpaca takes quantities and notionals to 9 decimals
 
 
 def asset_id(symbol: str) -> str:
@@ -160,6 +168,10 @@ def timestamp(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def is_usd_quoted(symbol: str) -> bool:
+    return symbol.partition("/")[2] == "USD"
+
+
 @dataclass
 class PendingFill:
     due: float  # time.monotonic()
@@ -169,6 +181,7 @@ class PendingFill:
 @dataclass
 class FakeOrder:
     id: str
+    sequence: int  # breaks ties between orders created at the same (frozen) time
     client_order_id: str
     symbol: str
     side: str
@@ -180,10 +193,14 @@ class FakeOrder:
     extended_hours: bool
     position_intent: str
     created_at: datetime
-    status: str = "new"
+    maker: bool = False  # a limit order that rested on the book: crypto's maker fee
+    status: Status = Status.NEW
     updated_at: datetime | None = None
     filled_at: datetime | None = None
     canceled_at: datetime | None = None
+    expired_at: datetime | None = None
+    expires_at: datetime | None = None  # a day order's close
+    cancel_lands_at: float | None = None  # time.monotonic() when a requested cancel takes effect
     filled_quantity: Decimal = Decimal(0)
     filled_value: Decimal = Decimal(0)
     pending: list[PendingFill] = field(default_factory=list)
@@ -206,6 +223,13 @@ class FakeOrder:
             return None
         return (self.filled_value / self.filled_quantity).quantize(Decimal("0.000001")).normalize()
 
+    @property
+    def crossing_price(self) -> Decimal:
+        """The worst price this order would trade at: a market order takes any."""
+        if self.limit_price is not None:
+            return self.limit_price
+        return Decimal("Infinity") if self.side == "buy" else Decimal(0)
+
     def to_alpaca(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -214,7 +238,7 @@ class FakeOrder:
             "updated_at": timestamp(self.updated_at or self.created_at),
             "submitted_at": timestamp(self.created_at),
             "filled_at": timestamp(self.filled_at),
-            "expired_at": None,
+            "expired_at": timestamp(self.expired_at),
             "canceled_at": timestamp(self.canceled_at),
             "failed_at": None,
             "replaced_at": None,
@@ -235,7 +259,7 @@ class FakeOrder:
             "time_in_force": self.time_in_force,
             "limit_price": fmt(self.limit_price),
             "stop_price": None,
-            "status": self.status,
+            "status": str(self.status),
             "extended_hours": self.extended_hours,
             "legs": None,
             "trail_percent": None,
@@ -253,6 +277,7 @@ class FakeFill:
     quantity: Decimal
     price: Decimal
     timestamp: datetime
+    fee: Decimal = Decimal(0)  # crypto: in the asset bought, or in USD for a sale
 
 
 @dataclass
@@ -296,20 +321,17 @@ def parse_bool(value: Any, name: str) -> bool:
 
 class FakeBroker:
     def __init__(
-        self,
-        prices: PriceBook,
-        starting_cash: Decimal,
-        shorting_enabled: bool,
-        market_is_open: Callable[[], bool],
-        account_id: str,
+        self, prices: PriceBook, config: FakeAlpacaConfig, market: MarketClock, account_id: str
     ) -> None:
         self._prices = prices
-        self._shorting_enabled = shorting_enabled
-        self._market_is_open = market_is_open
+        self._config = config
+        self.market = market
+        self.relaxed: frozenset[Rule] = config.relaxed_rules
         self.account_id = account_id
-        self.account_created_at = datetime.now(UTC)
+        self.account_created_at = market.now()
         self.fill_policy = FillPolicy.immediate()
-        self.reset(starting_cash)
+        self._sequence = itertools.count()
+        self.reset(Decimal(str(config.starting_cash)))
 
     def reset(self, starting_cash: Decimal) -> None:
         self.starting_cash = starting_cash
@@ -318,6 +340,9 @@ class FakeBroker:
         self.by_client_id: dict[str, FakeOrder] = {}
         self.positions: dict[str, FakePosition] = {}  # keyed by position_symbol()
         self.fills: list[FakeFill] = []
+
+    def enforces(self, rule: Rule) -> bool:
+        return rule not in self.relaxed
 
     # -- orders --
 
@@ -356,13 +381,24 @@ class FakeBroker:
             raise invalid("client_order_id must be unique")
         if not self._prices.knows(symbol):
             raise invalid(f'asset "{symbol}" not found')
+        crypto = is_crypto(symbol)
+        if crypto and time_in_force not in CRYPTO_TIMES_IN_FORCE and self.enforces(Rule.CRYPTO_TIME_IN_FORCE):
+            raise rules.crypto_time_in_force()
         price = self._price(symbol)
         if notional is not None:
-            quantity = (notional / price).quantize(Decimal("1e-9"), rounding=ROUND_DOWN)
+            quantity = (notional / price).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
         assert quantity is not None
+        if not crypto:
+            self._check_equity_order(symbol, side, order_type, time_in_force, quantity, notional, limit_price)
+        elif side == "buy" and is_usd_quoted(symbol) and self.enforces(Rule.CRYPTO_MIN_NOTIONAL):
+            cost = notional or quantity * (limit_price or price)
+            if cost < self._config.crypto_min_notional:
+                raise rules.crypto_min_notional(self._config.crypto_min_notional)
+        if self.enforces(Rule.WASH_TRADE) and self._would_wash(symbol, side, limit_price):
+            raise rules.wash_trade()
         self._check_funds(symbol, side, quantity, limit_price or price)
 
-        now = datetime.now(UTC)
+        now = self.market.now()
         held = self.positions.get(position_symbol(symbol))
         held_quantity = held.quantity if held else Decimal(0)
         intent = ("buy" if side == "buy" else "sell") + (
@@ -370,6 +406,7 @@ class FakeBroker:
         )
         order = FakeOrder(
             id=str(uuid.uuid4()),
+            sequence=next(self._sequence),
             client_order_id=client_order_id,
             symbol=symbol,
             side=side,
@@ -382,8 +419,12 @@ class FakeBroker:
             position_intent=intent,
             created_at=now,
         )
-        if order.asset_class == "us_equity" and not self._market_is_open():
-            order.status = "accepted"  # Alpaca queues equity orders until the market opens
+        if not crypto:
+            if not self.market.is_open(now):
+                order.status = Status.ACCEPTED  # Alpaca queues equity orders until the market opens
+            if time_in_force in ("day", "opg", "cls"):
+                order.expires_at = self.market.next_close(now)
+        order.maker = order_type == "limit" and not self._crossed(order)
         self.orders[order.id] = order
         self.by_client_id[client_order_id] = order
 
@@ -392,13 +433,53 @@ class FakeBroker:
             if self._can_fill(order):
                 self._fill(order, order.quantity, self._price(symbol), now)
             else:
-                self._cancel(order, now)
+                self._cancel_now(order, now)
         else:
             order.pending = [
                 PendingFill(due, q) for due, q in self.fill_policy.schedule(quantity, time.monotonic())
             ]
             self.advance()
         return order
+
+    def _check_equity_order(
+        self,
+        symbol: str,
+        side: str,
+        order_type: str,
+        time_in_force: str,
+        quantity: Decimal,
+        notional: Decimal | None,
+        limit_price: Decimal | None,
+    ) -> None:
+        fractional = notional is not None or quantity != quantity.to_integral_value()
+        if fractional and self.enforces(Rule.FRACTIONAL):
+            if symbol in self._config.non_fractionable_symbols:
+                raise rules.not_fractionable(symbol)
+            if order_type != "market":
+                raise rules.fractional_not_market()
+            if time_in_force != "day":
+                raise rules.fractional_not_day()
+            held = self.positions.get(position_symbol(symbol))
+            long_available = self._available(held) if held and held.quantity > 0 else Decimal(0)
+            if side == "sell" and quantity > long_available:
+                raise rules.fractional_short()
+        sub_penny = limit_price is not None and limit_price != limit_price.quantize(price_tick(limit_price))
+        if sub_penny and self.enforces(Rule.SUB_PENNY):
+            raise rules.sub_penny(fmt(limit_price) or "")
+
+    def _would_wash(self, symbol: str, side: str, limit_price: Decimal | None) -> bool:
+        """Whether the order would trade against the account's own open order on the other side."""
+        if limit_price is not None:
+            mine = limit_price
+        else:
+            mine = Decimal("Infinity") if side == "buy" else Decimal(0)
+        for other in self.orders.values():
+            if not other.is_open or other.symbol != symbol or other.side == side:
+                continue
+            buy, sell = (mine, other.crossing_price) if side == "buy" else (other.crossing_price, mine)
+            if buy >= sell:
+                return True
+        return False
 
     def get(self, order_id: str) -> FakeOrder:
         order = self.orders.get(order_id)
@@ -435,22 +516,33 @@ class FakeBroker:
             and (not symbols or o.symbol in symbols)
             and (side is None or o.side == side)
         ]
-        chosen.sort(key=lambda o: o.created_at, reverse=direction == "desc")
+        chosen.sort(key=lambda o: (o.created_at, o.sequence), reverse=direction == "desc")
         return chosen if limit is None else chosen[:limit]
 
     def cancel(self, order_id: str) -> FakeOrder:
         order = self.get(order_id)
         if not order.is_open:
             raise AlpacaError(422, CODE_UNPROCESSABLE, f'order is already in "{order.status}" state')
-        self._cancel(order, datetime.now(UTC))
+        self._request_cancel(order)
         return order
 
     def cancel_all(self) -> list[FakeOrder]:
-        now = datetime.now(UTC)
         cancelled = [o for o in self.orders.values() if o.is_open]
         for order in cancelled:
-            self._cancel(order, now)
+            self._request_cancel(order)
         return cancelled
+
+    def _request_cancel(self, order: FakeOrder) -> None:
+        """The cancel lands `cancel_delay_seconds` later; until then the order is pending_cancel, fillable."""
+        if order.status == Status.PENDING_CANCEL:
+            return  # already on its way
+        delay = self._config.cancel_delay_seconds
+        if delay <= 0:
+            self._cancel_now(order, self.market.now())
+            return
+        order.status = Status.PENDING_CANCEL
+        order.cancel_lands_at = time.monotonic() + delay
+        order.updated_at = self.market.now()
 
     def fill_now(
         self, order_id: str, quantity: Decimal | None = None, price: Decimal | None = None
@@ -462,65 +554,97 @@ class FakeBroker:
         quantity = order.remaining if quantity is None else min(quantity, order.remaining)
         if quantity <= 0:
             raise invalid("fill quantity must be > 0")
-        self._fill(order, quantity, price or self._price(order.symbol), datetime.now(UTC))
+        self._fill(order, quantity, price or self._price(order.symbol), self.market.now())
         return order
 
     def advance(self) -> list[FakeFill]:
-        """Apply every scheduled fill that has come due and can fill at the current price."""
+        """Apply what has come due: fills that can fill at the current price, cancels, day orders' expiry."""
         now = time.monotonic()
+        moment = self.market.now()
         fills_before = len(self.fills)
-        market_open = self._market_is_open()
+        market_open = self.market.is_open(moment)
         for order in list(self.orders.values()):
-            if order.status == "accepted" and market_open:
-                order.status = "new"  # the market opened: the queued order goes live
-            if not order.is_open or not order.pending or order.pending[0].due > now:
+            if order.status == Status.ACCEPTED and market_open:
+                order.status = Status.NEW  # the market opened: the queued order goes live
+            if not order.is_open:
                 continue
-            if not self._can_fill(order):
+            # A fill due before a requested cancel lands still happens: the race Alpaca has too.
+            fills_until = now if order.cancel_lands_at is None else min(now, order.cancel_lands_at)
+            if order.pending and order.pending[0].due <= fills_until and self._can_fill(order):
+                while order.pending and order.pending[0].due <= fills_until and order.is_open:
+                    piece = order.pending.pop(0)
+                    quantity = min(piece.quantity, order.remaining)
+                    if quantity > 0:
+                        self._fill(order, quantity, self._price(order.symbol), moment)
+            if not order.is_open:
                 continue
-            moment = datetime.now(UTC)
-            while order.pending and order.pending[0].due <= now and order.is_open:
-                piece = order.pending.pop(0)
-                quantity = min(piece.quantity, order.remaining)
-                if quantity > 0:
-                    self._fill(order, quantity, self._price(order.symbol), moment)
+            if order.cancel_lands_at is not None and now >= order.cancel_lands_at:
+                self._cancel_now(order, moment)
+            elif order.expires_at is not None and moment >= order.expires_at:
+                self._expire(order)
         return self.fills[fills_before:]
 
-    def _can_fill(self, order: FakeOrder) -> bool:
-        if order.asset_class == "us_equity" and not self._market_is_open():
-            return False
+    def _crossed(self, order: FakeOrder) -> bool:
         if order.type == "market":
             return True
         assert order.limit_price is not None
         price = self._price(order.symbol)
         return price <= order.limit_price if order.side == "buy" else price >= order.limit_price
 
+    def _can_fill(self, order: FakeOrder) -> bool:
+        if order.asset_class == "us_equity" and not self.market.is_open():
+            return False
+        return self._crossed(order)
+
     def _fill(self, order: FakeOrder, quantity: Decimal, price: Decimal, moment: datetime) -> None:
         order.filled_quantity += quantity
         order.filled_value += quantity * price
         order.updated_at = moment
         if order.remaining <= 0:
-            order.status = "filled"
+            order.status = Status.FILLED
             order.filled_at = moment
             order.pending = []
-        else:
-            order.status = "partially_filled"
-        self._apply_to_position(order.symbol, order.side, quantity, price)
+            order.cancel_lands_at = None
+        elif order.status != Status.PENDING_CANCEL:
+            order.status = Status.PARTIALLY_FILLED
+        fee = self._settle(order, quantity, price)
         self.fills.append(
-            FakeFill(order.id, order.client_order_id, order.symbol, order.side, quantity, price, moment)
+            FakeFill(order.id, order.client_order_id, order.symbol, order.side, quantity, price, moment, fee)
         )
 
-    def _cancel(self, order: FakeOrder, moment: datetime) -> None:
-        order.status = "canceled"
+    def _settle(self, order: FakeOrder, quantity: Decimal, price: Decimal) -> Decimal:
+        """Move cash and the position for one fill; return the crypto fee it cost."""
+        rate = Decimal(0)
+        if order.asset_class == "crypto" and self.enforces(Rule.CRYPTO_FEE):
+            rate = self._config.crypto_maker_fee if order.maker else self._config.crypto_taker_fee
+        if order.side == "buy":
+            # Alpaca takes the fee out of what the trade credits: here, the asset bought.
+            fee = (quantity * rate).quantize(QUANTITY_STEP)
+            self.cash -= quantity * price
+            self._apply_to_position(order.symbol, quantity - fee, price)
+        else:
+            fee = quantity * price * rate  # here, the dollars the sale credits
+            self.cash += quantity * price - fee
+            self._apply_to_position(order.symbol, -quantity, price)
+        return fee
+
+    def _cancel_now(self, order: FakeOrder, moment: datetime) -> None:
+        order.status = Status.CANCELED
         order.canceled_at = moment
         order.updated_at = moment
+        order.pending = []
+        order.cancel_lands_at = None
+
+    def _expire(self, order: FakeOrder) -> None:
+        assert order.expires_at is not None
+        order.status = Status.EXPIRED
+        order.expired_at = order.updated_at = order.expires_at
         order.pending = []
 
     # -- positions --
 
-    def _apply_to_position(self, symbol: str, side: str, quantity: Decimal, price: Decimal) -> None:
+    def _apply_to_position(self, symbol: str, delta: Decimal, price: Decimal) -> None:
         key = position_symbol(symbol)
-        delta = quantity if side == "buy" else -quantity
-        self.cash -= delta * price
         held = self.positions.get(key)
         if held is None:
             self.positions[key] = FakePosition(symbol, delta, price)
@@ -529,7 +653,7 @@ class FakeBroker:
         if new_quantity == 0:
             del self.positions[key]
         elif held.quantity == 0 or (held.quantity > 0) == (delta > 0):
-            held.average_price = (abs(held.quantity) * held.average_price + quantity * price) / abs(
+            held.average_price = (abs(held.quantity) * held.average_price + abs(delta) * price) / abs(
                 new_quantity
             )
             held.quantity = new_quantity
@@ -557,19 +681,29 @@ class FakeBroker:
         if percentage is not None:
             if not 0 < percentage <= 100:
                 raise invalid("percentage must be in (0, 100]")
-            size = (size * percentage / 100).quantize(Decimal("1e-9"), rounding=ROUND_DOWN)
+            size = (size * percentage / 100).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
         elif quantity is not None:
             if not 0 < quantity <= size:
                 raise insufficient_quantity(quantity, size)
             size = quantity
         side = "sell" if held.quantity > 0 else "buy"
+        time_in_force = "gtc" if is_crypto(held.symbol) else "day"
         return self.submit(
-            {"symbol": held.symbol, "qty": str(size), "side": side, "type": "market", "time_in_force": "day"}
+            {
+                "symbol": held.symbol,
+                "qty": str(size),
+                "side": side,
+                "type": "market",
+                "time_in_force": time_in_force,
+            }
         )
 
     def close_all(self, cancel_orders: bool) -> list[tuple[FakePosition, FakeOrder]]:
         if cancel_orders:
-            self.cancel_all()
+            # Alpaca cancels before it liquidates, so the closing orders meet no order of ours.
+            moment = self.market.now()
+            for order in [o for o in self.orders.values() if o.is_open]:
+                self._cancel_now(order, moment)
         closed = []
         for held in list(self.positions.values()):
             closed.append(
@@ -621,24 +755,64 @@ class FakeBroker:
 
     # -- account --
 
-    def _reserved_for_buys(self) -> Decimal:
+    def _reserved_for_buys(self, crypto: bool) -> Decimal:
+        """What open buys hold back: Alpaca reduces buying power by each open buy's value."""
         total = Decimal(0)
         for order in self.orders.values():
-            if order.is_open and order.side == "buy":
+            if order.is_open and order.side == "buy" and (order.asset_class == "crypto") == crypto:
                 total += order.remaining * (order.limit_price or self._price(order.symbol))
         return total
 
-    def buying_power(self) -> Decimal:
-        return max(self.cash - self._reserved_for_buys(), Decimal(0))
+    def _market_values(self) -> tuple[Decimal, Decimal, Decimal]:
+        """(signed value of every position, value of crypto positions, gross value of equity positions)."""
+        total = crypto = equity_exposure = Decimal(0)
+        for held in self.positions.values():
+            value = held.quantity * self._price(held.symbol)
+            total += value
+            if is_crypto(held.symbol):
+                crypto += value
+            else:
+                equity_exposure += abs(value)
+        return total, crypto, equity_exposure
+
+    def buying_power(self, multiplier: int | None = None) -> Decimal:
+        """Equity buying power: on a margin account, `multiplier` times the equity that can carry margin.
+
+        With multiplier m, each dollar of equity positions needs 1/m of equity behind it, so
+        buying power = m * (equity - crypto) - equity positions; crypto (never marginable) buys only
+        with cash. m = 1 is a cash account (buying power = cash), 2 Reg T margin, 4 day trading.
+        """
+        m = multiplier or self._config.margin_multiplier
+        positions_value, crypto_value, equity_exposure = self._market_values()
+        equity = self.cash + positions_value
+        power = m * (equity - crypto_value) - equity_exposure
+        power -= self._reserved_for_buys(crypto=False) + m * self._reserved_for_buys(crypto=True)
+        return max(power, Decimal(0))
+
+    def non_marginable_buying_power(self) -> Decimal:
+        """What crypto (never marginable) can buy: cash, less what open buys hold back."""
+        reserved = self._reserved_for_buys(crypto=False) + self._reserved_for_buys(crypto=True)
+        return max(self.cash - reserved, Decimal(0))
 
     def _check_funds(self, symbol: str, side: str, quantity: Decimal, price: Decimal) -> None:
         if side == "buy":
-            if quantity * price > self.buying_power():
+            cost = quantity * price
+            if is_crypto(symbol):
+                available = self.non_marginable_buying_power()
+                if cost > available:
+                    # The fake's rendering of Alpaca's crypto refusal (recalled, not confirmed).
+                    raise AlpacaError(
+                        403,
+                        CODE_FORBIDDEN,
+                        f"insufficient balance for USD (requested: {fmt(cost.quantize(Decimal('0.01')))}, "
+                        f"available: {fmt(available.quantize(Decimal('0.01')))})",
+                    )
+            elif cost > self.buying_power():
                 raise AlpacaError(403, CODE_FORBIDDEN, "insufficient buying power")
             return
         held = self.positions.get(position_symbol(symbol))
         available = self._available(held) if held and held.quantity > 0 else Decimal(0)
-        if quantity > available and (is_crypto(symbol) or not self._shorting_enabled):
+        if quantity > available and (is_crypto(symbol) or not self._config.shorting_enabled):
             raise insufficient_quantity(quantity, available)
 
     def account_to_alpaca(self) -> dict[str, Any]:
@@ -650,7 +824,12 @@ class FakeBroker:
             else:
                 short_value += value
         equity = self.cash + long_value + short_value
-        buying_power = fmt(self.buying_power().quantize(Decimal("0.01")))
+        multiplier = self._config.margin_multiplier
+
+        def dollars(value: Decimal) -> str | None:
+            return fmt(value.quantize(Decimal("0.01")))
+
+        buying_power = self.buying_power()
         money = {
             "cash": self.cash,
             "equity": equity,
@@ -659,6 +838,12 @@ class FakeBroker:
             "long_market_value": long_value,
             "short_market_value": short_value,
             "position_market_value": long_value - short_value,
+            "buying_power": buying_power,
+            "regt_buying_power": self.buying_power(min(multiplier, 2)),
+            "daytrading_buying_power": buying_power if multiplier == 4 else Decimal(0),
+            "effective_buying_power": buying_power,
+            "non_marginable_buying_power": self.non_marginable_buying_power(),
+            "options_buying_power": self.non_marginable_buying_power(),
         }
         return {
             "id": self.account_id,
@@ -666,13 +851,7 @@ class FakeBroker:
             "status": "ACTIVE",
             "crypto_status": "ACTIVE",
             "currency": "USD",
-            **{name: fmt(value.quantize(Decimal("0.01"))) for name, value in money.items()},
-            "buying_power": buying_power,
-            "regt_buying_power": buying_power,
-            "daytrading_buying_power": "0",
-            "effective_buying_power": buying_power,
-            "non_marginable_buying_power": buying_power,
-            "options_buying_power": buying_power,
+            **{name: dollars(value) for name, value in money.items()},
             "accrued_fees": "0",
             "pending_transfer_in": "0",
             "pending_transfer_out": "0",
@@ -682,7 +861,7 @@ class FakeBroker:
             "maintenance_margin": "0",
             "last_maintenance_margin": "0",
             "sma": "0",
-            "multiplier": "1",
+            "multiplier": str(multiplier),
             "daytrade_count": 0,
             "balance_asof": self.account_created_at.date().isoformat(),
             "created_at": timestamp(self.account_created_at),
@@ -691,7 +870,7 @@ class FakeBroker:
             "transfers_blocked": False,
             "account_blocked": False,
             "trade_suspended_by_user": False,
-            "shorting_enabled": self._shorting_enabled,
+            "shorting_enabled": self._config.shorting_enabled,
             "options_approved_level": 0,
             "options_trading_level": 0,
         }

@@ -10,19 +10,30 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from orch.fake_alpaca.broker import FakeBroker, FakeFill, FillPolicy, asset_id
+from orch.fake_alpaca.clock import FakeClock, MarketClock
 from orch.fake_alpaca.faults import Fault, FaultBook
 from orch.fake_alpaca.prices import PriceBook
+from orch.fake_alpaca.rate_limit import ALPACA_REQUESTS_PER_MINUTE, Allowance, RateLimit
+from orch.fake_alpaca.rules import Rule
 from orch.fake_alpaca.stream import BarBuilder, StreamHub, bar_message, quote_message, trade_message
 from orch.market.base import MarketDataSource, is_crypto
 
-NEW_YORK = ZoneInfo("America/New_York")
-REGULAR_OPEN, REGULAR_CLOSE = time(9, 30), time(16, 0)
+# A crypto pair's order increments, as Alpaca's assets endpoint publishes them. BTC/USD's are those
+# of Alpaca's crypto trading documentation; the others are the fake's choice in the same spirit
+# (unconfirmed). Pairs not listed get the last entry's.
+CRYPTO_INCREMENTS: dict[str, tuple[str, str, str]] = {
+    # symbol: (min_order_size, min_trade_increment, price_increment)
+    "BTC/USD": ("0.0001", "0.0001", "1"),
+    "ETH/USD": ("0.001", "0.001", "0.1"),
+    "SOL/USD": ("0.01", "0.01", "0.01"),
+    "LTC/USD": ("0.01", "0.01", "0.01"),
+    "*": ("0.000000001", "0.000000001", "0.000000001"),
+}
 
 
 @dataclass(frozen=True)
@@ -32,8 +43,22 @@ class FakeAlpacaConfig:
     seed: int = 7
     starting_cash: float = 100_000.0
     fill_policy: FillPolicy = field(default_factory=FillPolicy.immediate)
-    # True/False force the market open/closed; None follows regular NYSE hours (no holidays).
-    market_open: bool | None = True
+    # Alpaca's rules a test switches off, to isolate another (see orch.fake_alpaca.rules).
+    relaxed_rules: frozenset[Rule] = frozenset()
+    # The fake's time: None is the wall clock; a moment starts the clock there, ticking on from it
+    # unless frozen. Equities trade in the NYSE's sessions at that time (Rule.MARKET_HOURS).
+    clock_start: datetime | None = None
+    clock_frozen: bool = False
+    rate_limit_per_minute: int = ALPACA_REQUESTS_PER_MINUTE
+    # Alpaca's tier-1 crypto fees (taker: market and marketable orders; maker: resting limits).
+    crypto_taker_fee: Decimal = Decimal("0.0025")
+    crypto_maker_fee: Decimal = Decimal("0.0015")
+    crypto_min_notional: Decimal = Decimal(10)  # USD-quoted crypto buys
+    non_fractionable_symbols: frozenset[str] = frozenset()
+    # 1: a cash account (buying power = cash); 2: Reg T margin; 4: day-trading margin.
+    margin_multiplier: int = 2
+    # How long a cancel takes to land; the order is pending_cancel meanwhile and may still fill.
+    cancel_delay_seconds: float = 0.1
     # Live prices move one step per tick; None: only when told (tick(), set_price()).
     tick_interval_seconds: float | None = 1.0
     ticks_per_bar: int = 60
@@ -76,12 +101,13 @@ class FakeAlpaca:
             daily_source, minute_source = daily_source or default_daily, minute_source or default_minute
         self._lock = threading.RLock()
         self.prices = PriceBook(daily_source, minute_source, self.config.seed, self.config.tick_volatility)
-        self._market_open = self.config.market_open
+        self.clock = FakeClock(self.config.clock_start, ticking=not self.config.clock_frozen)
+        self.market = MarketClock(self.clock, always_open=Rule.MARKET_HOURS in self.config.relaxed_rules)
+        self.rate_limit = RateLimit(self.config.rate_limit_per_minute)
         self.broker = FakeBroker(
             self.prices,
-            Decimal(str(self.config.starting_cash)),
-            self.config.shorting_enabled,
-            self.market_is_open,
+            self.config,
+            self.market,
             account_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-alpaca-account:{self.config.seed}")),
         )
         self.broker.fill_policy = self.config.fill_policy
@@ -102,35 +128,41 @@ class FakeAlpaca:
         with self._lock:
             return self.broker.advance()
 
-    # ---- Market clock --------------------------------------------------------------------------
+    # ---- Time, the market's hours and the rules -----------------------------------------------
 
-    def market_is_open(self, now: datetime | None = None) -> bool:
-        if self._market_open is not None:
-            return self._market_open
-        local = (now or datetime.now(UTC)).astimezone(NEW_YORK)
-        return local.weekday() < 5 and REGULAR_OPEN <= local.time() < REGULAR_CLOSE
+    def now(self) -> datetime:
+        return self.clock.now()
 
-    def set_market_open(self, is_open: bool | None) -> None:
-        """Force the market open or closed (None: follow regular hours). Queued orders may fill now."""
+    def market_is_open(self) -> bool:
+        return self.market.is_open()
+
+    def set_clock(self, at: datetime | None, ticking: bool = True) -> None:
+        """Move the fake's time to `at` (None: the wall clock), frozen there unless `ticking`.
+
+        Queued equity orders may fill now, and day orders past their close expire.
+        """
         with self._lock:
-            self._market_open = is_open
+            self.clock.set(at, ticking)
             self.broker.advance()
 
-    def clock(self) -> dict[str, Any]:
-        now = datetime.now(UTC).astimezone(NEW_YORK)
-        is_open = self.market_is_open(now)
-        if is_open:
-            next_close = _next_session_edge(now, REGULAR_CLOSE)
-            next_open = _next_session_edge(next_close, REGULAR_OPEN)
-        else:
-            next_open = _next_session_edge(now, REGULAR_OPEN)
-            next_close = _next_session_edge(next_open, REGULAR_CLOSE)
-        return {
-            "timestamp": now.isoformat(),
-            "is_open": is_open,
-            "next_open": next_open.isoformat(),
-            "next_close": next_close.isoformat(),
-        }
+    def clock_state(self) -> dict[str, Any]:
+        """What `/v2/clock` answers, plus how the fake's time runs."""
+        with self._lock:
+            return {**self.market.alpaca_clock(), **self.clock.describe()}
+
+    def relaxed_rules(self) -> frozenset[Rule]:
+        return self.broker.relaxed
+
+    def relax_rules(self, relaxed: frozenset[Rule]) -> None:
+        """Enforce every rule but these (see `orch.fake_alpaca.rules`)."""
+        with self._lock:
+            self.broker.relaxed = relaxed
+            self.market.always_open = Rule.MARKET_HOURS in relaxed
+            self.broker.advance()
+
+    def take_request(self, account: str) -> Allowance:
+        """Count one trading request against `account`'s rate limit (refused when over, if enforced)."""
+        return self.rate_limit.take(account, enforce=Rule.RATE_LIMIT not in self.broker.relaxed)
 
     # ---- Prices and ticks ----------------------------------------------------------------------
 
@@ -223,7 +255,7 @@ class FakeAlpaca:
 
     def asset(self, symbol: str) -> dict[str, Any]:
         crypto = is_crypto(symbol)
-        return {
+        asset: dict[str, Any] = {
             "id": asset_id(symbol),
             "class": "crypto" if crypto else "us_equity",
             "exchange": "CRYPTO" if crypto else "NASDAQ",
@@ -234,9 +266,13 @@ class FakeAlpaca:
             "marginable": not crypto,
             "shortable": not crypto and self.config.shorting_enabled,
             "easy_to_borrow": not crypto,
-            "fractionable": True,
+            "fractionable": crypto or symbol not in self.config.non_fractionable_symbols,
             "attributes": [],
         }
+        if crypto:  # Alpaca publishes order increments for crypto only
+            increments = CRYPTO_INCREMENTS.get(symbol, CRYPTO_INCREMENTS["*"])
+            asset["min_order_size"], asset["min_trade_increment"], asset["price_increment"] = increments
+        return asset
 
     def assets(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -283,14 +319,16 @@ class FakeAlpaca:
     # ---- Whole-state operations ----------------------------------------------------------------
 
     def reset(self, starting_cash: float | None = None) -> None:
-        """Back to a fresh account and the seeded prices; faults cleared, config's fill policy and clock."""
+        """A fresh account, the seeded prices, no faults; the config's fill policy, clock and rules."""
         with self._lock:
             cash = self.config.starting_cash if starting_cash is None else starting_cash
             self.broker.reset(Decimal(str(cash)))
             self.broker.fill_policy = self.config.fill_policy
             self.prices.reset()
             self.faults.clear()
-            self._market_open = self.config.market_open
+            self.rate_limit.reset()
+            self.clock.set(self.config.clock_start, ticking=not self.config.clock_frozen)
+            self.relax_rules(self.config.relaxed_rules)
             self._bars = BarBuilder()
             self._ticks = 0
             self._served.clear()
@@ -314,12 +352,15 @@ class FakeAlpaca:
                         "qty": str(f.quantity),
                         "price": str(f.price),
                         "timestamp": f.timestamp.isoformat(),
+                        "fee": str(f.fee),
                     }
                     for f in self.broker.fills
                 ],
                 "prices": {s: str(self.prices.price(s)) for s in self.prices.live_symbols()},
                 "fill_policy": self.broker.fill_policy.to_dict(),
                 "market_open": self.market_is_open(),
+                "clock": self.clock.describe(),
+                "relaxed_rules": sorted(self.broker.relaxed),
                 "faults": self.faults.to_list(),
                 "stream_clients": len(self.hub.clients()),
             }
@@ -332,14 +373,3 @@ class FakeAlpaca:
     def served_responses(self) -> list[ServedResponse]:
         with self._lock:
             return list(self._served)
-
-
-def _next_session_edge(after: datetime, at: time) -> datetime:
-    """The next weekday time `at` (New York) strictly after `after`."""
-    local = after.astimezone(NEW_YORK)
-    day: date = local.date()
-    while True:
-        candidate = datetime.combine(day, at, NEW_YORK)
-        if candidate > local and candidate.weekday() < 5:
-            return candidate
-        day += timedelta(days=1)

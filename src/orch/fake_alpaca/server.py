@@ -22,7 +22,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import fields
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
@@ -33,6 +35,7 @@ import uvicorn
 from orch.fake_alpaca.app import build_app
 from orch.fake_alpaca.broker import FillPolicy
 from orch.fake_alpaca.core import FakeAlpaca, FakeAlpacaConfig
+from orch.fake_alpaca.rules import Rule
 from orch.fake_alpaca.stream import CRYPTO_STREAM_PATH, STREAM_IEX_PATH
 from orch.market.base import MarketDataSource
 
@@ -194,8 +197,13 @@ class FakeAlpacaAdmin:
     ) -> dict[str, Any]:
         return self._call("POST", f"orders/{order_id}/fill", {"qty": qty, "price": price})
 
-    def set_market_open(self, is_open: bool | None) -> None:
-        self._call("POST", "clock", {"is_open": is_open})
+    def set_clock(self, at: datetime | None, ticking: bool = True) -> dict[str, Any]:
+        """The fake's time (None: the wall clock), frozen there unless `ticking`."""
+        return self._call("POST", "clock", {"at": None if at is None else at.isoformat(), "ticking": ticking})
+
+    def relax_rules(self, relaxed: Iterable[Rule]) -> None:
+        """Enforce every one of Alpaca's rules but these."""
+        self._call("POST", "rules", {"relaxed": [str(rule) for rule in relaxed]})
 
     def inject_fault(
         self,
@@ -249,10 +257,20 @@ class FakeAlpacaSubprocess(_Endpoints):
             str(config.tick_volatility),
         ]
         command += ["--bars-page-size", str(config.bars_page_size)]
-        if config.market_open is None:
-            command += ["--regular-hours"]
-        elif not config.market_open:
-            command += ["--market-closed"]
+        for rule in sorted(config.relaxed_rules):
+            command += ["--relax", str(rule)]
+        if config.clock_start is not None:
+            command += ["--clock-start", config.clock_start.isoformat()]
+        if config.clock_frozen:
+            command += ["--clock-frozen"]
+        command += ["--rate-limit", str(config.rate_limit_per_minute)]
+        command += ["--crypto-taker-fee", str(config.crypto_taker_fee)]
+        command += ["--crypto-maker-fee", str(config.crypto_maker_fee)]
+        command += ["--crypto-min-notional", str(config.crypto_min_notional)]
+        for symbol in sorted(config.non_fractionable_symbols):
+            command += ["--non-fractionable", symbol]
+        command += ["--margin-multiplier", str(config.margin_multiplier)]
+        command += ["--cancel-delay", str(config.cancel_delay_seconds)]
         if not config.shorting_enabled:
             command += ["--no-shorting"]
         return command

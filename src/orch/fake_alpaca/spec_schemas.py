@@ -30,6 +30,7 @@ SCHEMAS_FILE = Path(__file__).with_name("spec_schemas.json")
 SERVED_OPERATIONS: tuple[tuple[str, str, str], ...] = (
     ("trading", "GET", "/v2/account"),
     ("trading", "GET", "/v2/clock"),
+    ("trading", "GET", "/v2/calendar"),
     ("trading", "GET", "/v2/assets"),
     ("trading", "GET", "/v2/assets/{symbol_or_asset_id}"),
     ("trading", "POST", "/v2/orders"),
@@ -112,10 +113,16 @@ def spec_violations(doc: dict[str, Any], responses: Iterable[ServedResponse]) ->
     return problems
 
 
+# Parameters that may hold a slash (a crypto symbol: BTC/USD) match across path segments; the
+# others match one segment, or /v1beta3/crypto/us/latest/bars would match .../{loc}/bars.
+_MULTI_SEGMENT_PARAMETERS = ("symbol_or_asset_id",)
+
+
 def _template_regex(template: str) -> re.Pattern[str]:
-    # A symbol may contain a slash (BTC/USD), so parameters match across segments.
-    pattern = re.sub(r"\\\{[^}]+\\\}", ".+", re.escape(template))
-    return re.compile(pattern)
+    def parameter(match: re.Match[str]) -> str:
+        return ".+" if match.group(1) in _MULTI_SEGMENT_PARAMETERS else "[^/]+"
+
+    return re.compile(re.sub(r"\\\{([^}]+)\\\}", parameter, re.escape(template)))
 
 
 # ---- Extraction (run by hand, never by tests) ----------------------------------------------------

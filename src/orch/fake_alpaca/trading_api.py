@@ -6,8 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orch.fake_alpaca._http import answer, fake_of, parse_int, parse_time, read_json
-from orch.fake_alpaca.broker import CODE_NOT_FOUND, AlpacaError, parse_bool, parse_decimal
+from orch.fake_alpaca._http import answer, bad_request, fake_of, parse_int, parse_time, read_json
+from orch.fake_alpaca.broker import parse_bool, parse_decimal
+from orch.fake_alpaca.errors import CODE_NOT_FOUND, AlpacaError
 
 MAX_ORDERS_LISTED = 500  # Alpaca's cap on GET /v2/orders
 
@@ -17,7 +18,16 @@ async def get_account(request: Request) -> Response:
 
 
 async def get_clock(request: Request) -> Response:
-    return answer(fake_of(request).clock())
+    return answer(fake_of(request).market.alpaca_clock())
+
+
+async def get_calendar(request: Request) -> Response:
+    query = request.query_params
+    first, last = (parse_time(query.get(name), name) for name in ("start", "end"))
+    if query.get("date_type") not in (None, "", "TRADING"):
+        raise bad_request("the fake serves date_type=TRADING only")
+    calendar = fake_of(request).market.alpaca_calendar(first and first.date(), last and last.date())
+    return answer(calendar)
 
 
 async def list_assets(request: Request) -> Response:
@@ -138,6 +148,7 @@ async def close_all_positions(request: Request) -> Response:
 routes = [
     Route("/v2/account", get_account, methods=["GET"]),
     Route("/v2/clock", get_clock, methods=["GET"]),
+    Route("/v2/calendar", get_calendar, methods=["GET"]),
     Route("/v2/assets", list_assets, methods=["GET"]),
     Route("/v2/assets/{symbol_or_asset_id:path}", get_asset, methods=["GET"]),
     Route("/v2/orders", submit_order, methods=["POST"]),
