@@ -148,6 +148,21 @@ async def test_two_strategies_backtested_in_parallel_on_real_bars_agree_with_pla
     assert [r.rank for r in result.recommendations] == [1, 2]
     assert result.winner == result.recommendations[0].strategy
     assert all("out-of-sample" in r.basis for r in result.recommendations)
+    # Tuned parameters are recommended only when they beat the defaults on the same test window, and
+    # the score shown is theirs, with the defaults' beside it.
+    for recommendation in result.recommendations:
+        walk = next(o for o in result.optimisation if o.strategy == recommendation.strategy)
+        if recommendation.tuned:
+            split = next(s for s in walk.splits if s.split.index == recommendation.split)
+            assert split.best_params == recommendation.params
+            assert recommendation.score == split.out_of_sample.sharpe
+            assert recommendation.default_score == split.default_out_of_sample.sharpe
+            assert recommendation.score > recommendation.default_score
+        else:
+            assert (
+                recommendation.score == recommendation.default_score == walk.mean_default_out_of_sample_sharpe
+            )
+    assert result.warnings == []  # the sample's bars are clean and cover the window
     assert not result.applied and result.apply_error is None
     assert (await system_state(stack.client)).config.active_strategy == "hybrid_v1"
 
@@ -269,11 +284,60 @@ async def test_cli_refuses_bad_input_with_exit_2(stack, orch):
     unknown = await orch("validate-algorithms", "--strategies", "hybrid_v1,nope_v2", "--period", "6M")
     assert unknown.returncode == 2, unknown.stderr
     assert "nope_v2" in unknown.stderr and "hybrid_v1, legacy_v0" in unknown.stderr
+    folder = await orch(
+        "validate-algorithms",
+        "--strategies",
+        "hybrid_v1",
+        "--source",
+        "csv",
+        "--csv-folder",
+        "../../../../etc",
+    )
+    assert folder.returncode == 2, folder.stderr
+    assert "must be an absolute path without '..'" in folder.stderr.replace("\n", " ")
+    symbols = await orch("validate-algorithms", "--strategies", "hybrid_v1", "--symbols", "💥,,")
+    assert symbols.returncode == 2, symbols.stderr
+    assert "'💥' is not a symbol" in symbols.stderr.replace("\n", " ")
     started = [e async for e in stack.client.list_workflows(f"WorkflowType = '{VALIDATE_ALGORITHMS}'")]
     assert started == []
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("csv_folder", "../../../../etc", "must be an absolute path without '..'"),
+        ("symbols", ["💥", "", ""], "'💥' is not a symbol"),
+    ],
+)
+async def test_bad_symbols_or_folder_fail_the_workflow_at_once(stack, field, value, message):
+    # As the temporal CLI or the UI would start it: plain JSON, never checked by orch's CLI.
+    handle = await stack.client.start_workflow(
+        VALIDATE_ALGORITHMS,
+        {"strategies": ["hybrid_v1"], "validation_period": "6M", "data_source": "csv", field: value},
+        id=f"bad-{field}-{uuid.uuid4().hex[:6]}",
+        task_queue="orch",
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), 20)
+    assert message in str(failure.value.cause)
+    scheduled = [
+        e
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert scheduled == []
+
+
 async def test_cli_prints_the_results_and_writes_the_report(stack, orch, tmp_path):
+    from tests.test_backtest import index_of, sample_folder
+
+    def damage(symbol, lines):
+        if symbol == "IBM":
+            del lines[index_of(lines, "2012-11-29")]
+        return lines[: index_of(lines, "2013-01-02")] if symbol == "GOOG" else lines
+
+    bars = sample_folder(tmp_path / "data", damage)
+    reports = tmp_path / "reports"
     done = await orch(
         "validate-algorithms",
         "--strategies",
@@ -281,21 +345,31 @@ async def test_cli_prints_the_results_and_writes_the_report(stack, orch, tmp_pat
         "--period",
         "6M",
         "--source",
-        "sample",
+        "csv",
+        "--csv-folder",
+        str(bars),
         "--splits",
         "2",
         "--max-combinations",
         "2",
         "--report-dir",
-        str(tmp_path),
+        str(reports),
         timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "hybrid_v1" in done.stdout and "legacy_v0" in done.stdout and "buy & hold" in done.stdout
-    [folder] = list(tmp_path.iterdir())
+    assert "defaults' score" in done.stdout
+    # The data's faults are shown, not swallowed: GOOG ends early and is left out, IBM misses a day.
+    output = " ".join(done.stdout.split())
+    assert "warning (left_out): GOOG left out: ends early: its last bar is 2012-12-31" in output
+    assert "warning (gap): IBM: 1 day(s) of the NYSE's sessions without a bar (2012-11-29)" in output
+    [folder] = list(reports.iterdir())
     assert folder.name.startswith("validate-algorithms-")
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["status"] == "completed"
     assert {b["strategy"] for b in metrics["backtests"]} == {"hybrid_v1", "legacy_v0"}
     assert metrics["winner"] in ("hybrid_v1", "legacy_v0")
+    assert metrics["data"]["symbols"] == ["AAPL", "IBM", "MSFT"]
+    assert [(w["kind"], w["symbol"]) for w in metrics["warnings"]] == [("left_out", "GOOG"), ("gap", "IBM")]
+    assert all(r["default_score"] is not None for r in metrics["recommendations"])
     assert (folder / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -185,12 +185,9 @@ def show(result: Any, folder: Path) -> None:
         )
     for warning in result.warnings:
         console.print(f"[yellow]warning[/yellow] ({warning.kind.value}): {escape(warning.message)}")
-    # The score each strategy was ranked by (out of sample when optimised), the recommended parameters'.
-    ranked = {r.strategy: r for r in result.recommendations}
     rows = []
     for b in result.backtests:
         m = b.metrics
-        recommendation = ranked.get(b.strategy)
         rows.append(
             (
                 b.strategy,
@@ -203,8 +200,6 @@ def show(result: Any, folder: Path) -> None:
                 m.trades,
                 f"{m.exposure:.0%}",
                 pct(m.buy_and_hold.total_return),
-                num(recommendation.score) if recommendation else "-",
-                num(recommendation.default_score) if recommendation else "-",
             )
         )
     table(
@@ -220,10 +215,25 @@ def show(result: Any, folder: Path) -> None:
             "trades",
             "exposure",
             "buy & hold",
-            "rank score",
-            "defaults OOS",
         ],
         rows,
+    )
+    # What each strategy was ranked by (out of sample when optimised), beside the defaults' figure on
+    # the same window(s): tuned parameters are recommended only when they do better.
+    table(
+        "Ranking (score: the recommended parameters' Sharpe, out of sample when optimised)",
+        ["rank", "strategy", "parameters", "score", "defaults' score", "recommendable"],
+        [
+            (
+                r.rank,
+                r.strategy,
+                f"tuned in split {r.split}" if r.tuned else "defaults",
+                num(r.score),
+                num(r.default_score),
+                "yes" if r.recommendable else "no: no trades",
+            )
+            for r in result.recommendations
+        ],
     )
     if result.recommendations and result.winner is None:
         console.print("[red]no strategy recommended[/red]: none made a trade over the period")
