@@ -226,7 +226,7 @@ class EmergencyActivities:
         try:
             await self._hft.client().cancel_order(client_order_id)
         except HftApiError as err:
-            if err.status != 404:  # 404: no longer open, which is what we wanted
+            if err.status not in (404, 409):  # unknown (404) or no longer open (409): what we wanted
                 raise
 
     async def _call(self, action):

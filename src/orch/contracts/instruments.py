@@ -8,6 +8,7 @@ broker (Alpaca's assets publish `min_order_size`, `min_trade_increment`, `price_
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,6 +60,29 @@ class InstrumentRules(BaseModel):
         if not on_increment(price, increment):
             return f"price {price:g} is not a multiple of {self.symbol}'s price increment {increment:g}"
         return None
+
+    def json_schema(self) -> dict[str, Any]:
+        """The same rules as JSON Schema keywords for an order's `quantity` and `limit_price`."""
+        price: dict[str, Any] = {"exclusiveMinimum": 0, "multipleOf": self.price_increment}
+        if self.sub_dollar_price_increment is not None:
+            price = {
+                "anyOf": [
+                    {"minimum": 1, "multipleOf": self.price_increment},
+                    {
+                        "exclusiveMinimum": 0,
+                        "exclusiveMaximum": 1,
+                        "multipleOf": self.sub_dollar_price_increment,
+                    },
+                ]
+            }
+        return {
+            "quantity": {
+                "minimum": self.min_quantity,
+                "maximum": self.max_quantity,
+                "multipleOf": self.quantity_increment,
+            },
+            "limit_price": {"anyOf": [{"type": "null"}, {"type": "number", **price}]},
+        }
 
     def round_quantity(self, quantity: float) -> float:
         """Down to the increment (an order never grows by rounding); 0 when below the minimum."""

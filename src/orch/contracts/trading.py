@@ -6,10 +6,26 @@ The trading cycle composes `StrategyPlan`s (step 4), the risk step approves or s
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from orch.contracts.levels import EmergencyLevel, TradingMode
+
+
+def _iso_8601(value: Any) -> Any:
+    """A date-time in a body is ISO 8601 text; pydantic would also read "5" as a Unix timestamp."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"expected an ISO 8601 date-time such as 2025-01-31T12:00:00Z, got {value[:40]!r}"
+        ) from None
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
 
 
 class Side(StrEnum):
@@ -46,7 +62,7 @@ class StrategyPlan(BaseModel):
     entry_price: float | None = Field(default=None, gt=0)
     stop_loss: float = Field(gt=0)
     take_profit: float = Field(gt=0)
-    valid_until: datetime
+    valid_until: IsoDateTime
     reason: str = ""
 
 
@@ -313,7 +329,7 @@ class Heartbeat(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sender: str = Field(default="orchestrator", min_length=1, max_length=64)
-    sent_at: datetime | None = None
+    sent_at: IsoDateTime | None = None
 
 
 class OrderAck(BaseModel):

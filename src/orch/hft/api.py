@@ -50,7 +50,7 @@ from orch.contracts.trading import (
     TradingStateChange,
     TradingStatus,
 )
-from orch.hft.instruments import clip
+from orch.hft.instruments import Instruments, clip
 
 if TYPE_CHECKING:
     from orch.hft.engine import Engine
@@ -288,7 +288,10 @@ async def submit_order(engine: Engine, request: Request) -> Response:
 async def cancel_order(engine: Engine, request: Request) -> Response:
     client_order_id = request.path_params["client_order_id"]
     if not engine.router.cancel(client_order_id):
-        raise ApiError(404, f"no open order {clip(client_order_id)}")
+        known = engine.journal.order(client_order_id)
+        if known is not None:
+            raise ApiError(409, f"order {clip(client_order_id)} is {known.status.value}: nothing to cancel")
+        raise ApiError(404, f"no order {clip(client_order_id)}")
     return JSONResponse({"cancelling": client_order_id}, status_code=202)
 
 
@@ -409,7 +412,7 @@ ROUTES: tuple[Endpoint, ...] = (
         cancel_order,
         response=CancelAck,
         status=202,
-        refusals={404: "no open order with that client_order_id"},
+        refusals={404: "no order with that client_order_id", 409: "the order is no longer open"},
     ),
     Endpoint(
         "GET",
@@ -505,7 +508,9 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     return operation
 
 
-def openapi_schema() -> dict[str, Any]:
+def openapi_schema(instruments: Instruments | None = None) -> dict[str, Any]:
+    """The published schema; with `instruments`, order intents also carry this process's symbols
+    and their quantity and price rules, so a schema-valid order is one the server takes."""
     models: set[type[BaseModel]] = {ErrorBody}
     for endpoint in ROUTES:
         for declared in (endpoint.body, endpoint.response):
@@ -515,6 +520,12 @@ def openapi_schema() -> dict[str, Any]:
     _, definitions = models_json_schema(
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF_TEMPLATE
     )
+    schemas = definitions.get("$defs", {})
+    if instruments is not None:
+        intent = schemas["OrderIntent"]
+        rules = instruments.order_schema()
+        intent["properties"]["symbol"].update(rules["properties"]["symbol"])
+        intent["allOf"] = rules["allOf"]
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in ROUTES:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
@@ -533,7 +544,7 @@ def openapi_schema() -> dict[str, Any]:
         "info": {"title": "orch hft control API", "version": "1"},
         "paths": paths,
         "components": {
-            "schemas": definitions.get("$defs", {}),
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
@@ -544,7 +555,7 @@ def openapi_schema() -> dict[str, Any]:
 
 
 def create_app(engine: Engine, token: str) -> Starlette:
-    schema = openapi_schema()
+    schema = openapi_schema(engine.instruments)
 
     async def serve_schema(request: Request) -> Response:
         return JSONResponse(schema)

@@ -8,6 +8,8 @@ for 1e-12 used to fill at the venue and be journaled as 0).
 
 from __future__ import annotations
 
+from typing import Any
+
 from orch.contracts.instruments import InstrumentRules
 from orch.market.calendars import is_crypto
 
@@ -46,6 +48,19 @@ class Instruments:
 
     def __contains__(self, symbol: str) -> bool:
         return symbol in self._rules
+
+    def order_schema(self) -> dict[str, Any]:
+        """JSON Schema keywords an order intent must also meet: a known symbol, on its rules."""
+        return {
+            "properties": {"symbol": {"enum": list(self._rules)}},
+            "allOf": [
+                {
+                    "if": {"properties": {"symbol": {"const": symbol}}, "required": ["symbol"]},
+                    "then": {"properties": rules.json_schema()},
+                }
+                for symbol, rules in self._rules.items()
+            ],
+        }
 
     def problem(self, symbol: str, quantity: float, limit_price: float | None) -> str | None:
         """Why this order cannot exist whatever the limits say, or None."""
