@@ -5,21 +5,31 @@ reach the process and come back as fills, degradation, critical failures, and ri
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from temporalio.client import Client
 
+from orch.activities.cycle import filter_universe
 from orch.contracts.commands import CommandStatus
 from orch.contracts.cycle import CycleOutcome, CycleStep, PortfolioRiskLimits, RiskVerdict
+from orch.contracts.discovery import Candidate
 from orch.contracts.engine import TradingCycleInput, TradingCycleResult, cycle_report_path
 from orch.contracts.levels import TradingMode
 from orch.contracts.names import COMMANDS_QUEUE, SYSTEM_STATE_WORKFLOW_ID, TRADING_CYCLE
 from orch.contracts.system import EmergencyIncident, EmergencyLevel, TradingModeChange
 from orch.contracts.trading import RiskLimits
 from tests.conftest import Stack
-from tests.cycle_support import ACCOUNT, cycle_config, hft_get, hft_process, start_cycle_stack
-from tests.helpers import progress_of
+from tests.cycle_support import (
+    ACCOUNT,
+    cycle_config,
+    hft_get,
+    hft_process,
+    start_cycle_stack,
+    start_hft,
+)
+from tests.helpers import eventually, progress_of, system_state
 from tests.test_hft_process import HftUnderTest, hft
 
 __all__ = ["hft", "hft_process"]  # fixtures used by name
@@ -248,3 +258,92 @@ async def test_a_report_that_cannot_be_written_is_still_counted_and_the_cycle_de
     # The workflow counted the steps as the report step would have, its own failure included.
     record = result.agent_errors.agents["log_and_report"]
     assert record.consecutive_errors == 1 and "No space left on device" in (record.last_error or "")
+
+
+# ---- One universe: what orch hft trades and what is open now ----------------------------------------
+
+SATURDAY = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+MONDAY = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+
+
+def _ranked(*symbols: str) -> list[Candidate]:
+    return [
+        Candidate(symbol=s, score=10.0 - i, rank=i, last_price=100.0) for i, s in enumerate(symbols, start=1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("moment", "spy_open"),
+    [
+        (datetime(2026, 12, 4, 23, 59, 59, tzinfo=UTC), True),  # Friday's last second (UTC)
+        (datetime(2026, 12, 5, 0, 0, 0, tzinfo=UTC), False),  # Saturday's first
+        (datetime(2026, 12, 6, 23, 59, 59, tzinfo=UTC), False),  # Sunday's last
+        (datetime(2026, 12, 7, 0, 0, 0, tzinfo=UTC), True),  # Monday's first
+    ],
+)
+def test_the_universe_keeps_what_orch_hft_trades_and_is_open_on_both_sides_of_the_weekend(
+    moment: datetime, spy_open: bool
+) -> None:
+    ranking = _ranked("XOM", "SPY", "IBM", "BTC/USD", "ETH/USD")
+    kept, universe = filter_universe(ranking, ["SPY", "BTC/USD", "ETH/USD"], moment.timestamp(), 10, "scan s")
+
+    expected = ["SPY", "BTC/USD", "ETH/USD"] if spy_open else ["BTC/USD", "ETH/USD"]
+    assert [c.symbol for c in kept] == expected and universe.kept == expected
+    assert [c.rank for c in kept] == list(range(1, len(expected) + 1))  # re-ranked from 1
+    assert universe.closed == ([] if spy_open else ["SPY (weekend)"])
+    assert universe.not_tradable == 2 and universe.not_tradable_top == ["XOM", "IBM"]
+    lines = universe.lines()
+    assert "not tradable by orch hft: 2 ranked symbols (best: XOM, IBM)" in lines
+    assert ("closed: SPY (weekend)" in lines) is not spy_open
+
+
+def test_the_universe_keeps_at_most_top_n_and_names_a_closed_symbol_discovery_did_not_rank() -> None:
+    kept, universe = filter_universe(
+        _ranked("BTC/USD", "ETH/USD", "SOL/USD"),
+        ["BTC/USD", "ETH/USD", "SOL/USD", "AAPL"],
+        SATURDAY.timestamp(),
+        2,
+        "s",
+    )
+    assert [c.symbol for c in kept] == ["BTC/USD", "ETH/USD"]
+    assert universe.closed == ["AAPL (weekend)"] and universe.not_tradable == 0
+
+
+@pytest.mark.parametrize(("moment", "spy_open"), [(SATURDAY, False), (MONDAY, True)])
+async def test_a_cycle_plans_only_what_orch_hft_trades_and_is_open_and_says_what_it_left_out(
+    bare_stack: Stack, hft: Callable[..., HftUnderTest], moment: datetime, spy_open: bool
+) -> None:
+    process = await start_hft(hft, ORCH_HFT_SYMBOLS='["SPY", "BTC/USD", "ETH/USD"]')
+    # legacy_v0 (volume and momentum) scores the trending market; hybrid_v1's RSI filter leaves out trends
+    # this steady.
+    bare_stack.settings.discovery_strategy = "legacy_v0"
+    await start_cycle_stack(bare_stack, process, market_clock=moment.timestamp)
+    # A real discovery scan ranks the market's whole universe (60 symbols) and publishes its ranking.
+    await bare_stack.client.get_schedule_handle("discovery-scan").trigger()
+    published = await eventually(lambda: _latest_candidates(bare_stack.client), timeout=60)
+    assert published.universe_size == 60 and len(published.ranking) > len(published.candidates)
+
+    result, _ = await run_cycle(bare_stack.client, symbols=None)  # the universe is what orch hft trades
+    report = result.report
+    universe = report.universe
+    assert universe is not None, report.notes
+    assert universe.source == f"discovery scan {published.scan_workflow_id}", universe
+    assert universe.tradable == ["SPY", "BTC/USD", "ETH/USD"]
+    assert universe.not_tradable == len(published.ranking) - 3
+    planned = {line.symbol for line in report.plans}
+    if spy_open:
+        assert universe.closed == [] and "SPY" in universe.kept
+        assert "SPY" in planned, report.rejected_candidates
+        sent = {p["plan"]["symbol"] for p in await plans_in_hft(process, f"{ACCOUNT}-c1-")}
+        assert "SPY" in sent
+    else:
+        assert universe.closed == ["SPY (weekend)"] and universe.kept == ["BTC/USD", "ETH/USD"]
+        assert planned and "SPY" not in planned, report.plans
+        assert all(p["plan"]["symbol"] != "SPY" for p in await plans_in_hft(process, ACCOUNT))
+        initialize = next(s for s in report.steps if s.name == CycleStep.INITIALIZE.value)
+        assert "closed: SPY (weekend)" in initialize.summary
+    assert planned <= {"SPY", "BTC/USD", "ETH/USD"}
+
+
+async def _latest_candidates(client: Client):  # type: ignore[no-untyped-def]
+    return (await system_state(client)).latest_candidates

@@ -16,13 +16,15 @@ from temporalio.api.enums.v1 import EventType, ParentClosePolicy
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from orch.contracts.cycle import CycleOutcome
+from orch.contracts.cycle import CycleOutcome, StrategyWeights, WeightsSource
 from orch.contracts.emergency import ResumeTradingInput, ResumeTradingResult
 from orch.contracts.engine import (
     EngineConfigChange,
     EngineRunState,
     EngineStatus,
+    TradingCycleResult,
     TradingEngineInput,
+    cycle_workflow_id,
     engine_workflow_id,
 )
 from orch.contracts.names import (
@@ -36,10 +38,19 @@ from orch.contracts.names import (
     TaskPriority,
 )
 from orch.contracts.system import EmergencyLevel, ResumeRequest
+from orch.contracts.trading import StrategyKind
 from orch.embedded import temporal_binary
 from orch.workers.bootstrap import bootstrap
 from tests.conftest import Stack, run_process
-from tests.cycle_support import ACCOUNT, CRYPTO, fast_config, hft_get, hft_process, start_cycle_stack
+from tests.cycle_support import (
+    ACCOUNT,
+    CRYPTO,
+    fast_config,
+    fast_policies,
+    hft_get,
+    hft_process,
+    start_cycle_stack,
+)
 from tests.helpers import eventually, system_state, workflow_ids
 from tests.test_hft_process import HftUnderTest, free_port, hft
 
@@ -115,7 +126,10 @@ async def test_set_config_refuses_bad_values_and_applies_good_ones(bare_stack: S
     bare_stack.settings.hft_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: no hft needed here
     await bare_stack.start()
     handle = await start_engine(bare_stack.client, cycle_interval_seconds=3600)
-    await until(handle, lambda s: s.cycles_total >= 1)
+    first = await until(handle, lambda s: s.cycles_total >= 1)
+    # The first cycle waited for orch hft, but only up to its bound, and said so.
+    assert first.last_report is not None
+    assert any("orch hft not ready after 2 s" in n for n in first.last_report.notes), first.last_report.notes
 
     refused = {
         "cycle_interval_seconds": ({"cycle_interval_seconds": -1}, "greater than 0"),
@@ -398,3 +412,86 @@ async def test_orch_cycle_commands(
     )
     assert after.returncode == 0 and json.loads(after.stdout)["state"] == "stopped"
     assert refused.returncode == 1 and "not running" in refused.stderr
+
+
+async def _cycle_report(client: Client, number: int) -> Any:
+    cycle = client.get_workflow_handle(cycle_workflow_id(ENGINE_ID, number), result_type=TradingCycleResult)
+    return (await cycle.result()).report
+
+
+async def test_weights_set_while_a_cycle_runs_win_over_learning_from_the_next_cycle_until_handed_back(
+    bare_stack: Stack, hft_process: HftUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the cycle running when set_config arrived cleared the operator's weights as it ended, so
+    every later cycle composed with the learned 0.25 each while the configuration showed the new ones."""
+    release = threading.Event()
+
+    def held_patterns(*args: object, **kwargs: object) -> None:
+        release.wait(60)  # cycle 1 is held in step 3 while the operator changes the weights
+        raise RuntimeError("pattern detector released")
+
+    monkeypatch.setattr("orch.activities.cycle.analyse_patterns", held_patterns)
+    await start_cycle_stack(bare_stack, hft_process)
+    client = bare_stack.client
+    handle = await start_engine(client, cycle_interval_seconds=0.5)
+    try:
+        await until(handle, lambda s: s.current_cycle == cycle_workflow_id(ENGINE_ID, 1))
+        config = await handle.execute_update("set_config", EngineConfigChange(strategy_weights={"trend": 8}))
+        # Merged onto the weights in force (0.25 each) and normalised: trend 8 / 8.75.
+        pinned = StrategyWeights.model_validate(config["strategy_weights"])
+        assert round(pinned.root[StrategyKind.TREND], 3) == 0.914
+        release.set()
+        status = await until(handle, lambda s: s.cycles_total >= 3)
+        assert status.weights == pinned and status.weights_source is WeightsSource.OPERATOR, status.weights
+        for number in (2, 3):
+            report = await _cycle_report(client, number)
+            assert report.weights == pinned, (number, report.weights, report.notes)
+            assert report.weights_source is WeightsSource.OPERATOR
+        # Learning goes on beside them (from them: the next cycle recorded them in SystemState), and both
+        # are shown: the report and the status carry what learning holds now.
+        assert report.learned_weights is not None and status.learned_weights is not None
+
+        # Handing the weights back to learning: the next cycle composes with what learning holds.
+        await handle.execute_update("set_config", EngineConfigChange(strategy_weights="learned"))
+        after = (await status_of(handle)).cycles_total
+        back = await until(handle, lambda s: s.cycles_total >= after + 2)
+        assert back.weights_source is WeightsSource.LEARNED and back.config.strategy_weights is None
+        report = await _cycle_report(client, after + 2)
+        assert report.weights_source is WeightsSource.LEARNED
+        assert report.weights is not None and report.learned_weights is None
+    finally:
+        release.set()
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update("set_config", EngineConfigChange(strategy_weights={}))
+    assert '"learned"' in str(refused.value.cause)
+    await handle.signal("stop")
+    await handle.result()
+
+
+async def test_the_first_cycle_waits_for_orch_hft_to_be_ready_instead_of_failing(
+    bare_stack: Stack, hft: Any
+) -> None:
+    """`orch up` starts the workers and orch hft together: the first cycle may run before it listens."""
+    process = hft(
+        ORCH_HFT_SYMBOLS=json.dumps(CRYPTO), ORCH_HFT_MARKET_MAKING="false", ORCH_HFT_ARBITRAGE="false"
+    )
+    await start_cycle_stack(bare_stack, process)  # orch hft is not running yet
+    handle = await start_engine(
+        bare_stack.client,
+        cycle_interval_seconds=3600,
+        hft_ready_timeout_seconds=50,
+        policies=fast_policies(
+            initialize=fast_policies().initialize.model_copy(update={"timeout_seconds": 60})
+        ),
+    )
+    await until(handle, lambda s: s.current_cycle is not None)
+    process.start()  # while cycle 1 waits in step 1
+    first = await until(handle, lambda s: s.cycles_total >= 1, timeout=90)
+    report = first.last_report
+    assert report is not None and report.outcome is CycleOutcome.COMPLETED, (report.steps, report.notes)
+    assert any(n.startswith("waited ") and "for orch hft to be ready" in n for n in report.notes), (
+        report.notes
+    )
+    assert report.execution is not None and report.execution.plans_sent >= 1, report.execution
+    await handle.signal("stop")
+    await handle.result()

@@ -638,6 +638,10 @@ class CycleActivities:
             execution=request.execution,
             health=request.health,
             learning=request.learning,
+            weights=request.weights,
+            weights_source=request.weights_source,
+            universe=request.universe,
+            blocked=request.blocked,
             next_interval_seconds=decision.state.interval_seconds,
             notes=[*request.notes, decision.reason, *AgentErrorTracker(agent_errors).report()],
         )
