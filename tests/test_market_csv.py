@@ -41,6 +41,14 @@ def test_sample_bars_are_real_adjusted_daily_bars():
         source.history("TSLA", 5)
 
 
+def test_the_shared_sample_bars_cannot_be_edited_in_place():
+    # Every reader shares one cached copy: an in-place edit would corrupt every later reader.
+    history = SampleMarketData().history("AAPL", 10)
+    with pytest.raises(ValueError, match="read-only"):
+        history.close[0] = 0.0
+    assert SampleMarketData().history("AAPL", 10).close[0] > 0
+
+
 def test_csv_and_parquet_folders_serve_the_same_bars_as_the_sample(tmp_path):
     export_csv(tmp_path / "csv")
     parquet = tmp_path / "parquet"

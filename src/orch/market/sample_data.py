@@ -38,7 +38,7 @@ def sample_history(symbol: str) -> PriceHistory:
     raw = getattr(stocks, symbol)
     close = np.array(raw["close"], dtype=float)
     factor = np.array(raw["adj_close"], dtype=float) / close
-    return PriceHistory(
+    history = PriceHistory(
         symbol=symbol,
         timestamps=np.array(raw["date"], dtype="datetime64[D]").astype("datetime64[s]"),
         open=np.array(raw["open"], dtype=float) * factor,
@@ -47,6 +47,11 @@ def sample_history(symbol: str) -> PriceHistory:
         close=close * factor,
         volume=np.array(raw["volume"], dtype=float) / factor,
     )
+    # Every caller shares these cached arrays (and `tail` hands out views of them): read-only, so a
+    # caller that edits its copy in place fails at once instead of corrupting every later reader.
+    for column in (history.timestamps, history.open, history.high, history.low, history.close, history.volume):
+        column.setflags(write=False)
+    return history
 
 
 class SampleMarketData(MarketDataSource):
