@@ -49,7 +49,8 @@ def sample_history(symbol: str) -> PriceHistory:
     )
     # Every caller shares these cached arrays (and `tail` hands out views of them): read-only, so a
     # caller that edits its copy in place fails at once instead of corrupting every later reader.
-    for column in (history.timestamps, history.open, history.high, history.low, history.close, history.volume):
+    columns = (history.timestamps, history.open, history.high, history.low, history.close, history.volume)
+    for column in columns:
         column.setflags(write=False)
     return history
 
