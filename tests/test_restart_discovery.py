@@ -96,7 +96,10 @@ async def test_malformed_input_fails_without_retrying(stack):
     )
     with pytest.raises(WorkflowFailureError) as failure:
         await asyncio.wait_for(handle.result(), 20)
-    assert "ValidationError" in str(failure.value.cause)
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and cause.non_retryable
+    assert "strategy: Input should be a valid string (got 5)" in cause.message, cause.message
+    assert "typo: Extra inputs are not permitted" in cause.message, cause.message
 
 
 async def test_a_transient_failure_is_retried_and_the_step_succeeds(bare_stack):

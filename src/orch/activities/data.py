@@ -26,7 +26,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from orch.activities.hft import HftLink
-from orch.activities.steps import heartbeat_until_done, step_activity
+from orch.activities.steps import step_activity
 from orch.agents.calibration import calibrate_thresholds
 from orch.agents.composition import compose
 from orch.agents.conditions import (
@@ -156,7 +156,7 @@ class DataActivities:
     @step_activity
     async def validate_connections(self, request: ValidateConnectionsRequest) -> ConnectionsValidated:
         """Probe each named source: credentials, latency, freshness of the newest bar, a sample."""
-        return await heartbeat_until_done(self._validate(request), detail="probing data sources")
+        return await self._validate(request)
 
     async def _validate(self, request: ValidateConnectionsRequest) -> ConnectionsValidated:
         state = await self._state()
@@ -344,7 +344,7 @@ class DataActivities:
     async def update_algorithms(self, request: UpdateAlgorithmsRequest) -> AlgorithmsUpdated:
         """Re-warm the agents on the new source's recent bars: regime thresholds recalibrated to keep the
         regime mix, per-symbol statistics measured, the active strategy's lookback checked."""
-        return await heartbeat_until_done(self._update_algorithms(request), detail="calibrating on new bars")
+        return await self._update_algorithms(request)
 
     async def _update_algorithms(self, request: UpdateAlgorithmsRequest) -> AlgorithmsUpdated:
         state = await self._state()
@@ -416,7 +416,7 @@ class DataActivities:
     async def test_data_flow(self, request: DataFlowRequest) -> DataFlowTested:
         """Recent bars through the data validation checks, then one dry cycle (patterns, composition,
         risk) that places no orders: no execution process is contacted."""
-        return await heartbeat_until_done(self._test_data_flow(request), detail="dry cycle")
+        return await self._test_data_flow(request)
 
     async def _test_data_flow(self, request: DataFlowRequest) -> DataFlowTested:
         state = await self._state()

@@ -1,8 +1,13 @@
-"""What every command-step activity shares: attempt numbers and typed failures.
+"""What every command-step activity shares: heartbeats, attempt numbers and typed failures.
 
 A step activity returns a `StepOutcome`; this wrapper stamps the attempt that succeeded, and on
 failure raises an `ApplicationError` typed after the exception with the attempt in its details,
 so the workflow can report "failed after 4 attempts: <why>" without guessing.
+
+While it runs, a step heartbeats from a background loop whenever it was started with a heartbeat
+timeout: a worker killed mid-step is then noticed after that timeout (seconds) and the step retried
+on another worker, instead of after the step's whole start-to-close timeout (120 s by default; the
+issue measured 121 s recoveries with the discovery-scan schedule paused all along).
 """
 
 from __future__ import annotations
@@ -29,9 +34,14 @@ class InvalidInput(ValueError):
 def step_activity(fn: Callable[P, Awaitable[OutcomeT]]) -> Callable[P, Awaitable[OutcomeT]]:
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> OutcomeT:
-        attempt = activity.info().attempt
+        info = activity.info()
+        attempt = info.attempt
         try:
-            outcome = await fn(*args, **kwargs)
+            work = fn(*args, **kwargs)
+            if info.heartbeat_timeout:
+                outcome = await heartbeat_until_done(work, detail=f"{info.activity_type} running")
+            else:
+                outcome = await work
         except ApplicationError as err:
             raise ApplicationError(
                 err.message,
@@ -48,10 +58,17 @@ def step_activity(fn: Callable[P, Awaitable[OutcomeT]]) -> Callable[P, Awaitable
     return wrapper
 
 
-async def heartbeat_until_done(awaitable: Awaitable[T], every_seconds: float = 1.0, detail: str = "") -> T:
+def heartbeat_interval(default_seconds: float = 1.0) -> float:
+    """A third of the activity's heartbeat timeout: one late beat (a busy loop) never costs the attempt."""
+    timeout = activity.info().heartbeat_timeout
+    return timeout.total_seconds() / 3 if timeout else default_seconds
+
+
+async def heartbeat_until_done(awaitable: Awaitable[T], detail: str = "") -> T:
     """Await `awaitable` while heartbeating, so a long wait still tells the server the worker lives
     (and a cancel from the workflow reaches us)."""
     task = asyncio.ensure_future(awaitable)
+    every_seconds = heartbeat_interval()
     activity.heartbeat(detail)
     try:
         while True:

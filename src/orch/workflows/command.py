@@ -246,6 +246,20 @@ class CommandWorkflow:
         run.touch(f"**Completed** all {len(run.steps)} steps")
         return run.result_fields()
 
+    def activity_options(self, timeout_seconds: float | None = None) -> dict[str, Any]:
+        """The command's timeouts and retries for one step (or compensation) activity.
+
+        Every step activity heartbeats (`step_activity`), so a worker that dies mid-step is noticed
+        after `heartbeat_timeout_seconds` and the step retried elsewhere; the start-to-close timeout
+        only bounds a step that hangs on a live worker.
+        """
+        options = self._run.options
+        return dict(
+            start_to_close_timeout=timedelta(seconds=timeout_seconds or options.step_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout_seconds),
+            retry_policy=self.retry_policy(),
+        )
+
     def retry_policy(self, non_retryable: Sequence[str] = ()) -> RetryPolicy:
         options = self._run.options
         return RetryPolicy(
@@ -263,7 +277,6 @@ class CommandWorkflow:
         *args: Any,
         result_type: type[OutcomeT],
         timeout_seconds: float | None = None,
-        heartbeat: bool = False,
         detail: str = "",
         required: bool = True,
     ) -> OutcomeT:
@@ -286,10 +299,8 @@ class CommandWorkflow:
                 activity,
                 args=args,
                 result_type=result_type,
-                start_to_close_timeout=timedelta(seconds=timeout_seconds or options.step_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout_seconds) if heartbeat else None,
-                retry_policy=self.retry_policy(),
                 summary=label,
+                **self.activity_options(timeout_seconds),
             )
         except ActivityError as err:
             message, attempts = _describe_activity_failure(err, options.max_retries + 1)

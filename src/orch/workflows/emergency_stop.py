@@ -107,7 +107,6 @@ class EmergencyStop(CommandWorkflow):
                 EmergencyActivities.settle_hft,
                 SettleHftRequest(incident_id=incident.incident_id, level=incident.level, since=incident.at),
                 result_type=HftSettled,
-                heartbeat=True,
                 detail=incident.level.value,
             )
 
@@ -196,13 +195,12 @@ class EmergencyStop(CommandWorkflow):
         activity: Callable[..., Awaitable[OutcomeT]],
         *args: object,
         result_type: type[OutcomeT],
-        heartbeat: bool = False,
         detail: str = "",
     ) -> None:
         """One action: its failure is recorded (and fails the workflow at the end) but stops nothing else."""
         try:
             self._outcomes[step.name] = await self.run_step(
-                step, activity, *args, result_type=result_type, heartbeat=heartbeat, detail=detail
+                step, activity, *args, result_type=result_type, detail=detail
             )
         except StepFailed:
             pass

@@ -14,7 +14,6 @@ configuration stays in force: data sources, trading mode and thresholds are put 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -106,7 +105,6 @@ class IntegrateRealData(CommandWorkflow):
                 max_data_age_seconds=request.max_data_age_seconds,
             ),
             result_type=ConnectionsValidated,
-            heartbeat=True,
             detail=" -> ".join([sources.primary, *sources.fallbacks]),
         )
         self._previous = self._validated.previous
@@ -131,7 +129,6 @@ class IntegrateRealData(CommandWorkflow):
                 max_data_age_seconds=request.max_data_age_seconds,
             ),
             result_type=AlgorithmsUpdated,
-            heartbeat=True,
             detail=f"{len(symbols)} symbols x {request.warmup_bars} bars",
         )
         self._dry_cycle = await self.run_step(
@@ -144,7 +141,6 @@ class IntegrateRealData(CommandWorkflow):
                 max_data_age_seconds=request.max_data_age_seconds,
             ),
             result_type=DataFlowTested,
-            heartbeat=True,
             detail="dry cycle, no orders",
         )
         self._enabled = await self.run_step(
@@ -172,8 +168,7 @@ class IntegrateRealData(CommandWorkflow):
                     restore_mode=reports[ENABLE.name].status != CommandStatus.QUEUED,
                     written_learning=self._calibrated.written if self._calibrated else None,
                 ),
-                start_to_close_timeout=timedelta(seconds=self._run.options.step_timeout_seconds),
-                retry_policy=self.retry_policy(),
+                **self.activity_options(),
                 summary="Compensate: restore the previous data sources, trading mode and thresholds",
             )
             self._run.compensation.append(outcome.summary)

@@ -44,7 +44,8 @@ VALIDATE = Step("validating_system_health", "Validate system health")
 UPDATE = Step("updating_configuration", "Update configuration")
 
 
-# Malformed input (wrong types, unknown fields) fails the workflow at once instead of retrying its task.
+# Malformed input fails the workflow at once with InvalidInput (orch.converter); a model built here that
+# fails validation fails the workflow too, instead of retrying its task forever.
 @workflow.defn(name="RestartDiscoverySystem", failure_exception_types=[ValidationError])
 class RestartDiscoverySystem(CommandWorkflow):
     command_type = "restart_discovery_system"
@@ -104,7 +105,6 @@ class RestartDiscoverySystem(CommandWorkflow):
             ),
             result_type=DiscoveryStopped,
             timeout_seconds=request.drain_timeout_seconds + options.step_timeout_seconds,
-            heartbeat=True,
             detail="cancel scans in flight" if request.force_stop else "drain scans in flight",
         )
         await self.run_step(CLEAR, DiscoveryActivities.clear_job_queue, restart_id, result_type=QueueCleared)
@@ -130,7 +130,6 @@ class RestartDiscoverySystem(CommandWorkflow):
             ),
             result_type=DiscoveryValidated,
             timeout_seconds=request.validation_timeout_seconds + options.step_timeout_seconds,
-            heartbeat=True,
         )
         self._found = len(validated.candidates.candidates)
         updated = await self.run_step(
@@ -152,8 +151,7 @@ class RestartDiscoverySystem(CommandWorkflow):
             outcome = await workflow.execute_activity_method(
                 DiscoveryActivities.restore_discovery,
                 RestoreDiscoveryRequest(restart_id=workflow.info().workflow_id),
-                start_to_close_timeout=timedelta(seconds=self._run.options.step_timeout_seconds),
-                retry_policy=self.retry_policy(),
+                **self.activity_options(),
                 summary="Compensate: restore the discovery schedule",
             )
             self._run.compensation.append(outcome.summary)

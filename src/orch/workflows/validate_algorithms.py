@@ -250,9 +250,8 @@ class ValidateAlgorithms(CommandWorkflow):
         recommended = self._recommendations = await workflow.execute_activity_method(
             BacktestActivities.generate_recommendations,
             RecommendRequest(analysis=self._analysis, optimisation=self._optimisation),
-            start_to_close_timeout=timedelta(seconds=self._run.options.step_timeout_seconds),
-            retry_policy=self.retry_policy(),
             summary="Rank the strategies",
+            **self.activity_options(),
         )
         self._active = recommended.active_strategy
         if not request.apply:
