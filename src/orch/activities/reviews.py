@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from orch.activities.hft import HftLink
+from orch.activities.steps import heartbeating
 from orch.agents.conditions import sense_market
 from orch.agents.health import AgentErrorTracker
 from orch.agents.reviews import assess_portfolio, optimise_portfolio, review_strategies, summarise_conditions
@@ -88,6 +89,7 @@ class ReviewActivities:
     # ---- Context ---------------------------------------------------------------------------------
 
     @activity.defn
+    @heartbeating
     async def load_review_context(self) -> ReviewContext:
         state = await self._system_state()
         return ReviewContext(
@@ -97,6 +99,7 @@ class ReviewActivities:
     # ---- Tier 3: tactical ------------------------------------------------------------------------
 
     @activity.defn
+    @heartbeating
     async def assess_market_conditions(self, request: ReviewInput) -> ReviewFinding:
         universe = self._market.universe()
         # Crypto first: it trades around the clock, so the review says something on any day.
@@ -115,6 +118,7 @@ class ReviewActivities:
             return summarise_conditions(snapshot)
 
     @activity.defn
+    @heartbeating
     async def assess_portfolio_risk(self, request: ReviewInput) -> ReviewFinding:
         status = await self._hft_status()
         values = _position_values(status)
@@ -129,6 +133,7 @@ class ReviewActivities:
     # ---- Tier 4: strategic -----------------------------------------------------------------------
 
     @activity.defn
+    @heartbeating
     async def optimise_portfolio(self, request: ReviewInput) -> ReviewFinding:
         status = await self._hft_status()
         values = _position_values(status)
@@ -137,6 +142,7 @@ class ReviewActivities:
             return optimise_portfolio(values, histories)
 
     @activity.defn
+    @heartbeating
     async def review_strategy_performance(self, request: ReviewInput) -> ReviewFinding:
         try:
             plans = await self._hft.client().plans()
@@ -149,6 +155,7 @@ class ReviewActivities:
     # ---- Agents' error counts --------------------------------------------------------------------
 
     @activity.defn
+    @heartbeating
     async def record_agent_outcomes(self, outcomes: AgentOutcomes) -> AgentHealth:
         """Count this review's agent errors and successes; disable agents at the threshold (SystemState).
 

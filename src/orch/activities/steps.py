@@ -34,14 +34,9 @@ class InvalidInput(ValueError):
 def step_activity(fn: Callable[P, Awaitable[OutcomeT]]) -> Callable[P, Awaitable[OutcomeT]]:
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> OutcomeT:
-        info = activity.info()
-        attempt = info.attempt
+        attempt = activity.info().attempt
         try:
-            work = fn(*args, **kwargs)
-            if info.heartbeat_timeout:
-                outcome = await heartbeat_until_done(work, detail=f"{info.activity_type} running")
-            else:
-                outcome = await work
+            outcome = await heartbeating(fn)(*args, **kwargs)
         except ApplicationError as err:
             raise ApplicationError(
                 err.message,
@@ -54,6 +49,20 @@ def step_activity(fn: Callable[P, Awaitable[OutcomeT]]) -> Callable[P, Awaitable
             raise ApplicationError(str(err), {"attempt": attempt}, type=type(err).__name__) from err
         outcome.attempt = attempt
         return outcome
+
+    return wrapper
+
+
+def heartbeating(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Run the activity under a background heartbeat loop whenever it was given a heartbeat timeout
+    (a local activity has none, and runs as it is)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        info = activity.info()
+        if not info.heartbeat_timeout:
+            return await fn(*args, **kwargs)
+        return await heartbeat_until_done(fn(*args, **kwargs), detail=f"{info.activity_type} running")
 
     return wrapper
 

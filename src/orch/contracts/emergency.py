@@ -290,6 +290,8 @@ class ReviewInput(BaseModel):
     symbols: int = Field(default=5, ge=1, le=200)  # how many symbols of the universe to look at
     error_threshold: int = Field(default=5, ge=1)
     step_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Each activity heartbeats: a worker that dies mid-review is noticed after this long, not the timeout.
+    heartbeat_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class ReviewContext(BaseModel):

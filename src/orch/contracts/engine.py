@@ -123,7 +123,7 @@ class CyclePolicies(_Settings):
         default_factory=lambda: StepPolicy(timeout_seconds=30, max_attempts=2)
     )
     log_and_report: StepPolicy = Field(default_factory=lambda: StepPolicy(timeout_seconds=30))
-    # Steps that wait (execute) heartbeat; a dead worker is noticed after this long.
+    # Every regular step heartbeats; a dead worker is noticed after this long.
     heartbeat_timeout_seconds: float = Field(default=10.0, gt=0)
 
     def of(self, step: CycleStep) -> StepPolicy:

@@ -78,6 +78,7 @@ class _Review:
         # A review runs again in seconds or minutes: a short retry, never a long backlog of attempts.
         return dict(
             start_to_close_timeout=timedelta(seconds=request.step_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_seconds),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=1),
                 maximum_attempts=attempts,
@@ -215,6 +216,7 @@ class StrategicReview(_Review):
             max_retries=1,
             initial_retry_interval_seconds=1,
             step_timeout_seconds=request.step_timeout_seconds,
+            heartbeat_timeout_seconds=request.heartbeat_timeout_seconds,
             workflow_timeout_seconds=request.step_timeout_seconds * 2,
         )
         try:

@@ -178,7 +178,6 @@ class TradingCycle(CommandWorkflow):
                 hft_ready_timeout_seconds=config.hft_ready_timeout_seconds,
             ),
             CycleContext,
-            heartbeat=True,
         )
         if context is not None:
             notes += context.notes
@@ -261,7 +260,6 @@ class TradingCycle(CommandWorkflow):
                     fill_cursor=cursor or 0,
                 ),
                 Executed,
-                heartbeat=True,
                 detail=f"{len(plans)} approved plans" if blocked is None else "entries blocked",
             )
             if executed is not None:
@@ -448,7 +446,6 @@ class TradingCycle(CommandWorkflow):
         result_type: type[OutcomeT],
         *,
         local: bool = False,
-        heartbeat: bool = False,
         detail: str = "",
     ) -> OutcomeT | None:
         """Run one step with its own policy; None when it failed (recorded) or was skipped."""
@@ -472,7 +469,9 @@ class TradingCycle(CommandWorkflow):
             non_retryable_error_types=CYCLE_NON_RETRYABLE,
         )
         timeout = timedelta(seconds=policy.timeout_seconds)
-        beat = timedelta(seconds=run.options.heartbeat_timeout_seconds) if heartbeat else None
+        # Every regular step heartbeats (step_activity): a dead worker costs the heartbeat timeout, not
+        # the step's whole timeout.
+        beat = timedelta(seconds=run.options.heartbeat_timeout_seconds)
         try:
             if local:
                 outcome = await workflow.execute_local_activity(
