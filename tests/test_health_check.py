@@ -9,19 +9,34 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from orch.agents.health import evaluate_health
 from orch.agents.scheduler import initial_state
 from orch.config import Settings
-from orch.contracts.cycle import AgentErrorLog, AgentErrorRecord
+from orch.contracts.cycle import (
+    AdapterHealth,
+    AgentErrorLog,
+    AgentErrorRecord,
+    HealthFigures,
+    HealthThresholds,
+)
 from orch.contracts.emergency import HealthCheckInput, HealthCheckResult
-from orch.contracts.engine import EngineState, ExecutionSettings, TradingEngineInput, engine_workflow_id
+from orch.contracts.engine import (
+    EngineState,
+    EngineStatus,
+    ExecutionSettings,
+    TradingEngineInput,
+    engine_workflow_id,
+)
 from orch.contracts.names import COMMANDS_QUEUE, CRITICAL_QUEUE, HEALTH_CHECK, TRADING_ENGINE
 from orch.contracts.system import DataSources, DataSourcesChange
 from tests.conftest import Stack
 from tests.emergency_support import running_hft, with_hft
+from tests.helpers import eventually
 from tests.test_hft_process import TOKEN, HftUnderTest
 
 
@@ -153,6 +168,76 @@ async def test_an_agent_disabled_by_a_trading_engine_is_reported(
     assert report["disabled_agents"] == ["patterns"]
     row = rows(report)["agent:patterns"]
     assert row["status"] == "unhealthy" and engine.id in row["detail"]
+    # Paused by an operator: the one way trading may be off and the engine still healthy.
+    paused = rows(report)[f"engine:{engine.id}"]
+    assert paused["status"] == "healthy" and "paused by an operator" in paused["detail"], paused
+    await engine.signal("stop")
+
+
+async def test_open_circuit_breakers_and_an_engine_not_sending_plans_are_unhealthy_rows(
+    bare_stack: Stack, settings: Settings, hft: HftUnderTest, orch, monkeypatch
+) -> None:
+    """Before: the cycles said "unhealthy; tripped: fees, profitability" and sent nothing, while every row
+    of the health check was healthy."""
+    bare_stack.settings = with_hft(settings, hft.url)
+    await bare_stack.start()
+    monkeypatch.setenv("ORCH_HFT_TOKEN", TOKEN)
+    config = TradingEngineInput(
+        account="t1",
+        cycle_interval_seconds=3600,
+        execution=ExecutionSettings(hft_url=hft.url, settle_seconds=1),
+        hft_ready_timeout_seconds=2,
+    )
+    # The health agent's own verdict on a window whose fees ate the profit and then some: the breakers
+    # stay open for their cooldown (300 s), so the engine's next cycle must send nothing.
+    figures = HealthFigures(
+        latency_ms_p50=0.1,
+        latency_ms_p99=0.2,
+        requests=100,
+        errors=0,
+        fees=30_000,
+        gross_pnl=100,
+        equity=1_000_000,
+        broker=AdapterHealth(name="simulated", reachable=True),
+        data_sources=[AdapterHealth(name="simulated", reachable=True)],
+    )
+    tripped = evaluate_health(figures, HealthThresholds(), datetime.now(UTC))
+    assert {b.value for b in tripped.tripped} == {"fees", "profitability"}
+    state = EngineState(
+        account="t1",
+        config=config.engine_config(),
+        scheduler=initial_state(config.scheduler_settings()),
+        health=tripped,
+    )
+    engine = await bare_stack.client.start_workflow(
+        TRADING_ENGINE,
+        TradingEngineInput(account="t1", resume_state=state),
+        id=engine_workflow_id("t1"),
+        task_queue=COMMANDS_QUEUE,
+    )
+
+    async def cycle_done() -> EngineStatus | None:
+        status = await engine.query("status", result_type=EngineStatus)
+        return status if status.cycles_total >= 1 else None
+
+    status = await eventually(cycle_done, timeout=60)
+    assert status.trading_blocked is not None, status.last_report
+
+    checked = await orch("health-check", "--json")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    found = rows(report)
+    engine_row = found[f"engine:{engine.id}"]
+    assert engine_row["status"] == "unhealthy", engine_row
+    assert "not sending plans (breakers_open)" in engine_row["detail"]
+    assert "fees, profitability" in engine_row["detail"]
+    for name in ("fees", "profitability"):
+        # The figure now, and that its cooldown holds it open: the cycle re-measured a fresh window.
+        row = found[f"breaker:{name}"]
+        assert row["status"] == "unhealthy" and engine.id in row["detail"], row
+        assert "held open until" in row["detail"] and "so its cycles send no plans" in row["detail"], row
+    table = await orch("health-check")
+    assert "breaker:fees" in table.stdout and "not sending plans" in table.stdout
     await engine.signal("stop")
 
 

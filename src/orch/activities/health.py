@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from orch.activities.discovery import POLLER_FRESHNESS
@@ -23,8 +23,9 @@ from orch.activities.emergency import running_engine_statuses
 from orch.activities.hft import HftLink
 from orch.activities.steps import step_activity
 from orch.config import Settings
-from orch.contracts.cycle import HealthThresholds
+from orch.contracts.cycle import BlockReason, CycleOutcome, HealthThresholds
 from orch.contracts.emergency import ComponentChecks, ComponentHealth, HealthStatus, paused_by
+from orch.contracts.engine import EngineRunState, EngineStatus, engine_workflow_id
 from orch.contracts.names import (
     BACKTEST_QUEUE,
     COMMANDS_QUEUE,
@@ -38,6 +39,7 @@ from orch.contracts.names import (
 from orch.contracts.system import EmergencyLevel, SystemStateSnapshot
 from orch.contracts.trading import TradingState
 from orch.hft.client import HftClientError
+from orch.hft.config import HftSettings
 from orch.market.base import MarketDataSource, PriceHistory, is_crypto
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
@@ -222,7 +224,13 @@ class HealthActivities:
         detail = f"{trading.state.value}, tick-to-order p99 {p99}, {status.ticks_per_second:.0f} ticks/s"
         limit_ms = HealthThresholds().max_latency_ms_p99
         hft_status = HEALTHY
-        if trading.state is TradingState.HALTED or trading.emergency_level is not EmergencyLevel.NONE:
+        # Any state but ACTIVE with entries allowed means no new positions: trading is off.
+        trading_off = (
+            trading.state is not TradingState.ACTIVE
+            or trading.entries_paused
+            or trading.emergency_level is not EmergencyLevel.NONE
+        )
+        if trading_off:
             state = await self._system_state()
             declared = state is not None and state.config.emergency_level is not EmergencyLevel.NONE
             # Halted by a declared emergency is the system doing its job; halted by itself is not.
@@ -230,6 +238,8 @@ class HealthActivities:
             detail += f"; {trading.emergency_level.value}: {trading.reason}"
             if not declared:
                 detail += " (no emergency declared in SystemState: dead man's switch or a loss limit?)"
+            if not trading.reconciled and trading.state is TradingState.REDUCING:
+                detail += "; reconciling with its broker"
         elif latency.p99_us is not None and latency.p99_us / 1000 > limit_ms:
             hft_status = DEGRADED
             detail += f"; p99 above {limit_ms:g} ms"
@@ -240,13 +250,26 @@ class HealthActivities:
             if trading.reconciled
             else f"{status.broker}: not reconciled ({trading.reason}); orch hft cannot trust it yet",
         )
+        components = [
+            ComponentHealth(component="hft", status=hft_status, detail=detail, metrics=metrics),
+            broker,
+        ]
+        risk = status.risk
+        if risk.max_daily_loss > 0 and risk.daily_pnl <= -risk.max_daily_loss:
+            components.append(
+                ComponentHealth(
+                    component="breaker:hft-daily-loss",
+                    status=UNHEALTHY,
+                    detail=f"open in orch hft: P&L today {risk.daily_pnl:,.2f} reached "
+                    f"-{risk.max_daily_loss:,.2f}; orch hft halts itself until `orch hft resume` "
+                    "(or `orch resume --confirm`)",
+                    metrics={"daily_pnl": risk.daily_pnl, "max_daily_loss": risk.max_daily_loss},
+                )
+            )
         return ComponentChecks(
             summary=f"orch hft {trading.state.value}; broker {status.broker} "
             + ("reconciled" if trading.reconciled else "NOT reconciled"),
-            components=[
-                ComponentHealth(component="hft", status=hft_status, detail=detail, metrics=metrics),
-                broker,
-            ],
+            components=components,
         )
 
     # ---- Market data -----------------------------------------------------------------------------
@@ -373,14 +396,72 @@ class HealthActivities:
             components=components,
         )
 
-    async def _engines_disabled_agents(self) -> dict[str, list[str]]:
-        """Agent name -> the running TradingEngines that disabled it."""
-        disabled: dict[str, list[str]] = {}
+    async def _engines(self) -> list[tuple[str, EngineStatus]]:
         # An engine busy or replaying is passed over: the next check will see it.
-        async for engine_id, status in running_engine_statuses(self._client, passed_over=(Exception,)):
-            for name in status.disabled_agents:
-                disabled.setdefault(name, []).append(engine_id)
-        return disabled
+        return [
+            (engine_id, status)
+            async for engine_id, status in running_engine_statuses(self._client, passed_over=(Exception,))
+        ]
+
+    async def _engine_rows(
+        self, engines: list[tuple[str, EngineStatus]], emergency_declared: bool
+    ) -> list[ComponentHealth]:
+        """A row per running TradingEngine (is it sending plans, and if not why) and per open breaker.
+
+        The rule: trading off for any reason but an operator's pause (or stop) is a warning or worse.
+        """
+        rows: list[ComponentHealth] = []
+        for engine_id, status in engines:
+            rows.append(_engine_row(engine_id, status, emergency_declared))
+            rows += [
+                ComponentHealth(
+                    component=f"breaker:{breaker.name.value}",
+                    status=UNHEALTHY,
+                    detail=f"open in {engine_id}"
+                    + (f" since {breaker.tripped_at:%H:%M:%S} UTC" if breaker.tripped_at else "")
+                    + f": {breaker.message}; asks for {breaker.level.value}, so its cycles send no plans",
+                    metrics={"value": breaker.value} if breaker.value is not None else {},
+                )
+                for breaker in status.breakers
+            ]
+        if not engines:
+            rows.append(await self._no_engine_row())
+        return rows
+
+    async def _no_engine_row(self) -> ComponentHealth:
+        """No engine runs: fine if an operator stopped it or none is meant to start; else trading is off."""
+        account = HftSettings().account
+        engine_id = engine_workflow_id(account)
+        try:
+            described = await self._client.get_workflow_handle(engine_id).describe()
+            ended = described.status
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            ended = None
+        if ended == WorkflowExecutionStatus.COMPLETED:
+            return ComponentHealth(
+                component="engines", status=HEALTHY, detail=f"{engine_id} stopped by `orch cycle stop`"
+            )
+        if ended is not None:
+            return ComponentHealth(
+                component="engines",
+                status=UNHEALTHY,
+                detail=f"{engine_id} ended {ended.name.lower()}: no cycles run; `orch cycle start` (or a "
+                "worker restart with ORCH_TRADING_AUTOSTART) starts it again",
+            )
+        if self._settings.trading_autostart:
+            return ComponentHealth(
+                component="engines",
+                status=DEGRADED,
+                detail=f"no TradingEngine runs for {account} although ORCH_TRADING_AUTOSTART is on: start a "
+                "worker on orch, or `orch cycle start`",
+            )
+        return ComponentHealth(
+            component="engines",
+            status=HEALTHY,
+            detail="no TradingEngine runs (ORCH_TRADING_AUTOSTART is off; `orch cycle start` starts one)",
+        )
 
     # ---- SystemState: emergency and agents -------------------------------------------------------
 
@@ -433,7 +514,11 @@ class HealthActivities:
                 )
             )
         # Each trading engine keeps its cycle agents' counts in its own state: ask it which are disabled.
-        engine_disabled = await self._engines_disabled_agents()
+        running_engines = await self._engines()
+        engine_disabled: dict[str, list[str]] = {}
+        for engine_id, engine in running_engines:
+            for name in engine.disabled_agents:
+                engine_disabled.setdefault(name, []).append(engine_id)
         for name, engines in sorted(engine_disabled.items()):
             components.append(
                 ComponentHealth(
@@ -445,11 +530,60 @@ class HealthActivities:
             )
         if len(components) == 1:
             components.append(ComponentHealth(component="agents", status=HEALTHY, detail="no agent errors"))
+        components += await self._engine_rows(running_engines, level is not EmergencyLevel.NONE)
         disabled = sorted(set(state.disabled_agents()) | set(engine_disabled))
         return ComponentChecks(
-            summary=f"emergency {level.value}; {len(disabled)} agents disabled",
+            summary=f"emergency {level.value}; {len(disabled)} agents disabled; "
+            f"{len(running_engines)} engines",
             components=components,
             emergency_level=level,
             disabled_agents=disabled,
             resource_pools=pools,
         )
+
+
+def _engine_row(engine_id: str, status: EngineStatus, emergency_declared: bool) -> ComponentHealth:
+    """Is this engine sending plans? If not, why, and is that an operator's decision?"""
+    component = f"engine:{engine_id}"
+    report = status.last_report
+    last = (
+        f"last cycle {report.cycle_number} {report.outcome.value}" if report is not None else "no cycle yet"
+    )
+    if status.state is EngineRunState.EMERGENCY_STOPPED:
+        emergency = status.emergency
+        reason = f" ({emergency.level.value}: {emergency.reason})" if emergency is not None else ""
+        return ComponentHealth(
+            component=component,
+            status=DEGRADED,
+            detail=f"emergency-stopped{reason}: no cycles until `orch resume --confirm`",
+        )
+    if status.state is EngineRunState.PAUSED:
+        # The one way trading may be off and healthy: an operator asked for it.
+        return ComponentHealth(
+            component=component, status=HEALTHY, detail=f"paused by an operator (`orch cycle resume`); {last}"
+        )
+    blocked = status.trading_blocked
+    if blocked is not None:
+        # A declared emergency is the system doing its job; anything else stopped trading by itself.
+        by_operator = blocked.reason is BlockReason.EMERGENCY or (
+            blocked.reason is BlockReason.HFT_NOT_ACTIVE and emergency_declared
+        )
+        return ComponentHealth(
+            component=component,
+            status=DEGRADED if by_operator else UNHEALTHY,
+            detail=f"not sending plans ({blocked.reason.value}): {blocked.detail}; {last}",
+        )
+    if report is not None and report.outcome is CycleOutcome.FAILED:
+        failed = [f"{s.name}: {s.error}" for s in report.steps if s.error] or report.notes[:1]
+        return ComponentHealth(
+            component=component,
+            status=UNHEALTHY,
+            detail=f"not sending plans: {last} ({'; '.join(failed)[:300]})",
+        )
+    sent = report.execution.plans_sent if report is not None and report.execution is not None else 0
+    return ComponentHealth(
+        component=component,
+        status=DEGRADED if report is not None and report.outcome is CycleOutcome.DEGRADED else HEALTHY,
+        detail=f"{status.state.value}; {last}, {sent} plans sent",
+        metrics={"cycles_total": status.cycles_total, "success_rate": round(status.success_rate, 3)},
+    )
