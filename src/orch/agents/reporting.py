@@ -216,8 +216,6 @@ def render_text(report: CycleReport) -> str:
         lines.append(f"  nothing sent: {report.trading_blocked.detail}")
     if report.universe is not None:
         lines += [f"  {line}" for line in report.universe.lines()]
-    if report.weights is not None:
-        lines.append(f"  weights: {describe_weights(report)}")
     lines += [f"  {s.name:<18} {s.status.value:<10} {s.error or s.summary}".rstrip() for s in report.steps]
     lines += [
         f"  {p.symbol} {p.side.value} {p.approved_quantity:g}/{p.quantity:g} {p.strategy.value}: "
@@ -236,7 +234,7 @@ def describe_weights(report: CycleReport) -> str:
     assert report.weights is not None
     text = format_weights(report.weights)
     if report.weights_source is WeightsSource.OPERATOR:
-        text += " (the operator's, set with set_config; they win over learning until set to \"learned\""
+        text += ' (the operator\'s, set with set_config; they win over learning until set to "learned"'
         if report.learned_weights is not None:
             text += f"; learned: {format_weights(report.learned_weights)}"
         text += ")"

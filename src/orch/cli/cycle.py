@@ -242,7 +242,17 @@ async def _status(account: str, as_json: bool) -> None:
             + ("; resume requested, waiting for SystemState" if engine.resume_requested else "")
         )
     if engine.weights is not None:
-        console.print("weights: " + ", ".join(f"{k.value} {w:.2f}" for k, w in engine.weights.root.items()))
+        from orch.agents.reporting import format_weights
+        from orch.contracts.cycle import WeightsSource
+
+        line = f"weights: {format_weights(engine.weights)} ({engine.weights_source.value})"
+        if engine.weights_source is WeightsSource.OPERATOR:
+            line += ', set with set_config: they win over learning until {"strategy_weights": "learned"}'
+            if engine.learned_weights is not None:
+                line += f"; learned: {format_weights(engine.learned_weights)}"
+        console.print(line)
+    if engine.trading_blocked is not None:
+        console.print(f"[yellow]not sending plans[/yellow]: {engine.trading_blocked.detail}")
     if engine.breakers_tripped:
         console.print(f"[yellow]breakers open[/yellow]: {', '.join(engine.breakers_tripped)}")
     if engine.disabled_agents:

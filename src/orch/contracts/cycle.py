@@ -232,6 +232,9 @@ class PatternAnalysis(_Summary):
 # ---- Step 4: strategy composition ------------------------------------------------------------------
 
 
+_NORMALISED_TOLERANCE = 1e-12  # a sum this close to 1 is rounding, not unnormalised weights
+
+
 class StrategyWeights(RootModel[dict[StrategyKind, float]]):
     """How much the composer trusts each strategy kind; learned in step 8, always summing to 1.
 
@@ -256,6 +259,10 @@ class StrategyWeights(RootModel[dict[StrategyKind, float]]):
         total = sum(weights.values())
         if total <= 0:
             raise ValueError("at least one weight must be positive")
+        if abs(total - 1.0) <= _NORMALISED_TOLERANCE:
+            # Already normalised: dividing again moves the last digit, so every hop through a history,
+            # a query or continue-as-new would give slightly different weights (seen: engine vs SystemState).
+            return {kind: weights[kind] for kind in StrategyKind}
         return {kind: weights[kind] / total for kind in StrategyKind}
 
     def of(self, kind: StrategyKind) -> float:
