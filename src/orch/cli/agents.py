@@ -13,12 +13,16 @@ from typing import Annotated, Any
 
 import typer
 
+from orch.cli.values import ACCOUNT
+
 agents_app = typer.Typer(help="The agents' error counts; re-enable a disabled agent.", no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 AccountOption = Annotated[
     str | None,
-    typer.Option(help="Account whose engine to include (default: ORCH_HFT_ACCOUNT, or paper-1)."),
+    typer.Option(
+        parser=ACCOUNT, help="Account whose engine to include (default: ORCH_HFT_ACCOUNT, or paper-1)."
+    ),
 ]
 
 

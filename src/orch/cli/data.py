@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from orch.cli.values import RETRIES, seconds
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="Print the workflow id and return.")]
 
@@ -35,10 +37,16 @@ def integrate_real_data(
     ] = None,
     max_data_age: Annotated[
         float | None,
-        typer.Option(help="Seconds after which a source's newest bar is stale (default: 3 bars)."),
+        typer.Option(
+            parser=seconds(), help="Seconds after which a source's newest bar is stale (default: 3 bars)."
+        ),
     ] = None,
-    max_retries: Annotated[int | None, typer.Option(help="Retries per step (default 3).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Workflow timeout in seconds (default 900).")] = None,
+    max_retries: Annotated[
+        int | None, typer.Option(parser=RETRIES, help="Retries per step (default 3).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(parser=seconds(), help="Workflow timeout in seconds (default 900).")
+    ] = None,
     no_wait: NoWait = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -93,7 +101,7 @@ async def _integrate(
             max_data_age_seconds=max_data_age,
             options=CommandOptions(
                 max_retries=settings.max_retries if max_retries is None else max_retries,
-                workflow_timeout_seconds=timeout or settings.workflow_timeout_seconds,
+                workflow_timeout_seconds=settings.workflow_timeout_seconds if timeout is None else timeout,
             ),
         )
     except ValidationError as err:

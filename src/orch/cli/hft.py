@@ -13,19 +13,40 @@ from typing import Annotated, Any
 
 import typer
 
+from orch.cli.values import ACCOUNT, PORT, FiniteNumber, Folder
 from orch.contracts.system import EmergencyLevel
 
 hft_app = typer.Typer(help="The low-latency execution process (outside Temporal).")
 
-AccountOption = Annotated[str | None, typer.Option(help="Account (default ORCH_HFT_ACCOUNT or paper-1).")]
-PortOption = Annotated[int | None, typer.Option(help="Control API port (default ORCH_HFT_PORT or 8787).")]
+AccountOption = Annotated[
+    str | None, typer.Option(parser=ACCOUNT, help="Account (default ORCH_HFT_ACCOUNT or paper-1).")
+]
+PortOption = Annotated[
+    int | None, typer.Option(parser=PORT, help="Control API port (default ORCH_HFT_PORT or 8787).")
+]
 UrlOption = Annotated[str | None, typer.Option(help="Control API base URL (overrides --port).")]
 
 
 def _settings(**overrides: Any) -> Any:
+    """The process's settings from ORCH_HFT_* and the flags; a bad one is refused with exit code 2."""
+    from pydantic import ValidationError
+
+    from orch.cli.render import error_console
     from orch.hft.config import HftSettings
 
-    return HftSettings(**{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return HftSettings(**given)
+    except ValidationError as err:
+        for problem in err.errors():
+            field = str(problem["loc"][0])
+            where = (
+                f"--{field.replace('_', '-')}"
+                if field in given
+                else "ORCH_HFT_" + "__".join(str(part) for part in problem["loc"]).upper()
+            )
+            error_console.print(f"[red]error:[/red] {where}: {problem['msg']} (got {problem['input']!r})")
+        raise typer.Exit(2) from None
 
 
 def _client(account: str | None, port: int | None, url: str | None) -> Any:
@@ -64,17 +85,17 @@ def _start(
 ) -> None:
     from orch.workers.hft import main
 
-    raise typer.Exit(
-        main(
-            market=market,
-            broker=broker,
-            port=port,
-            account=account,
-            host=host,
-            tick_rate=tick_rate,
-            data_dir=data_dir,
-        )
+    overrides = dict(
+        market=market,
+        broker=broker,
+        port=port,
+        account=account,
+        host=host,
+        tick_rate=tick_rate,
+        data_dir=data_dir,
     )
+    _settings(**overrides)  # a bad ORCH_HFT_* setting: exit 2 with its name, before anything starts
+    raise typer.Exit(main(**overrides))
 
 
 MarketOption = Annotated[str | None, typer.Option(help="simulated or alpaca.")]
@@ -82,8 +103,13 @@ BrokerOption = Annotated[
     str | None, typer.Option(help="simulated or alpaca (paper unless ORCH_HFT_ALPACA_PAPER=false).")
 ]
 HostOption = Annotated[str | None, typer.Option(help="Bind address; beyond loopback needs ORCH_HFT_TOKEN.")]
-RateOption = Annotated[float | None, typer.Option(help="Simulated ticks per second.")]
-DataDirOption = Annotated[Path | None, typer.Option(help="Where the journal and the simulated venue live.")]
+# The ceiling is HftSettings.tick_rate's: a rate the simulated venue cannot produce is refused here.
+TICK_RATE = FiniteNumber(minimum=0, maximum=2_000_000, unit="ticks per second")
+RateOption = Annotated[float | None, typer.Option(parser=TICK_RATE, help="Simulated ticks per second.")]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(parser=Folder(must_exist=False), help="Where the journal and the simulated venue live."),
+]
 
 
 @hft_app.callback(invoke_without_command=True)

@@ -21,6 +21,7 @@ from orch.cli.data import integrate_real_data
 from orch.cli.emergency import emergency_stop, health_check, resume
 from orch.cli.hft import hft_app
 from orch.cli.validate import validate_algorithms
+from orch.cli.values import LISTED, RETRIES, seconds
 
 app = typer.Typer(help="Durable orchestration for the trading system, on Temporal.", no_args_is_help=True)
 discovery_app = typer.Typer(help="The discovery system: candidates and strategies.", no_args_is_help=True)
@@ -131,8 +132,12 @@ def restart_discovery(
     ] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the workflow id and return.")] = False,
     as_json: JsonFlag = False,
-    max_retries: Annotated[int | None, typer.Option(help="Retries per step (default 3).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Workflow timeout in seconds (default 900).")] = None,
+    max_retries: Annotated[
+        int | None, typer.Option(parser=RETRIES, help="Retries per step (default 3).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(parser=seconds(), help="Workflow timeout in seconds (default 900).")
+    ] = None,
 ) -> None:
     """Restart the discovery system with a strategy (RestartDiscoverySystem)."""
     _run(_restart_discovery(strategy, force_stop, no_wait, as_json, max_retries, timeout))
@@ -160,7 +165,7 @@ async def _restart_discovery(
             force_stop=force_stop,
             options=CommandOptions(
                 max_retries=settings.max_retries if max_retries is None else max_retries,
-                workflow_timeout_seconds=timeout or settings.workflow_timeout_seconds,
+                workflow_timeout_seconds=settings.workflow_timeout_seconds if timeout is None else timeout,
             ),
         )
     except ValidationError as err:
@@ -254,7 +259,7 @@ async def _watch(workflow_id: str, as_json: bool) -> None:
 
 @app.command("list")
 def list_command(
-    limit: Annotated[int, typer.Option(help="How many recent commands.")] = 20,
+    limit: Annotated[int, typer.Option(parser=LISTED, help="How many recent commands.")] = 20,
     as_json: JsonFlag = False,
 ) -> None:
     """Recent command workflows with their status and progress."""
