@@ -16,6 +16,7 @@ WIDE = {"COLUMNS": "400"}  # the error box wraps long messages; a wide one keeps
 def invoke(argv: list[str], **env: str):
     return CliRunner().invoke(app, argv, env=WIDE | env)
 
+
 BAD_VALUES = [
     (["restart-discovery", "--strategy", "hybrid_v1", "--timeout", "inf"], "--timeout", "inf"),
     (["restart-discovery", "--strategy", "hybrid_v1", "--timeout", "1e308"], "--timeout", "1e308"),
