@@ -375,7 +375,7 @@ async def test_hft_client_typed_calls(running: HftUnderTest) -> None:
         )
         assert (await client.send_plans([plan])).accepted == ["client-plan"]
         ack = await client.submit_order(OrderIntent(symbol="BTC/USD", side=Side.BUY, quantity=0.1))
-        assert ack.accepted and ack.order is not None
+        assert ack.accepted and ack.order is not None, ack.decision
         status = await client.status()
         assert status.account == "t1" and status.trading.reconciled
         assert (await client.kill(EmergencyLevel.HALT, "client test")).state is TradingState.HALTED
