@@ -114,6 +114,7 @@ async def _list(account: str | None, as_json: bool) -> None:
             )
             for row in rows
         ],
+        ids=("source", "agent"),
     )
 
 

@@ -266,7 +266,7 @@ async def _critical_pollers(client: Any) -> bool:
 def _show_health(report: Any, as_json: bool, workflow_id: str | None = None) -> None:
     from rich.table import Table
 
-    from orch.cli.render import console
+    from orch.cli.render import console, show
 
     if as_json:
         print(json.dumps(report.model_dump(mode="json") | {"workflow_id": workflow_id}))
@@ -276,12 +276,12 @@ def _show_health(report: Any, as_json: bool, workflow_id: str | None = None) -> 
     for component in report.components:
         s = component.status.value
         table.add_row(component.component, f"[{style[s]}]{s}[/]", component.detail)
-    console.print(table)
+    show(table, ids=("component",))
     if report.resource_pools:
         pools = Table("pool", "figures", title="Resource pools")
         for name, figures in sorted(report.resource_pools.items()):
             pools.add_row(name, ", ".join(f"{k} {v:g}" for k, v in figures.items()))
-        console.print(pools)
+        show(pools, ids=("pool",))
     unhealthy = [c.component for c in report.components if c.status.value == "unhealthy"]
     summary = f"[{style[report.status.value]}]{report.status.value}[/]"
     if unhealthy:

@@ -160,7 +160,7 @@ def status(
 def _render_status(report: Any) -> None:
     from rich.table import Table
 
-    from orch.cli.render import console
+    from orch.cli.render import console, show
 
     trading = report.trading
     style = {"active": "green", "reducing": "yellow", "halted": "red"}[trading.state.value]
@@ -188,7 +188,7 @@ def _render_status(report: Any) -> None:
             f"p50 {latency.p50_us:.1f}  p99 {latency.p99_us:.1f}  p99.9 {latency.p999_us:.1f}"
             f"  ({latency.samples:,} orders)",
         )
-    console.print(summary)
+    show(summary)
     positions = Table(title="Positions")
     for column in ("symbol", "quantity", "avg price", "mark", "unrealized", "realized", "plan"):
         positions.add_column(column, justify="left" if column in ("symbol", "plan") else "right")
@@ -202,7 +202,7 @@ def _render_status(report: Any) -> None:
             f"{p.realized_pnl:,.2f}",
             p.plan_id or "",
         )
-    console.print(positions)
+    show(positions, ids=("symbol", "plan"))
     orders = Table(title=f"Open orders ({len(report.open_orders)})")
     for column in ("client_order_id", "symbol", "side", "qty", "filled", "type", "limit", "status", "source"):
         orders.add_column(column)
@@ -218,7 +218,7 @@ def _render_status(report: Any) -> None:
             o.status.value,
             o.source,
         )
-    console.print(orders)
+    show(orders, ids=("client_order_id", "symbol"))
 
 
 @hft_app.command()

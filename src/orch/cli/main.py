@@ -288,6 +288,7 @@ async def _list(limit: int, as_json: bool) -> None:
             )
             for r in rows
         ],
+        ids=("workflow id",),
     )
 
 
@@ -340,13 +341,15 @@ def discovery_candidates(as_json: JsonFlag = False) -> None:
 
 
 async def _candidates(as_json: bool) -> None:
-    from orch.cli.commands import CliError, system_state
+    from orch.cli.commands import system_state
     from orch.cli.render import console, table
 
-    snapshot = await system_state(await _client())
+    client = await _client()
+    snapshot = await system_state(client)
     candidates = snapshot.latest_candidates
     if candidates is None:
-        raise CliError("no candidates published yet: the first discovery scan has not finished")
+        await _no_candidates_yet(client, as_json)
+        return
     if as_json:
         print(candidates.model_dump_json())
         return
@@ -368,7 +371,59 @@ async def _candidates(as_json: bool) -> None:
             )
             for c in candidates.candidates
         ],
+        ids=("symbol",),
     )
+
+
+async def _no_candidates_yet(client: Any, as_json: bool) -> None:
+    """Before the first scan has published, say so and when the next scan is due: not a failure."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from orch.cli.commands import CliError
+    from orch.cli.render import console
+    from orch.contracts.names import DISCOVERY_SCHEDULE_ID
+
+    try:
+        description = await client.get_schedule_handle(DISCOVERY_SCHEDULE_ID).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise CliError(f"cannot read the schedule {DISCOVERY_SCHEDULE_ID}: {err}") from err
+        description = None
+    paused = description is not None and description.schedule.state.paused
+    next_scan = (
+        description.info.next_action_times[0] if description and description.info.next_action_times else None
+    )
+    running = [action.workflow_id for action in description.info.running_actions] if description else []
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "candidates": None,
+                    "schedule_exists": description is not None,
+                    "schedule_paused": paused,
+                    "next_scan_at": next_scan.isoformat() if next_scan and not paused else None,
+                    "running_scans": running,
+                }
+            )
+        )
+        return
+    console.print("No discovery scan has published candidates yet.")
+    if description is None:
+        console.print(
+            f"The schedule {DISCOVERY_SCHEDULE_ID} does not exist: start `orch worker` (or `orch up`)."
+        )
+        return
+    if running:
+        console.print(
+            f"A scan is running now: {', '.join(running)} (`orch discovery candidates` again soon)."
+        )
+    if paused:
+        note = description.schedule.state.note
+        console.print(f"The schedule {DISCOVERY_SCHEDULE_ID} is paused" + (f": {note}" if note else "."))
+    elif next_scan is not None:
+        console.print(
+            f"The next scan is due at {next_scan:%Y-%m-%d %H:%M:%S} UTC (schedule {DISCOVERY_SCHEDULE_ID})."
+        )
 
 
 app.add_typer(hft_app, name="hft")

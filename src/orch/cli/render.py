@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     SpinnerColumn,
@@ -17,12 +18,18 @@ from rich.progress import (
 from rich.progress import (
     Progress as Bar,
 )
+from rich.segment import Segments
 from rich.table import Table
 
 from orch.contracts.commands import Progress
 
 console = Console()
 error_console = Console(stderr=True)
+
+# The narrowest a column that folds its long values is made beside wide id columns.
+FOLDED_MIN_WIDTH = 10
+# Wide enough to measure any table's own minimum width (rich caps a measurement at the width it is given).
+UNBOUNDED_WIDTH = 100_000
 
 STATUS_STYLE = {
     "completed": "green",
@@ -53,6 +60,10 @@ async def live_progress(read: Callable[[], Awaitable[Progress]], poll_seconds: f
         seen_steps: set[str] = set()
         while True:
             progress = await read()
+            # The bar first, redrawn now: each line printed below repeats the last drawn bar beneath it,
+            # and the refresh thread rarely runs between a poll's lines, so they sat under the previous
+            # poll's bar (often "queued 0%") until the command ended.
+            bar.update(task, completed=progress.progress, description=_describe(progress), refresh=True)
             for step in progress.details.steps_completed:
                 if step not in seen_steps:
                     seen_steps.add(step)
@@ -61,7 +72,6 @@ async def live_progress(read: Callable[[], Awaitable[Progress]], poll_seconds: f
                 if step not in seen_steps:
                     seen_steps.add(step)
                     bar.console.print(f"  [red]✗[/red] {step}")
-            bar.update(task, completed=progress.progress, description=_describe(progress))
             if progress.status.finished:
                 return progress
             await asyncio.sleep(poll_seconds)
@@ -85,7 +95,7 @@ def outcome(progress: Progress, result: dict[str, Any] | None, error: str | None
                 str(step["attempts"]),
                 step.get("error") or step.get("summary") or "",
             )
-        console.print(steps)
+        show(steps, ids=("step",))
         for line in result.get("compensation", []):
             console.print(f"  compensation: {line}")
     if error:
@@ -110,8 +120,33 @@ def progress_panel(progress: Progress, temporal_status: str) -> None:
                     console.print(f"    - {message}")
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ids: Collection[str] = ()
+) -> None:
+    """A table of plain values (None shows as "-"); `ids` names the columns holding ids (see `show`)."""
     out = Table(*columns, title=title)
     for row in rows:
         out.add_row(*(str(v) if v is not None else "-" for v in row))
-    console.print(out)
+    show(out, ids=ids)
+
+
+def show(out: Table, *, ids: Collection[str] = ()) -> None:
+    """Print a table without cutting any value: users copy ids from it into `orch status` and `temporal`.
+
+    The columns named in `ids` keep each value on one line; the other columns fold a long value onto
+    more lines instead of ending it with "…". rich fits a table too wide for the terminal (or for its
+    80 columns when output is piped) by shrinking every column, ids too, and crops what is left: such a
+    table is laid out as wide as its ids and a narrow floor for the other columns need, uncropped.
+    """
+    folding = [column for column in out.columns if column.header not in ids]
+    for column in out.columns:
+        column.no_wrap = column.header in ids
+    for column in folding:
+        column.overflow, column.max_width = "fold", FOLDED_MIN_WIDTH
+    needed = Measurement.get(console, console.options.update_width(UNBOUNDED_WIDTH), out).minimum
+    for column in folding:
+        column.max_width = None
+    if needed <= console.width:
+        console.print(out)
+    else:
+        console.print(Segments(console.render(out, console.options.update_width(needed))), crop=False)
