@@ -43,6 +43,25 @@ def port_open(host: str, port: int, timeout: float = 0.25) -> bool:
         return False
 
 
+def log_tail(log_file: Path, since: int = 0, lines: int = 12) -> str:
+    """The last `lines` non-blank lines a child wrote to `log_file` after byte `since` (its own run's,
+    when the file is appended to by every run)."""
+    try:
+        with open(log_file, "rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
+def log_size(log_file: Path) -> int:
+    try:
+        return log_file.stat().st_size
+    except OSError:
+        return 0
+
+
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host or "localhost", int(port)
@@ -56,6 +75,7 @@ def start_dev_server(
     namespaces: tuple[str, ...] = (),
     log_file: Path | None = None,
     ip: str = "127.0.0.1",
+    start_timeout_seconds: float = 60,
 ) -> subprocess.Popen[bytes]:
     """Start `temporal server start-dev` and return once its frontend accepts connections."""
     command = [str(temporal_binary()), "server", "start-dev", "--ip", ip, "--port", str(port)]
@@ -68,16 +88,19 @@ def start_dev_server(
         command += ["--namespace", namespace]
     # Dev-server defaults tuned for an interactive machine: fast namespace and schedule refresh.
     command += ["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"]
+    since = log_size(log_file) if log_file else 0
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - child owns it
     process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + start_timeout_seconds
     while not port_open(ip, port):
         if process.poll() is not None:
+            own_error = log_tail(log_file, since) if log_file else ""
             raise RuntimeError(
-                f"temporal server exited with {process.returncode}; see {log_file or 'its output'}"
+                f"temporal server exited with {process.returncode}"
+                + (f" (log: {log_file}):\n{own_error}" if log_file else "")
             )
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError("temporal server did not start within 60 s")
+            raise RuntimeError(f"temporal server did not start within {start_timeout_seconds:g} s")
         time.sleep(0.1)
     return process

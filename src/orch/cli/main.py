@@ -98,11 +98,17 @@ async def _client() -> Any:
 def up(
     worker: Annotated[bool, typer.Option(help="Also run the orch worker.")] = True,
     hft: Annotated[bool, typer.Option(help="Also run the execution process (`orch hft`).")] = True,
+    ready_timeout: Annotated[
+        float,
+        typer.Option(
+            parser=seconds(), help="Seconds each child may take to start answering before orch up gives up."
+        ),
+    ] = 120,
 ) -> None:
     """Run everything on this machine: Temporal (SQLite, UI on :8233), the worker, `orch hft`."""
     from orch.cli.up import run_stack
 
-    raise typer.Exit(run_stack(with_worker=worker, with_hft=hft))
+    raise typer.Exit(run_stack(with_worker=worker, with_hft=hft, ready_timeout=ready_timeout))
 
 
 @app.command("worker")

@@ -10,6 +10,8 @@ COMMANDS_QUEUE = "orch"  # management commands and the trading cycle
 CRITICAL_QUEUE = "orch-critical"  # emergency stop and health: own slots, never starved
 DISCOVERY_QUEUE = "orch-discovery"  # DiscoveryScan workflows and their activities
 BACKTEST_QUEUE = "orch-backtest"  # CPU-heavy backtests, concurrency = cores
+# Every queue a default `orch worker` polls.
+ALL_QUEUES = (COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE, BACKTEST_QUEUE)
 
 # ---- Workflow types ------------------------------------------------------------------------------
 RESTART_DISCOVERY = "RestartDiscoverySystem"

@@ -29,7 +29,7 @@ from orch.activities.reviews import ReviewActivities
 from orch.activities.system import SystemActivities
 from orch.client import connect
 from orch.config import Settings, get_settings
-from orch.contracts.names import BACKTEST_QUEUE, COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE
+from orch.contracts.names import ALL_QUEUES, BACKTEST_QUEUE, COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE
 from orch.market.base import MarketDataSource
 from orch.market.sources import ConfiguredMarket
 from orch.resources import ResourcePool
@@ -48,7 +48,6 @@ from orch.workflows.validate_algorithms import ValidateAlgorithms
 
 log = logging.getLogger("orch.worker")
 
-ALL_QUEUES = (COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE, BACKTEST_QUEUE)
 ALL_WORKFLOWS = (
     SystemStateWorkflow,
     RestartDiscoverySystem,
