@@ -4,7 +4,10 @@ and files that exist."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,25 @@ def test_mounted_files_exist():
     assert (ROOT / "Dockerfile").is_file()
     for name in ("otel-collector.yaml", "temporal-dynamicconfig.yaml"):
         yaml.safe_load((ROOT / "deploy" / name).read_text())
+
+
+def test_make_shell_puts_orch_and_temporal_on_path():
+    """The README's way from a fresh clone to typing `orch` and `temporal`: `make shell`."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    bin_dir = ROOT / ".venv" / "bin"
+    env = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "HOME": os.environ.get("HOME", "/tmp")}
+    result = subprocess.run(
+        # -o: treat the install stamp as up to date; this test checks the shell, not the install.
+        ["make", "-s", "-o", ".venv/.installed", "shell"],
+        cwd=ROOT,
+        env=env,
+        input="command -v orch\ncommand -v temporal\norch --help >/dev/null && echo orch-runs\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert str(bin_dir / "orch") in lines and str(bin_dir / "temporal") in lines, result.stdout
+    assert "orch-runs" in lines, result.stdout + result.stderr
