@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -50,3 +51,16 @@ def _served_names() -> list[str]:
 @pytest.mark.parametrize("name", _served_names())
 def test_every_public_name_is_documented(name):
     assert f"`{name}`" in README
+
+
+def test_every_link_points_at_a_file_in_the_repository():
+    """A clone has only what is in the repository: a link outside it (../shared/DESIGN.md) is broken."""
+    root = Path(__file__).parent.parent.resolve()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README)
+    local = [target for target in targets if not re.match(r"[a-z]+:", target)]
+    assert local, "the README links to no file at all, not even docs/DESIGN.md"
+    for target in local:
+        path = (root / target).resolve()
+        assert path.is_relative_to(root) and path.exists(), (
+            f"README links to {target}, not a file of the repository"
+        )
