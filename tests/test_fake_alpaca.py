@@ -47,12 +47,15 @@ from orch.market.simulated import SimulatedMarket
 
 # A Friday evening after the close: every equity and crypto bar of that day has ended.
 FRIDAY_EVENING = datetime(2025, 3, 7, 22, 0, tzinfo=UTC)
+# Monday 7 December 2026, 10:00 in New York: the NYSE is in session, whatever day the tests run.
+MONDAY_SESSION = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+SATURDAY_NOON = datetime(2026, 12, 5, 17, 0, tzinfo=UTC)
 SPEC = load()
 
 
 @pytest.fixture
 def server() -> Iterator[FakeAlpacaServer]:
-    with FakeAlpacaServer() as running:
+    with FakeAlpacaServer(clock_start=MONDAY_SESSION) as running:
         yield running
         problems = spec_violations(SPEC, running.fake.served_responses())
     assert not problems, "answers that break Alpaca's spec:\n" + "\n".join(problems)
@@ -122,8 +125,8 @@ def test_limit_orders_wait_until_the_price_crosses(server, trading) -> None:
         )
     )
     assert buy.status == OrderStatus.NEW
-    # An open buy holds buying power.
-    assert Decimal(trading.get_account().buying_power) == Decimal(100_000 - 5 * 390)
+    # An open buy holds buying power (twice the equity: a Reg T margin account).
+    assert Decimal(trading.get_account().buying_power) == Decimal(200_000 - 5 * 390)
 
     server.fake.set_price("MSFT", 395)
     assert trading.get_order_by_id(buy.id).status == OrderStatus.NEW
@@ -158,7 +161,8 @@ def test_orders_list_get_and_cancel(server, trading) -> None:
     assert trading.get_order_by_client_id("rest-1").id == resting[1].id
 
     trading.cancel_order_by_id(resting[0].id)
-    assert trading.get_order_by_id(resting[0].id).status == OrderStatus.CANCELED
+    assert trading.get_order_by_id(resting[0].id).status == OrderStatus.PENDING_CANCEL
+    wait_for(lambda: trading.get_order_by_id(resting[0].id).status == OrderStatus.CANCELED)
     with pytest.raises(APIError) as not_cancelable:
         trading.cancel_order_by_id(filled.id)
     assert not_cancelable.value.status_code == 422
@@ -166,7 +170,7 @@ def test_orders_list_get_and_cancel(server, trading) -> None:
     cancelled = trading.cancel_orders()
     assert sorted(str(c.id) for c in cancelled) == sorted(str(o.id) for o in resting[1:])
     assert all(c.status == 200 for c in cancelled)
-    assert trading.get_orders() == []
+    wait_for(lambda: trading.get_orders() == [])
 
     with pytest.raises(APIError) as missing:
         trading.get_order_by_id("00000000-0000-4000-8000-000000000000")
@@ -186,7 +190,7 @@ def test_a_duplicate_client_order_id_is_refused_and_creates_nothing(server, trad
 def test_orders_alpaca_would_refuse(server, trading) -> None:
     server.fake.set_price("AAPL", 100)
     with pytest.raises(APIError) as poor:
-        trading.submit_order(market_buy("AAPL", 2_000))
+        trading.submit_order(market_buy("AAPL", 2_001))  # buying power: twice the $100,000 equity
     assert (poor.value.status_code, poor.value.message) == (403, "insufficient buying power")
     with pytest.raises(APIError) as unknown:
         trading.submit_order(market_buy("NOSUCH", 1))
@@ -225,7 +229,9 @@ def test_positions_close_in_part_and_all_at_once(server, trading) -> None:
         trading.get_open_position("AAPL")
     assert gone.value.status_code == 404
     account = trading.get_account()
-    assert account.cash == account.equity == "100000"  # no price moved: round trips cost nothing
+    # No price moved: the equity round trips cost nothing; the crypto one paid the 0.25 % taker fee
+    # twice, in bitcoin on the way in (0.5 bought, 0.49875 held) and in dollars on the way out.
+    assert account.cash == account.equity == str(round(100_000 - 25_000 + 0.49875 * 50_000 * 0.9975, 2))
 
 
 def test_partial_fills_keep_an_order_open_for_a_while(server, trading) -> None:
@@ -252,7 +258,9 @@ def test_manual_and_delayed_fills(server, trading) -> None:
     server.fake.fill_order(str(order.id), qty=2, price=99)
     assert trading.get_order_by_id(order.id).status == OrderStatus.PARTIALLY_FILLED
     trading.cancel_order_by_id(order.id)  # the unfilled rest; the filled part stays
-    cancelled = trading.get_order_by_id(order.id)
+    cancelled = wait_for(
+        lambda: (o := trading.get_order_by_id(order.id)).status == OrderStatus.CANCELED and o
+    )
     assert (cancelled.status, cancelled.filled_qty, cancelled.filled_avg_price) == (
         OrderStatus.CANCELED,
         "2",
@@ -268,7 +276,7 @@ def test_manual_and_delayed_fills(server, trading) -> None:
 def test_the_clock_and_equity_orders_while_closed(server, trading) -> None:
     server.fake.set_price("AAPL", 100)
     server.fake.set_price("BTC/USD", 50_000)
-    server.fake.set_market_open(False)
+    server.fake.set_clock(SATURDAY_NOON)
     clock = trading.get_clock()
     assert not clock.is_open and clock.timestamp < clock.next_open < clock.next_close
 
@@ -278,7 +286,7 @@ def test_the_clock_and_equity_orders_while_closed(server, trading) -> None:
     )
     assert (queued.status, crypto.status) == (OrderStatus.ACCEPTED, OrderStatus.FILLED)  # crypto never sleeps
 
-    server.fake.set_market_open(True)
+    server.fake.set_clock(MONDAY_SESSION)
     assert trading.get_clock().is_open
     assert trading.get_order_by_id(queued.id).status == OrderStatus.FILLED
 
@@ -544,22 +552,27 @@ def test_the_admin_http_api(server, trading) -> None:
     order = trading.submit_order(market_buy("AAPL", 2))
     filled = admin.post(f"orders/{order.id}/fill", json={"qty": 2}).json()
     assert (filled["status"], filled["filled_avg_price"]) == ("filled", "250")
-    assert admin.post("clock", json={"is_open": False}).json()["is_open"] is False
+    saturday = admin.post("clock", json={"at": SATURDAY_NOON.isoformat(), "ticking": False}).json()
+    assert (saturday["is_open"], saturday["ticking"]) == (False, False)
     assert (
         admin.post("faults", json={"api": "data", "kind": "error", "status": 500}).json()[0]["status"] == 500
     )
     assert admin.post("faults", json={"api": "stream", "kind": "latency"}).status_code == 400
     state = admin.get("state").json()
     assert [p["symbol"] for p in state["positions"]] == ["AAPL"] and state["market_open"] is False
+    assert admin.post("rules", json={"relaxed": ["wash_trade"]}).json() == {"relaxed": ["wash_trade"]}
+    assert admin.post("rules", json={"relaxed": ["no_such_rule"]}).status_code == 400
     assert admin.post("tick", json={"count": 3}).status_code == 200
     admin.post("reset")
-    assert admin.get("state").json()["orders"] == []
+    state = admin.get("state").json()
+    assert (state["orders"], state["relaxed_rules"], state["market_open"]) == ([], [], True)
     assert trading.get_account().cash == "100000"
     admin.close()
 
 
 def test_subprocess_mode_serves_alpaca_py_and_stops_cleanly() -> None:
-    with FakeAlpacaSubprocess(key="k", secret="s", fill_policy=FillPolicy.partial(2, 5.0)) as server:
+    partial = FillPolicy.partial(2, 5.0)
+    with FakeAlpacaSubprocess(key="k", secret="s", fill_policy=partial, clock_start=MONDAY_SESSION) as server:
         assert server.admin is not None and server.pid is not None
         pid = server.pid
         server.admin.set_price("AAPL", 100)

@@ -48,12 +48,8 @@ class FakeClock:
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
-            ticking = self._frozen_at is None
-            return {
-                "now": self.now().isoformat(),
-                "ticking": ticking,
-                "wall_clock": ticking and not self._offset,
-            }
+            ticking, wall_clock = self._frozen_at is None, self._frozen_at is None and not self._offset
+        return {"now": self.now().isoformat(), "ticking": ticking, "wall_clock": wall_clock}
 
 
 def _sessions_around(moment: datetime) -> EquitySessions:
