@@ -44,12 +44,18 @@ class FakeClock:
 
     def now(self) -> datetime:
         with self._lock:
-            return self._frozen_at or datetime.now(UTC) + self._offset
+            return self._now()
+
+    def _now(self) -> datetime:
+        return self._frozen_at or datetime.now(UTC) + self._offset
 
     def describe(self) -> dict[str, Any]:
+        # One acquisition for all three: the lock is not re-entrant, so calling `now()` while
+        # holding it deadlocked the admin API's state answer (and every later request).
         with self._lock:
-            ticking, wall_clock = self._frozen_at is None, self._frozen_at is None and not self._offset
-        return {"now": self.now().isoformat(), "ticking": ticking, "wall_clock": wall_clock}
+            now, ticking = self._now(), self._frozen_at is None
+            wall_clock = ticking and not self._offset
+        return {"now": now.isoformat(), "ticking": ticking, "wall_clock": wall_clock}
 
 
 def _sessions_around(moment: datetime) -> EquitySessions:
