@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from shapes import NoOpCommand, PlainFiveActivities, noop_step, plain_noop
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from orch.config import Settings
 from orch.contracts.commands import CommandOptions
+from orch.converter import DATA_CONVERTER
 from orch.embedded import free_port, start_dev_server
 from orch.workers.bootstrap import bootstrap
 from orch.workers.worker import build_workers, running
@@ -99,7 +99,7 @@ async def main(args: argparse.Namespace) -> None:
             strategic_review_interval_seconds=3600,
             trading_autostart=False,
         )
-        client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+        client = await Client.connect(settings.temporal_address, data_converter=DATA_CONVERTER)
         workers = build_workers(
             client,
             settings,

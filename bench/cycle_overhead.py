@@ -34,7 +34,6 @@ from command_latency import percentile
 from cycle_shapes import RECORDED, STEP_NAMES, NoOpCycleActivities, PlainNineActivities, plain_step
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
@@ -58,6 +57,7 @@ from orch.contracts.engine import (
     TradingCycleInput,
     TradingCycleResult,
 )
+from orch.converter import DATA_CONVERTER
 from orch.embedded import free_port, start_dev_server
 from orch.market.simulated import CRYPTO_PAIRS, SimulatedMarket
 from orch.workers.bootstrap import bootstrap
@@ -290,7 +290,7 @@ async def main(args: argparse.Namespace) -> None:
             hft_url=f"http://127.0.0.1:{hft_port}",
             hft_token=SecretStr(TOKEN),
         )
-        client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+        client = await Client.connect(settings.temporal_address, data_converter=DATA_CONVERTER)
         market = SimulatedMarket(seed=settings.market_seed)
         config = cycle_config()
         workers = build_workers(client, settings, market=market)

@@ -35,7 +35,6 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import Priority
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from orch.cli.commands import new_workflow_id
 from orch.contracts.commands import CommandOptions, RestartDiscoveryInput
@@ -55,6 +54,7 @@ from orch.contracts.names import (
 )
 from orch.contracts.system import EmergencyLevel, SystemStateSnapshot
 from orch.contracts.trading import TradingState
+from orch.converter import DATA_CONVERTER
 from orch.embedded import free_port, start_dev_server
 from orch.hft.client import HftClient
 from orch.workers.worker import ALL_QUEUES
@@ -251,9 +251,7 @@ async def main(args: argparse.Namespace) -> None:
             processes.enter_context(child([sys.executable, "-m", "orch.workers.hft"], env, home / "hft.log"))
             for n, argv in enumerate(workers):
                 processes.enter_context(child(argv, env, home / f"worker-{n}.log"))
-            client = await Client.connect(
-                env["ORCH_TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter
-            )
+            client = await Client.connect(env["ORCH_TEMPORAL_ADDRESS"], data_converter=DATA_CONVERTER)
             hft = HftClient(f"http://127.0.0.1:{hft_port}", token=TOKEN, timeout_seconds=5)
             state = httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{hft_port}", headers={"Authorization": f"Bearer {TOKEN}"}

@@ -26,7 +26,6 @@ import time
 import uuid
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from orch.backtest.data import load_histories, prepare
 from orch.backtest.engine import run_backtest
@@ -41,6 +40,7 @@ from orch.contracts.validation import (
     ValidateAlgorithmsResult,
     parse_period,
 )
+from orch.converter import DATA_CONVERTER
 from orch.embedded import free_port, start_dev_server
 from orch.workers.bootstrap import ensure_system_state
 from orch.workers.worker import build_workers, running
@@ -125,10 +125,10 @@ async def connect(address: str) -> Client:
     """The dev server accepts connections a little before its frontend answers."""
     for _ in range(100):
         try:
-            return await Client.connect(address, data_converter=pydantic_data_converter)
+            return await Client.connect(address, data_converter=DATA_CONVERTER)
         except RuntimeError:
             await asyncio.sleep(0.2)
-    return await Client.connect(address, data_converter=pydantic_data_converter)
+    return await Client.connect(address, data_converter=DATA_CONVERTER)
 
 
 async def main(args: argparse.Namespace) -> None:
