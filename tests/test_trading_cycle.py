@@ -263,7 +263,8 @@ async def test_a_report_that_cannot_be_written_is_still_counted_and_the_cycle_de
 # ---- One universe: what orch hft trades and what is open now ----------------------------------------
 
 SATURDAY = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
-MONDAY = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+MONDAY = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)  # 10:00 in New York: in the session
+CHRISTMAS = datetime(2026, 12, 25, 15, 0, tzinfo=UTC)  # a Friday: the weekend rule let equities through
 
 
 def _ranked(*symbols: str) -> list[Candidate]:
@@ -273,28 +274,35 @@ def _ranked(*symbols: str) -> list[Candidate]:
 
 
 @pytest.mark.parametrize(
-    ("moment", "spy_open"),
+    ("moment", "spy_closed"),
     [
-        (datetime(2026, 12, 4, 23, 59, 59, tzinfo=UTC), True),  # Friday's last second (UTC)
-        (datetime(2026, 12, 5, 0, 0, 0, tzinfo=UTC), False),  # Saturday's first
-        (datetime(2026, 12, 6, 23, 59, 59, tzinfo=UTC), False),  # Sunday's last
-        (datetime(2026, 12, 7, 0, 0, 0, tzinfo=UTC), True),  # Monday's first
+        # Monday 7 December 2026 (New York winter time: the NYSE trades 14:30-21:00 UTC).
+        (datetime(2026, 12, 7, 14, 29, tzinfo=UTC), "SPY (before the open)"),  # a minute before the open
+        (datetime(2026, 12, 7, 14, 30, tzinfo=UTC), None),  # at the open
+        (datetime(2026, 12, 7, 20, 59, tzinfo=UTC), None),  # the last minute
+        (datetime(2026, 12, 7, 21, 0, tzinfo=UTC), "SPY (after the close)"),  # at the close
+        # Christmas Eve closes at 13:00 New York; Christmas is a Friday holiday.
+        (datetime(2026, 12, 24, 17, 59, tzinfo=UTC), None),
+        (datetime(2026, 12, 24, 18, 0, tzinfo=UTC), "SPY (after an early close)"),
+        (datetime(2026, 12, 25, 15, 0, tzinfo=UTC), "SPY (holiday: Christmas)"),
+        (datetime(2026, 12, 5, 15, 0, tzinfo=UTC), "SPY (weekend)"),  # Saturday midday
+        (datetime(2026, 12, 7, 0, 0, tzinfo=UTC), "SPY (weekend)"),  # Monday 00:00 UTC: Sunday in New York
     ],
 )
-def test_the_universe_keeps_what_orch_hft_trades_and_is_open_on_both_sides_of_the_weekend(
-    moment: datetime, spy_open: bool
+def test_the_universe_keeps_what_orch_hft_trades_and_is_open_on_both_sides_of_each_session_limit(
+    moment: datetime, spy_closed: str | None
 ) -> None:
     ranking = _ranked("XOM", "SPY", "IBM", "BTC/USD", "ETH/USD")
     kept, universe = filter_universe(ranking, ["SPY", "BTC/USD", "ETH/USD"], moment.timestamp(), 10, "scan s")
 
-    expected = ["SPY", "BTC/USD", "ETH/USD"] if spy_open else ["BTC/USD", "ETH/USD"]
+    expected = ["BTC/USD", "ETH/USD"] if spy_closed else ["SPY", "BTC/USD", "ETH/USD"]
     assert [c.symbol for c in kept] == expected and universe.kept == expected
     assert [c.rank for c in kept] == list(range(1, len(expected) + 1))  # re-ranked from 1
-    assert universe.closed == ([] if spy_open else ["SPY (weekend)"])
+    assert list(map(str, universe.closed)) == ([spy_closed] if spy_closed else [])
     assert universe.not_tradable == 2 and universe.not_tradable_top == ["XOM", "IBM"]
     lines = universe.lines()
     assert "not tradable by orch hft: 2 ranked symbols (best: XOM, IBM)" in lines
-    assert ("closed: SPY (weekend)" in lines) is not spy_open
+    assert (f"closed: {spy_closed}" in lines) if spy_closed else not any("closed:" in line for line in lines)
 
 
 def test_the_universe_keeps_at_most_top_n_and_names_a_closed_symbol_discovery_did_not_rank() -> None:
@@ -306,12 +314,15 @@ def test_the_universe_keeps_at_most_top_n_and_names_a_closed_symbol_discovery_di
         "s",
     )
     assert [c.symbol for c in kept] == ["BTC/USD", "ETH/USD"]
-    assert universe.closed == ["AAPL (weekend)"] and universe.not_tradable == 0
+    assert list(map(str, universe.closed)) == ["AAPL (weekend)"] and universe.not_tradable == 0
 
 
-@pytest.mark.parametrize(("moment", "spy_open"), [(SATURDAY, False), (MONDAY, True)])
+@pytest.mark.parametrize(
+    ("moment", "spy_closed"),
+    [(SATURDAY, "SPY (weekend)"), (CHRISTMAS, "SPY (holiday: Christmas)"), (MONDAY, None)],
+)
 async def test_a_cycle_plans_only_what_orch_hft_trades_and_is_open_and_says_what_it_left_out(
-    bare_stack: Stack, hft: Callable[..., HftUnderTest], moment: datetime, spy_open: bool
+    bare_stack: Stack, hft: Callable[..., HftUnderTest], moment: datetime, spy_closed: str | None
 ) -> None:
     process = await start_hft(hft, ORCH_HFT_SYMBOLS='["SPY", "BTC/USD", "ETH/USD"]')
     # legacy_v0 (volume and momentum) scores the trending market; hybrid_v1's RSI filter leaves out trends
@@ -331,17 +342,18 @@ async def test_a_cycle_plans_only_what_orch_hft_trades_and_is_open_and_says_what
     assert universe.tradable == ["SPY", "BTC/USD", "ETH/USD"]
     assert universe.not_tradable == len(published.ranking) - 3
     planned = {line.symbol for line in report.plans}
-    if spy_open:
+    if spy_closed is None:
         assert universe.closed == [] and "SPY" in universe.kept
         assert "SPY" in planned, report.rejected_candidates
         sent = {p["plan"]["symbol"] for p in await plans_in_hft(process, f"{ACCOUNT}-c1-")}
         assert "SPY" in sent
     else:
-        assert universe.closed == ["SPY (weekend)"] and universe.kept == ["BTC/USD", "ETH/USD"]
+        assert list(map(str, universe.closed)) == [spy_closed], universe
+        assert universe.kept == ["BTC/USD", "ETH/USD"]
         assert planned and "SPY" not in planned, report.plans
         assert all(p["plan"]["symbol"] != "SPY" for p in await plans_in_hft(process, ACCOUNT))
         initialize = next(s for s in report.steps if s.name == CycleStep.INITIALIZE.value)
-        assert "closed: SPY (weekend)" in initialize.summary
+        assert f"closed: {spy_closed}" in initialize.summary
     assert planned <= {"SPY", "BTC/USD", "ETH/USD"}
 
 

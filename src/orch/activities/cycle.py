@@ -76,13 +76,14 @@ from orch.contracts.engine import (
     cycle_report_path,
 )
 from orch.contracts.levels import EmergencyLevel, TradingMode
+from orch.contracts.market import MarketStatus
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import LearningRecord, SystemStateSnapshot
 from orch.contracts.trading import Account, Fill, Position, RiskLimits, Side, StrategyPlan, TradingState
 from orch.hft.client import HftApiError, HftClient, HftClientError, HftUnavailable
 from orch.hft.config import HftSettings
 from orch.market.base import MarketDataError, MarketDataSource, PriceHistory
-from orch.market.calendars import is_tradable, is_weekend
+from orch.market.calendars import is_tradable, market_status
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ class CycleActivities:
         candidates, universe = await self._candidates(state, tradable, request)
         summary = (
             f"{len(candidates)} candidates ({universe.source}"
-            + (f"; closed: {', '.join(universe.closed)}" if universe.closed else "")
+            + (f"; closed: {', '.join(map(str, universe.closed))}" if universe.closed else "")
             + f"); orch hft {hft_state.value if hft_state else 'unreachable'}; "
             f"emergency level {state.config.emergency_level.value}"
         )
@@ -693,24 +694,19 @@ def filter_universe(
     the caller ranks the tradable universe itself when nothing is left.
     """
     allowed = set(tradable)
-    weekend = is_weekend(now)
     kept: list[Candidate] = []
-    closed: list[str] = []
+    closed: list[MarketStatus] = []
     not_tradable: list[str] = []
     for candidate in ranking:
         if candidate.symbol not in allowed:
             not_tradable.append(candidate.symbol)
         elif not is_tradable(candidate.symbol, now):
-            closed.append(f"{candidate.symbol} ({'weekend' if weekend else 'market closed'})")
+            closed.append(market_status(candidate.symbol, now))
         elif len(kept) < top_n:
             kept.append(candidate.model_copy(update={"rank": len(kept) + 1}))
     # A tradable symbol absent from the ranking may still be closed: say so, it explains an empty cycle.
     ranked = {c.symbol for c in ranking}
-    closed += [
-        f"{s} ({'weekend' if weekend else 'market closed'})"
-        for s in tradable
-        if s not in ranked and not is_tradable(s, now)
-    ]
+    closed += [market_status(s, now) for s in tradable if s not in ranked and not is_tradable(s, now)]
     universe = UniverseFilter(
         source=source,
         tradable=list(tradable),

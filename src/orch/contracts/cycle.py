@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, m
 
 from orch.contracts.commands import StepReport
 from orch.contracts.levels import EmergencyLevel
-from orch.contracts.market import Regime
+from orch.contracts.market import MarketStatus, Regime
 from orch.contracts.trading import Side, StrategyKind, StrategyPlan
 
 
@@ -617,8 +617,8 @@ class UniverseFilter(_Summary):
     source: str  # "discovery scan <id>" or "tradable universe ranked by <strategy>"
     tradable: list[str] = Field(default_factory=list)  # what orch hft trades
     kept: list[str] = Field(default_factory=list)  # the candidates, best first
-    # Tradable but closed at the cycle's moment, with why ("SPY (weekend)").
-    closed: list[str] = Field(default_factory=list)
+    # Tradable but closed at the cycle's moment, with why (shown as "SPY (holiday: Christmas)").
+    closed: list[MarketStatus] = Field(default_factory=list)
     # Ranked by discovery but not traded by orch hft: how many, and the best few by name.
     not_tradable: int = Field(default=0, ge=0)
     not_tradable_top: list[str] = Field(default_factory=list)
@@ -626,7 +626,7 @@ class UniverseFilter(_Summary):
     def lines(self) -> list[str]:
         out = [f"candidates from {self.source}: {', '.join(self.kept) or 'none'}"]
         if self.closed:
-            out.append(f"closed: {', '.join(self.closed)}")
+            out.append(f"closed: {', '.join(map(str, self.closed))}")
         if self.not_tradable:
             out.append(
                 f"not tradable by orch hft: {self.not_tradable} ranked symbols "
