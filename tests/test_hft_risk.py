@@ -187,7 +187,7 @@ def test_daily_loss_breaker_trips_by_itself() -> None:
 def test_weekend_rule_in_the_gate() -> None:
     engine = make_engine(wall=SATURDAY)
     reason, _ = engine.gate.check("AAPL", Side.BUY, 1, None)
-    assert reason is DenialReason.WEEKEND
+    assert reason is DenialReason.MARKET_CLOSED  # was WEEKEND: the gate now asks the calendar
     assert engine.gate.check("BTC/USD", Side.BUY, 0.01, None) is None
     assert make_engine(wall=WEDNESDAY).gate.check("AAPL", Side.BUY, 1, None) is None
 

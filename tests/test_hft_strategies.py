@@ -105,7 +105,7 @@ async def test_weekend_only_crypto_enters() -> None:
     engine.tier2.evaluate(SATURDAY)
     assert engine.tier2.plans[stock.plan_id].status == "waiting"
     assert engine.tier2.plans[coin.plan_id].status == "entering"
-    assert "weekend_equity" not in engine.gate.denials  # tier 2 did not even propose it
+    assert "market_closed" not in engine.gate.denials  # tier 2 did not even propose it (was weekend_equity)
 
 
 def test_plans_with_inconsistent_levels_are_refused() -> None:

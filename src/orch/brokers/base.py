@@ -12,6 +12,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from types import NotImplementedType
 
+from orch.contracts.instruments import InstrumentRules
 from orch.contracts.levels import TradingMode
 from orch.contracts.trading import Account, Fill, Order, Position, Side
 
@@ -141,6 +142,16 @@ class Broker(ABC):
 
     @abstractmethod
     async def account(self) -> Account: ...
+
+    async def instrument_rules(self, symbols: list[str]) -> dict[str, InstrumentRules]:
+        """The venue's published trading rules for `symbols` (increments, minimums, fractionable,
+        order types, time in force, fees, calendar), by symbol.
+
+        Symbols left out keep `orch.hft.instruments`' built-in table (the simulated venue's rules);
+        this default publishes none. `Engine.load_instrument_rules` asks once at start-up, before
+        any order. May raise `BrokerError`: a process must not trade on rules it only guessed.
+        """
+        return {}
 
     async def realized_pnl(self) -> float | None:
         """The account's realized P&L over its history, if this broker reports it (None: it does not)."""

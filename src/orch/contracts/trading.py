@@ -163,7 +163,10 @@ class Fill(BaseModel):
     side: Side
     quantity: float = Field(gt=0)
     price: float = Field(gt=0)
+    # In cash. A venue that takes its fee out of the asset bought (Alpaca crypto) reports it in
+    # `fee_quantity` instead: the position grows by quantity - fee_quantity (InstrumentRules.fee).
     fee: float = 0.0
+    fee_quantity: float = Field(default=0.0, ge=0)
     cumulative_quantity: float = Field(gt=0)
     timestamp: datetime
     # The journal's own sequence number: the cursor of `GET /fills?since=`.
@@ -219,9 +222,17 @@ class DenialReason(StrEnum):
     RATE_THROTTLE = "order_rate_throttle"
     DAILY_LOSS = "daily_loss_breaker"
     NO_PRICE = "no_price"
-    INVALID = "invalid_order"
-    WEEKEND = "weekend_equity"
+    INVALID = "invalid_order"  # unknown symbol, not a finite positive number, above the maximum size
     REDUCE_ONLY_WOULD_INCREASE = "reduce_only_would_increase"
+    # The instrument's rules (orch.contracts.instruments), after the router rounded the order:
+    INVALID_INCREMENT = "invalid_increment"  # quantity or limit price off its grid
+    BELOW_MINIMUM = "below_minimum"  # quantity or notional below the instrument's minimum
+    NOT_FRACTIONABLE = "not_fractionable"  # a fraction where whole units (or another order type) are needed
+    ORDER_TYPE_NOT_ALLOWED = "order_type_not_allowed"
+    # The instrument's market is closed now (orch.market.calendars.is_tradable); was weekend_equity.
+    MARKET_CLOSED = "market_closed"
+    # Would trade against the account's own open order on the other side (Alpaca: "wash trade").
+    SELF_CROSS = "self_cross"
 
 
 class RiskDecision(BaseModel):

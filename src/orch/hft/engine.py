@@ -32,7 +32,7 @@ from orch.contracts.trading import (
 from orch.hft.config import HftSettings
 from orch.hft.instruments import Instruments
 from orch.hft.journal import Journal
-from orch.hft.portfolio import Portfolio
+from orch.hft.portfolio import Portfolio, crosses, standing_price
 from orch.hft.risk import Denial, RiskGate
 from orch.hft.strategies import ArbitrageDetector, MarketMaker, PlanState, PositionManager, Tier2
 from orch.hft.ticks import QUOTE, Tick
@@ -73,6 +73,7 @@ class OrderRouter:
         self.engine = engine
         self.account = engine.settings.account
         self.gate = engine.gate
+        self.instruments = engine.instruments
         self.journal = engine.journal
         self.broker = engine.broker
         self.portfolio = engine.portfolio
@@ -117,6 +118,8 @@ class OrderRouter:
             known = self.portfolio.open_orders.get(client_order_id) or self.journal.order(client_order_id)
             if known is not None:
                 return known, None  # the same intent again: the order it already made
+        # On the grid before the gate: a buy's limit rounds down, a sell's up, quantities down.
+        quantity, limit_price = self.instruments.rounded(symbol, side, quantity, order_type, limit_price)
         denial = self.gate.check(symbol, side, quantity, limit_price, reduce_only)
         if denial is not None:
             return None, denial
@@ -217,6 +220,25 @@ class OrderRouter:
             if current is not None:
                 self.portfolio.track_order(current)
 
+    def cancel_crossing(self, symbol: str, side: Side, limit_price: float | None) -> bool:
+        """Cancel the account's open orders an order on `side` would cross (its own opposite side);
+        True while any is still open (a remote broker's cancel lands later)."""
+        portfolio = self.portfolio
+        if portfolio.own_order_crossed(symbol, side, limit_price) is None:
+            return False
+        other = Side.SELL if side is Side.BUY else Side.BUY
+        crossed = [
+            order.client_order_id
+            for order in portfolio.open_orders.values()
+            if order.symbol == symbol
+            and order.side is other
+            and order.client_order_id not in self.cancelling
+            and crosses(side, limit_price, standing_price(order))
+        ]
+        for client_order_id in crossed:
+            self.cancel(client_order_id)
+        return portfolio.own_order_crossed(symbol, side, limit_price) is not None
+
     def cancel_all(self) -> int:
         count = sum(self.cancel(client_order_id) for client_order_id in list(self.portfolio.open_orders))
         self.flush()
@@ -283,6 +305,18 @@ class Engine:
         if others:
             await asyncio.wait(others, timeout=timeout)
 
+    # ---- Instrument rules ------------------------------------------------------------------------
+
+    async def load_instrument_rules(self) -> list[str]:
+        """Take the broker's published rules (`Broker.instrument_rules`) over the built-in table,
+        once at start-up before any order; returns the symbols whose rules came from the broker."""
+        published = await asyncio.wait_for(
+            self.broker.instrument_rules(list(self.settings.symbols)), self.settings.broker_timeout_seconds
+        )
+        loaded = self.instruments.load(published)
+        self.journal.record_event("instrument_rules", broker=self.broker.name, symbols=loaded)
+        return loaded
+
     # ---- Restore ---------------------------------------------------------------------------------
 
     def load_portfolio(self) -> None:
@@ -292,9 +326,7 @@ class Engine:
         realized P&L comes from the journal's per-day sums, so a reload never forgets a loss.
         """
         self.portfolio.positions.clear()
-        self.portfolio.open_orders.clear()
-        self.portfolio.pending_buy.clear()
-        self.portfolio.pending_sell.clear()
+        self.portfolio.clear_orders()
         for row in self.journal.positions(include_closed=True):
             self.portfolio.set_position(
                 row.symbol, row.quantity, row.average_price, row.realized_pnl, row.plan_id

@@ -10,7 +10,10 @@ reconciliation or a restart) therefore gives the same figures; only a new day st
 
 from __future__ import annotations
 
+import heapq
+import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -20,6 +23,51 @@ from orch.contracts.trading import Order, Position, Side
 from orch.market.calendars import account_trading_day
 
 SECONDS_PER_DAY = 86_400
+
+
+# ---- The account's own book -----------------------------------------------------------------------
+
+
+class OwnPrices:
+    """The prices of one symbol's open orders on one side, best first in O(log n).
+
+    A heap of prices (negated for bids) with a count per price; a price whose count fell to zero is
+    dropped when it reaches the top. An open market order stands at the most aggressive price
+    (a buy at +inf, a sell at 0): it would take any of the account's orders on the other side.
+    """
+
+    __slots__ = ("_counts", "_heap", "_sign")
+
+    def __init__(self, side: Side) -> None:
+        self._sign = -1.0 if side is Side.BUY else 1.0
+        self._heap: list[float] = []
+        self._counts: Counter[float] = Counter()
+
+    def add(self, price: float) -> None:
+        counts = self._counts
+        counts[price] += 1
+        if counts[price] == 1:
+            heapq.heappush(self._heap, self._sign * price)
+            if len(self._heap) > 2 * len(counts) + 16:  # stale prices buried under a live best
+                self._heap = [self._sign * live for live in counts]
+                heapq.heapify(self._heap)
+
+    def remove(self, price: float) -> None:
+        counts = self._counts
+        left = counts[price] - 1
+        if left > 0:
+            counts[price] = left
+        else:
+            del counts[price]
+
+    def best(self) -> float | None:
+        heap, counts, sign = self._heap, self._counts, self._sign
+        while heap:
+            price = sign * heap[0]
+            if price in counts:
+                return price
+            heapq.heappop(heap)
+        return None
 
 
 @dataclass(slots=True)
@@ -38,6 +86,9 @@ class Portfolio:
         self.pending_buy: dict[str, float] = {}
         self.pending_sell: dict[str, float] = {}
         self.marks: dict[str, float] = {}
+        # Open orders' prices per symbol and side: the self-cross check reads the best of each.
+        self.own_bids: dict[str, OwnPrices] = {}
+        self.own_asks: dict[str, OwnPrices] = {}
         self.realized_by_day: dict[date, float] = {}
         self._wall_clock = wall_clock
         self._day_number = -1
@@ -62,6 +113,13 @@ class Portfolio:
         if side is Side.BUY:
             return self.quantity(symbol) + self.pending_buy.get(symbol, 0.0)
         return self.quantity(symbol) - self.pending_sell.get(symbol, 0.0)
+
+    def own_order_crossed(self, symbol: str, side: Side, limit_price: float | None) -> float | None:
+        """The price of the account's own open order on the other side that this order would trade
+        against (a market order against any), or None."""
+        book = (self.own_asks if side is Side.BUY else self.own_bids).get(symbol)
+        best = None if book is None else book.best()
+        return best if best is not None and crosses(side, limit_price, best) else None
 
     def gross_exposure(self) -> float:
         marks = self.marks
@@ -137,13 +195,42 @@ class Portfolio:
         if state.quantity == 0:
             state.plan_id = None
 
+    def clear_orders(self) -> None:
+        self.open_orders.clear()
+        self.pending_buy.clear()
+        self.pending_sell.clear()
+        self.own_bids.clear()
+        self.own_asks.clear()
+
     def track_order(self, order: Order) -> None:
         """Record the order's latest state; open orders count toward the projected position."""
         previous = self.open_orders.pop(order.client_order_id, None)
         if previous is not None:
             book = self.pending_buy if previous.side is Side.BUY else self.pending_sell
             book[previous.symbol] = max(book.get(previous.symbol, 0.0) - previous.remaining, 0.0)
+            self._own_book(previous).remove(standing_price(previous))
         if not order.status.terminal:
             self.open_orders[order.client_order_id] = order
             book = self.pending_buy if order.side is Side.BUY else self.pending_sell
             book[order.symbol] = book.get(order.symbol, 0.0) + order.remaining
+            self._own_book(order).add(standing_price(order))
+
+    def _own_book(self, order: Order) -> OwnPrices:
+        books = self.own_bids if order.side is Side.BUY else self.own_asks
+        book = books.get(order.symbol)
+        if book is None:
+            book = books[order.symbol] = OwnPrices(order.side)
+        return book
+
+
+def crosses(side: Side, limit_price: float | None, other_side_price: float) -> bool:
+    """Whether an order on `side` at `limit_price` (None: market) trades at `other_side_price`."""
+    if limit_price is None:
+        return True
+    return limit_price >= other_side_price if side is Side.BUY else limit_price <= other_side_price
+
+
+def standing_price(order: Order) -> float:
+    if order.limit_price is not None:
+        return order.limit_price
+    return math.inf if order.side is Side.BUY else 0.0

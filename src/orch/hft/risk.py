@@ -4,8 +4,11 @@ Nothing reaches a broker except through `RiskGate.check` followed by `RiskGate.r
 order router (`engine.OrderRouter`) is the only caller and has no other path to the broker. Every
 denial carries a `DenialReason` and a sentence, and is counted.
 
-The checks run cheapest and most absolute first: trading state, then the order itself, then
-limits that depend on the portfolio, then the throttle (which only counts orders that pass).
+The checks run cheapest and most absolute first: trading state, then the order itself (its
+instrument's rules, its market's hours, the account's own opposite orders), then limits that depend
+on the portfolio, then the throttle (which only counts orders that pass). The router has already
+rounded the order to its instrument's grid (`Instruments.rounded`); what still breaks a rule here
+is denied, never corrected.
 """
 
 from __future__ import annotations
@@ -17,10 +20,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from orch.contracts.system import EmergencyLevel
-from orch.contracts.trading import DenialReason, RiskLimits, RiskUsage, Side, TradingState, TradingStatus
+from orch.contracts.trading import (
+    DenialReason,
+    OrderType,
+    RiskLimits,
+    RiskUsage,
+    Side,
+    TradingState,
+    TradingStatus,
+)
 from orch.hft.instruments import Instruments
 from orch.hft.portfolio import Portfolio
-from orch.market.calendars import is_crypto, is_weekend
+from orch.market.calendars import is_tradable
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +79,8 @@ class RiskGate:
         self.approvals = 0
         self._sent: deque[float] = deque()
         self._listeners: list[StateListener] = []
-        self._weekend = False
-        self._calendar_valid_until = 0.0
+        # symbol -> (tradable, until): sessions open and close on whole minutes, so a minute's answer holds.
+        self._tradable: dict[str, tuple[bool, float]] = {}
 
     # ---- Trading state ---------------------------------------------------------------------------
 
@@ -151,18 +162,34 @@ class RiskGate:
                 return self._deny(DenialReason.ENTRIES_PAUSED, f"new entries are paused ({self.reason})")
 
         # ---- The check: the order itself ---------------------------------------------------------
-        if self.instruments is not None:
-            problem = self.instruments.problem(symbol, quantity, price)
-            if problem is not None:
-                return self._deny(DenialReason.INVALID, problem)
-        elif not quantity > 0:
-            return self._deny(DenialReason.INVALID, f"quantity must be positive, got {quantity:g}")
+        limit_price = price
         if price is None:
             price = portfolio.marks.get(symbol)
             if price is None:
                 return self._deny(DenialReason.NO_PRICE, f"no price known for {symbol} to value the order")
-        if self._is_weekend() and not is_crypto(symbol):
-            return self._deny(DenialReason.WEEKEND, f"{symbol} is not crypto and it is the weekend (UTC)")
+        if self.instruments is not None:
+            rules = self.instruments.get(symbol)
+            breach = (
+                self.instruments.unknown(symbol)
+                if rules is None
+                else rules.order_breach(
+                    quantity, OrderType.MARKET if limit_price is None else OrderType.LIMIT, limit_price, price
+                )
+            )
+            if breach is not None:
+                return self._deny(breach.reason, breach.detail)
+        elif not quantity > 0:
+            return self._deny(DenialReason.INVALID, f"quantity must be positive, got {quantity:g}")
+        if not self._is_tradable(symbol):
+            return self._deny(DenialReason.MARKET_CLOSED, f"{symbol}'s market is closed now")
+        crossed = portfolio.own_order_crossed(symbol, side, limit_price)
+        if crossed is not None:
+            limit_text = "market" if limit_price is None else f"limit {limit_price:g}"
+            return self._deny(
+                DenialReason.SELF_CROSS,
+                f"{side.value} {symbol} at {limit_text} would cross the account's own open "
+                f"{'sell' if side is Side.BUY else 'buy'} at {crossed:g}",
+            )
         notional = quantity * price
         limits = self.limits
         if notional > limits.max_order_notional:
@@ -211,12 +238,14 @@ class RiskGate:
             )
         return None
 
-    def _is_weekend(self) -> bool:
+    def _is_tradable(self, symbol: str) -> bool:
         now = self._wall_clock()
-        if now >= self._calendar_valid_until:  # re-read the calendar once a minute, not per order
-            self._weekend = is_weekend(now)
-            self._calendar_valid_until = now - now % 60 + 60
-        return self._weekend
+        known = self._tradable.get(symbol)
+        if known is not None and now < known[1]:
+            return known[0]
+        tradable = is_tradable(symbol, now)  # the calendar's rule, asked once a minute per symbol
+        self._tradable[symbol] = (tradable, now - now % 60 + 60)
+        return tradable
 
     def record_sent(self) -> None:
         """The order passed and is on its way: it counts toward the throttle."""

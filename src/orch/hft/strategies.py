@@ -104,28 +104,36 @@ class MarketMaker:
                 return
             if abs(mid - last[1]) < mid * self.requote_fraction:
                 return
-        self._last[symbol] = (tick.received_ns, mid)
         router = self.engine.router
-        inventory = self.engine.portfolio.quantity(symbol)
+        portfolio = self.engine.portfolio
+        inventory = portfolio.quantity(symbol)
         bid, ask = market_maker_quotes(
             mid, inventory, self.quantity, self.half_spread_bps, self.skew_bps_per_unit, self.inventory_limit
         )
-        stale = self._live.pop(symbol, ())
+        # Cancel first: a new bid placed while the old ask still stands crosses it whenever the mid
+        # moved more than the spread (Alpaca: "potential wash trade"; `orch hft status` showed the
+        # account's bid above its ask).
+        for client_order_id in self._live.pop(symbol, ()):
+            router.cancel(client_order_id)
         live = []
-        # New quotes first, then the old ones go: cancelling is off the tick-to-order path.
+        complete = True
         rules = self.engine.instruments.get(symbol)
         for side, price in ((Side.BUY, bid), (Side.SELL, ask)):
             if price is None or rules is None:
                 continue
             price = rules.round_price(price, down=side is Side.BUY)  # on the grid, never more aggressive
+            if portfolio.own_order_crossed(symbol, side, price) is not None:
+                # A remote broker's cancel has not landed yet: quote this side on a later tick.
+                complete = False
+                continue
             order, _ = router.submit(
                 symbol, side, self.quantity, OrderType.LIMIT, price, "mm", received_ns=tick.received_ns
             )
             if order is not None:
                 live.append(order.client_order_id)
         self._live[symbol] = live
-        for client_order_id in stale:
-            router.cancel(client_order_id)
+        # An incomplete quote is retried at the next tick past the requote interval, whatever the mid.
+        self._last[symbol] = (tick.received_ns, mid if complete else math.nan)
 
 
 # ---- Tier 1: cross-venue arbitrage ---------------------------------------------------------------
@@ -174,6 +182,8 @@ class ArbitrageDetector:
         if rules is None:
             return
         price = rules.round_price(price, down=side is Side.BUY)  # on the grid, never more aggressive
+        if self.engine.portfolio.own_order_crossed(symbol, side, price) is not None:
+            return  # the account's own quote stands in the way (a wash trade at Alpaca)
         order, _ = router.submit(
             symbol, side, self.quantity, OrderType.LIMIT, price, "arb", received_ns=tick.received_ns
         )
@@ -279,6 +289,8 @@ class Tier2:
                 continue
             if not is_tradable(plan.symbol, now) or not self.entry_signal(state):
                 continue
+            if self.engine.portfolio.own_order_crossed(plan.symbol, plan.side, plan.entry_price) is not None:
+                continue  # it would trade against the account's own quote: wait until that is gone
             order_type = OrderType.MARKET if plan.entry_price is None else OrderType.LIMIT
             order, _ = router.submit(
                 plan.symbol,
@@ -353,10 +365,15 @@ class PositionManager:
             reason = exit_reason(state, price, tier2.prices(symbol), tier2.fast, tier2.slow)
             if reason is None:
                 continue
+            side = Side.SELL if position.quantity > 0 else Side.BUY
+            # The exit is a market order: it would trade against any of the account's own orders on
+            # the other side. Those go first; a remote broker's cancel lands before a later pass.
+            if engine.router.cancel_crossing(symbol, side, None):
+                continue
             state.exit_attempts += 1
             order, denial = engine.router.submit(
                 symbol,
-                Side.SELL if position.quantity > 0 else Side.BUY,
+                side,
                 abs(position.quantity),
                 OrderType.MARKET,
                 None,
