@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-from orch.brokers.alpaca import AlpacaBroker, crypto_symbol
+from orch.brokers.alpaca import AlpacaBroker, CredentialsRefused, crypto_symbol, retry_at
 from orch.brokers.base import BrokerError, BrokerTimeout, make_client_order_id
 from orch.contracts.trading import Order, OrderStatus, OrderType, Side
 from orch.fake_alpaca.broker import FillPolicy
@@ -61,16 +62,86 @@ async def test_fills_come_back_cumulatively(broker: AlpacaBroker, fake: FakeAlpa
     assert (await broker.get_order(submitted.client_order_id)).status is OrderStatus.FILLED
 
 
+async def wait_for_status(broker: AlpacaBroker, client_order_id: str, status: OrderStatus) -> Order:
+    """Poll Alpaca (bounded) until the order has `status`; fail with the status it kept."""
+    seen = []
+    for _ in range(100):
+        seen.append(await broker.get_order(client_order_id))
+        if seen[-1].status is status:
+            return seen[-1]
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{client_order_id} never became {status}: last {seen[-1].status}")
+
+
 async def test_cancel_limit_and_crypto(broker: AlpacaBroker, fake: FakeAlpacaServer) -> None:
     resting = await broker.submit(
         order(3, "BTC/USD", quantity=0.5, order_type=OrderType.LIMIT, limit_price=1_000)
     )
     assert [o.client_order_id for o in await broker.open_orders()] == [resting.client_order_id]
-    cancelled = await broker.cancel(resting.client_order_id)
-    assert cancelled.status is OrderStatus.CANCELLED
+    asked = await broker.cancel(resting.client_order_id)
+    # Alpaca answers 204: the cancel is on its way, the order still open and fillable.
+    assert asked.status is OrderStatus.PENDING_CANCEL
+    assert [o.status for o in await broker.open_orders()] == [OrderStatus.PENDING_CANCEL]
+    await wait_for_status(broker, resting.client_order_id, OrderStatus.CANCELLED)
     assert await broker.open_orders() == []
     account = await broker.account()
     assert account.cash > 0 and account.equity > 0
+
+
+async def test_a_fill_while_the_cancel_is_pending_is_reported(
+    broker: AlpacaBroker, fake: FakeAlpacaServer
+) -> None:
+    resting = await broker.submit(
+        order(4, "BTC/USD", quantity=0.5, order_type=OrderType.LIMIT, limit_price=1_000)
+    )
+    assert (await broker.cancel(resting.client_order_id)).status is OrderStatus.PENDING_CANCEL
+    fake.fake.fill_order(resting.broker_order_id, qty=0.5, price=1_000)  # before the cancel lands
+    filled = await wait_for_status(broker, resting.client_order_id, OrderStatus.FILLED)
+    assert filled.filled_quantity == pytest.approx(0.5)
+    fills, _ = await broker.fills_since(None)
+    assert [(f.client_order_id, f.cumulative_quantity) for f in fills] == [(resting.client_order_id, 0.5)]
+
+
+def trading_requests(fake: FakeAlpacaServer) -> list[tuple[str, str, int]]:
+    return [(r.method, r.path, r.status) for r in fake.fake.served_responses() if r.path.startswith("/v2/")]
+
+
+async def test_a_429_holds_the_budget_and_is_retried_once_by_one_layer(
+    broker: AlpacaBroker, fake: FakeAlpacaServer
+) -> None:
+    fake.fake.inject_fault("trading", "error", status=429, count=1)
+    account = await broker.account()
+    assert account.equity > 0
+    # One 429, then one success: alpaca-py did not retry on its own (it would have, 3 s later,
+    # and the budget would never have heard of the 429).
+    assert trading_requests(fake) == [("GET", "/v2/account", 429), ("GET", "/v2/account", 200)]
+    assert broker.budget.usage().held_by_broker == 1
+
+
+def test_retry_at_reads_the_rate_limit_reset_alpaca_sends() -> None:
+    from alpaca.common.exceptions import APIError
+    from alpaca.trading.client import TradingClient
+
+    with FakeAlpacaServer(rate_limit_per_minute=1) as server:
+        client = TradingClient(server.key, server.secret, url_override=server.trading_url)
+        client._retry = 0
+        client.get_account()
+        with pytest.raises(APIError) as refused:
+            client.get_account()
+    assert refused.value.status_code == 429
+    assert retry_at(refused.value) == float(refused.value.response.headers["X-RateLimit-Reset"])
+
+
+async def test_refused_credentials_are_never_retried(fake: FakeAlpacaServer) -> None:
+    broker = AlpacaBroker(fake.key, "wrong-secret", url_override=fake.trading_url, timeout_seconds=2.0)
+    reasons: list[str] = []
+    broker.on_credentials_refused(reasons.append)
+    with pytest.raises(CredentialsRefused, match="broker refused the credentials"):
+        await broker.account()
+    with pytest.raises(CredentialsRefused):
+        await broker.positions()
+    assert reasons == ["broker refused the credentials (HTTP 401)"]
+    assert trading_requests(fake) == [("GET", "/v2/account", 401)]  # the second call sent nothing
 
 
 async def test_a_hanging_broker_times_out_without_blocking(

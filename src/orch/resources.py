@@ -8,7 +8,7 @@ the market sources that need it) gives every activity the same:
   with aiolimiter. Its leaky bucket lets a burst of `max_rate` through at once, so a plain
   `AsyncLimiter(K, 60)` may pass nearly 2K requests in one minute. The bucket here holds a burst of a
   tenth of the limit and leaks the rest evenly, which keeps ANY window of `window_seconds` at K or
-  fewer (proof in `_limiter_for`);
+  fewer (proof in `bounded_limiter`);
 - TTL cache (cachetools' `TTLCache`, bounded in entries): `cached()` loads each key once however many
   activities ask at the same time (the others wait for that load and count as hits);
 - statistics: requests, errors, error rate, throttled requests and latency per API; cache size and
@@ -51,6 +51,35 @@ T = TypeVar("T")
 
 # The share of an API's limit that may go out in one burst; the rest is spread evenly over the window.
 BURST_FRACTION = 0.1
+
+
+def bounded_limiter(limit: float, window_seconds: float) -> AsyncLimiter:
+    """A leaky bucket that lets at most `limit` acquisitions through in ANY window of `window_seconds`.
+
+    aiolimiter's plain `AsyncLimiter(K, W)` lets a burst of K through at once and then leaks K per W,
+    so nearly 2K can pass in one window. This bucket holds a burst of `BURST_FRACTION` of the limit
+    and leaks the rest evenly: with capacity C and leak rate r per second, n acquisitions at times
+    t1..tn obey n <= C + r * (tn - t1) (each adds one to the level, which never exceeds C and drains
+    r per second). Inside any half-open window of length W, tn - t1 < W, so n < C + r * W; choosing
+    r = (K - C + 1) / W gives n < K + 1, that is at most K in any window.
+    """
+    burst = max(1, math.floor(limit * BURST_FRACTION))
+    per_second = (limit - burst + 1) / window_seconds
+    return AsyncLimiter(burst, burst / per_second)
+
+
+def take_now(limiter: AsyncLimiter) -> bool:
+    """Take one unit of `limiter` if it has capacity now, without waiting (usable from sync code)."""
+    if not limiter.has_capacity():
+        return False
+    # With capacity, `acquire` completes without suspending: drive it to its end right here.
+    step = limiter.acquire()
+    try:
+        step.send(None)
+    except StopIteration:
+        return True
+    step.close()  # unreachable while has_capacity held: nothing ran in between
+    return False
 
 
 class CallTimeout(TimeoutError):
@@ -193,21 +222,13 @@ class ResourcePool:
     # ---- Rate limits ------------------------------------------------------------------------------
 
     def _limiter_for(self, api: str) -> AsyncLimiter | None:
-        """The leaky bucket of `api`, or None when it has no limit.
-
-        With capacity C (the burst) and leak rate r per second, n acquisitions at times t1..tn obey
-        n <= C + r * (tn - t1): each adds one to the level, which never exceeds C and drains r per
-        second. Inside any half-open window of length W, tn - t1 < W, so n < C + r * W. Choosing
-        r = (K - C + 1) / W gives n < K + 1, that is at most K requests in any window.
-        """
+        """The leaky bucket of `api` (`bounded_limiter`), or None when it has no limit."""
         limit = self.rate_limits.get(api)
         if limit is None:
             return None
         limiter = self._limiters.get(api)
         if limiter is None:
-            burst = max(1, math.floor(limit * BURST_FRACTION))
-            per_second = (limit - burst + 1) / self.window_seconds
-            limiter = self._limiters[api] = AsyncLimiter(burst, burst / per_second)
+            limiter = self._limiters[api] = bounded_limiter(limit, self.window_seconds)
         return limiter
 
     async def acquire(self, api: str) -> None:
@@ -236,14 +257,8 @@ class ResourcePool:
         limiter = self._limiter_for(api)
         if limiter is None:
             return True
-        if limiter.has_capacity():
-            # With capacity, `acquire` completes without suspending: drive it to its end right here.
-            step = limiter.acquire()
-            try:
-                step.send(None)
-            except StopIteration:
-                return True
-            step.close()  # unreachable while has_capacity held: nothing ran in between
+        if take_now(limiter):
+            return True
         with self._lock:
             self._api(api).rate_limited += 1
         return False

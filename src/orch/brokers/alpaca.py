@@ -16,11 +16,14 @@ It looks at the most recent `RECENT_ORDERS` orders each time (one REST call).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from orch.brokers.base import Broker, BrokerError, BrokerTimeout, OrderRejected
+from orch.brokers.budget import ALPACA_DEFAULT_REQUESTS_PER_MINUTE, RequestBudget, RequestPriority
 from orch.contracts.levels import TradingMode
 from orch.contracts.trading import Account, Fill, Order, OrderStatus, OrderType, Position, Side
 from orch.resources import BlockingCalls, CallsClosed, CallTimeout, RateLimited, ResourcePool, bound_session
@@ -29,6 +32,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RECENT_ORDERS = 500
+# A 429 is waited out and the request sent again at most this often, then the caller hears of it.
+RATE_LIMIT_ATTEMPTS = 3
+# Tier 1's orders: worth sending only now, so they are dropped, never queued, when the budget is short.
+DROPPABLE_SOURCES = frozenset({"mm", "arb"})
 RATE_LIMITED_API = "alpaca-trading"  # its name in the resource pool's rate limits and statistics
 _CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
 
@@ -37,7 +44,7 @@ _STATUS = {
     "accepted": OrderStatus.ACCEPTED,
     "pending_new": OrderStatus.ACCEPTED,
     "accepted_for_bidding": OrderStatus.ACCEPTED,
-    "pending_cancel": OrderStatus.ACCEPTED,
+    "pending_cancel": OrderStatus.PENDING_CANCEL,
     "pending_replace": OrderStatus.ACCEPTED,
     "held": OrderStatus.ACCEPTED,
     "calculated": OrderStatus.ACCEPTED,
@@ -59,6 +66,41 @@ def _value(enum_or_text: Any) -> str:
 
 def _float(value: Any, default: float = 0.0) -> float:
     return default if value in (None, "") else float(value)
+
+
+class CredentialsRefused(BrokerError):
+    """Alpaca refused the keys (401, or 403 on anything but an order): no request will ever pass."""
+
+
+class RequestDropped(OrderRejected):
+    """A tier-1 order the budget had no room for now: not sent (it would be stale by its turn)."""
+
+
+class BrokerRateLimited(BrokerError):
+    """Alpaca still answered 429 after waiting out its reset `RATE_LIMIT_ATTEMPTS` times."""
+
+
+def order_priority(order: Order) -> RequestPriority:
+    """Where an order stands in the request budget (see `orch.brokers.budget`)."""
+    if order.reduce_only:
+        return RequestPriority.CRITICAL
+    if order.source in DROPPABLE_SOURCES:
+        return RequestPriority.DROPPABLE
+    return RequestPriority.ORDER
+
+
+def retry_at(error: Any) -> float:
+    """The Unix time a 429 says to come back: `Retry-After` seconds, else `X-RateLimit-Reset`."""
+    headers = getattr(getattr(error, "response", None), "headers", None) or {}
+    now = time.time()
+    try:
+        if headers.get("Retry-After") is not None:
+            return now + float(headers["Retry-After"])
+        if headers.get("X-RateLimit-Reset") is not None:
+            return float(headers["X-RateLimit-Reset"])
+    except ValueError:
+        pass
+    return now + 1.0  # a 429 that says nothing: a second, about three requests' worth of budget
 
 
 def crypto_symbol(symbol: str, asset_class: str) -> str:
@@ -83,11 +125,22 @@ class AlpacaBroker(Broker):
         timeout_seconds: float = 5.0,
         max_threads: int = 4,
         resources: ResourcePool | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         from alpaca.trading.client import TradingClient
 
         self._client = TradingClient(api_key, secret_key, paper=paper, url_override=url_override)
+        # alpaca-py retries a 429 three times, 3 s apart, in its own thread, blind to the reset the
+        # answer names; 0 leaves exactly one retry layer, `_call`'s, which waits out the reset.
+        # (TradingClient does not pass retry_attempts on, and RESTClient reads 0 there as "default".)
+        self._client._retry = 0
         self.trading_mode = TradingMode.PAPER if paper else TradingMode.LIVE
+        self.budget = budget or RequestBudget(ALPACA_DEFAULT_REQUESTS_PER_MINUTE)
+        self.credentials_refused: str | None = None  # why, once Alpaca refused the keys
+        self._on_credentials_refused: list[Callable[[str], None]] = []
+        # Our id -> Alpaca's, from every answer: a cancel needs Alpaca's id, and a lookup costs a request.
+        self._broker_ids: dict[str, str] = {}
+        self._last_seen: dict[str, Order] = {}
         bound_session(self._client, timeout_seconds)
         self._timeout = timeout_seconds
         # A little beyond the session's own timeout, so the HTTP timeout normally fires first.
@@ -100,22 +153,55 @@ class AlpacaBroker(Broker):
 
     # ---- Calls off the event loop ----------------------------------------------------------------
 
-    async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def on_credentials_refused(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(reason)` once, when Alpaca first refuses the keys."""
+        self._on_credentials_refused.append(callback)
+
+    async def _call(
+        self,
+        function: Callable[..., T],
+        *args: Any,
+        priority: RequestPriority,
+        prepaid: bool = False,
+        submitting: bool = False,
+        **kwargs: Any,
+    ) -> T:
+        """One request through the budget. A 429 holds the budget until its reset, then goes again."""
         from alpaca.common.exceptions import APIError
         from requests import RequestException, Timeout
 
-        try:
-            return await self._calls.call(function, *args, **kwargs)
-        except (CallTimeout, Timeout):
-            raise BrokerTimeout(f"alpaca {function.__name__} took longer than {self._timeout:g}s") from None
-        except CallsClosed:
-            raise BrokerError("alpaca broker is closed") from None
-        except RateLimited as error:
-            raise BrokerError(str(error)) from None
-        except APIError:
-            raise
-        except RequestException as error:
-            raise BrokerError(f"alpaca {function.__name__}: {type(error).__name__}: {error}") from None
+        if self.credentials_refused is not None:
+            raise CredentialsRefused(self.credentials_refused)  # never sent again: the keys are wrong
+        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
+            if not (prepaid and attempt == 1):
+                await self.budget.take(
+                    RequestPriority.ORDER if priority is RequestPriority.DROPPABLE else priority
+                )
+            try:
+                return await self._calls.call(function, *args, **kwargs)
+            except (CallTimeout, Timeout):
+                raise BrokerTimeout(
+                    f"alpaca {function.__name__} took longer than {self._timeout:g}s"
+                ) from None
+            except CallsClosed:
+                raise BrokerError("alpaca broker is closed") from None
+            except RateLimited as error:
+                raise BrokerError(str(error)) from None
+            except APIError as error:
+                status = self._api_status(error)
+                if status == HTTPStatus.TOO_MANY_REQUESTS:
+                    self.budget.hold_until(retry_at(error))
+                    log.warning(
+                        "alpaca answered 429 to %s: holding requests until its reset", function.__name__
+                    )
+                    continue
+                # A 403 on an order is Alpaca refusing that order (buying power, minimum notional).
+                if status == HTTPStatus.UNAUTHORIZED or (status == HTTPStatus.FORBIDDEN and not submitting):
+                    self._refuse_credentials(f"broker refused the credentials (HTTP {status})")
+                raise
+            except RequestException as error:
+                raise BrokerError(f"alpaca {function.__name__}: {type(error).__name__}: {error}") from None
+        raise BrokerRateLimited(f"alpaca {function.__name__}: still 429 after {RATE_LIMIT_ATTEMPTS} resets")
 
     @staticmethod
     def _api_status(error: Exception) -> int | None:
@@ -124,10 +210,28 @@ class AlpacaBroker(Broker):
         except Exception:
             return None
 
+    def _refuse_credentials(self, reason: str) -> None:
+        first = self.credentials_refused is None
+        self.credentials_refused = reason
+        if first:
+            log.error("alpaca: %s; no further request is sent", reason)
+            for callback in self._on_credentials_refused:
+                callback(reason)
+        raise CredentialsRefused(reason)
+
     # ---- Conversions -----------------------------------------------------------------------------
 
+    def _to_order(self, raw: Any) -> Order:
+        order = self._convert(raw)
+        self._broker_ids[order.client_order_id] = str(raw.id)
+        if order.status.terminal:
+            self._last_seen.pop(order.client_order_id, None)
+        else:
+            self._last_seen[order.client_order_id] = order
+        return order
+
     @staticmethod
-    def _to_order(raw: Any) -> Order:
+    def _convert(raw: Any) -> Order:
         status = _STATUS.get(_value(raw.status), OrderStatus.ACCEPTED)
         created = raw.created_at or raw.submitted_at or datetime.now(UTC)
         return Order(
@@ -166,8 +270,17 @@ class AlpacaBroker(Broker):
             if order.order_type is OrderType.LIMIT
             else MarketOrderRequest(**common)
         )
+        priority = order_priority(order)
+        if priority is RequestPriority.DROPPABLE and not self.budget.try_take(priority):
+            raise RequestDropped(f"{order.client_order_id} not sent: the request budget is short")
         try:
-            raw = await self._call(self._client.submit_order, request)
+            raw = await self._call(
+                self._client.submit_order,
+                request,
+                priority=priority,
+                prepaid=priority is RequestPriority.DROPPABLE,
+                submitting=True,
+            )
         except APIError as error:
             status = self._api_status(error)
             existing = await self.get_order(order.client_order_id) if status == 422 else None
@@ -178,11 +291,13 @@ class AlpacaBroker(Broker):
             raise BrokerError(f"alpaca submit {order.client_order_id}: {error}") from None
         return self._to_order(raw)
 
-    async def get_order(self, client_order_id: str) -> Order | None:
+    async def get_order(
+        self, client_order_id: str, priority: RequestPriority = RequestPriority.ORDER
+    ) -> Order | None:
         from alpaca.common.exceptions import APIError
 
         try:
-            raw = await self._call(self._client.get_order_by_client_id, client_order_id)
+            raw = await self._call(self._client.get_order_by_client_id, client_order_id, priority=priority)
         except APIError as error:
             if self._api_status(error) == 404:
                 return None
@@ -190,23 +305,41 @@ class AlpacaBroker(Broker):
         return self._to_order(raw)
 
     async def cancel(self, client_order_id: str) -> Order | None:
+        """Ask Alpaca to cancel: one request (two when Alpaca's id is not known yet).
+
+        Alpaca answers 204 and the order goes through `pending_cancel`, where it can still fill; the
+        answer is that order as PENDING_CANCEL, still open. Its end (cancelled, or filled) is what
+        Alpaca says later: `get_order` and the fill sync see it.
+        """
         from alpaca.common.exceptions import APIError
 
-        order = await self.get_order(client_order_id)
-        if order is None or order.status.terminal:
-            return order
+        broker_order_id = self._broker_ids.get(client_order_id)
+        order = None
+        if broker_order_id is None:
+            order = await self.get_order(client_order_id, RequestPriority.CRITICAL)
+            if order is None or order.status.terminal:
+                return order
+            broker_order_id = order.broker_order_id
         try:
-            await self._call(self._client.cancel_order_by_id, order.broker_order_id)
+            await self._call(
+                self._client.cancel_order_by_id, broker_order_id, priority=RequestPriority.CRITICAL
+            )
         except APIError as error:
-            if self._api_status(error) not in (404, 422):  # 422: no longer cancelable (filled meanwhile)
-                raise BrokerError(f"alpaca cancel {client_order_id}: {error}") from None
-        return await self.get_order(client_order_id)
+            if self._api_status(error) in (HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY):
+                # 422: no longer cancelable (filled or cancelled meanwhile): what is it now?
+                return await self.get_order(client_order_id, RequestPriority.CRITICAL)
+            raise BrokerError(f"alpaca cancel {client_order_id}: {error}") from None
+        if order is None:
+            order = self._last_seen.get(client_order_id)
+        if order is None:
+            return await self.get_order(client_order_id, RequestPriority.CRITICAL)
+        return order.model_copy(update={"status": OrderStatus.PENDING_CANCEL})
 
     async def cancel_all(self) -> int:
         from alpaca.common.exceptions import APIError
 
         try:
-            return len(await self._call(self._client.cancel_orders))
+            return len(await self._call(self._client.cancel_orders, priority=RequestPriority.CRITICAL))
         except APIError as error:
             raise BrokerError(f"alpaca cancel all: {error}") from None
 
@@ -217,7 +350,7 @@ class AlpacaBroker(Broker):
 
         request = GetOrdersRequest(status=QueryOrderStatus(status), limit=RECENT_ORDERS)
         try:
-            return list(await self._call(self._client.get_orders, request))
+            return list(await self._call(self._client.get_orders, request, priority=RequestPriority.ROUTINE))
         except APIError as error:
             raise BrokerError(f"alpaca list orders: {error}") from None
 
@@ -227,6 +360,7 @@ class AlpacaBroker(Broker):
     async def fills_since(self, cursor: str | None) -> tuple[list[Fill], str | None]:
         fills = []
         for raw in await self._orders("all"):
+            self._broker_ids[raw.client_order_id] = str(raw.id)
             filled = _float(raw.filled_qty)
             price = _float(raw.filled_avg_price)
             if filled <= 0 or price <= 0:
@@ -252,7 +386,7 @@ class AlpacaBroker(Broker):
         from alpaca.common.exceptions import APIError
 
         try:
-            raws = await self._call(self._client.get_all_positions)
+            raws = await self._call(self._client.get_all_positions, priority=RequestPriority.ROUTINE)
         except APIError as error:
             raise BrokerError(f"alpaca positions: {error}") from None
         positions = []
@@ -275,7 +409,9 @@ class AlpacaBroker(Broker):
         from alpaca.common.exceptions import APIError
 
         try:
-            raw = await self._call(self._client.close_position, symbol.replace("/", ""))
+            raw = await self._call(
+                self._client.close_position, symbol.replace("/", ""), priority=RequestPriority.CRITICAL
+            )
         except APIError as error:
             if self._api_status(error) == 404:
                 return None
@@ -286,7 +422,9 @@ class AlpacaBroker(Broker):
         from alpaca.common.exceptions import APIError
 
         try:
-            responses = await self._call(self._client.close_all_positions, True)
+            responses = await self._call(
+                self._client.close_all_positions, True, priority=RequestPriority.CRITICAL
+            )
         except APIError as error:
             raise BrokerError(f"alpaca close all: {error}") from None
         return [self._to_order(r.body) for r in responses if getattr(r, "body", None) is not None]
@@ -295,7 +433,7 @@ class AlpacaBroker(Broker):
         from alpaca.common.exceptions import APIError
 
         try:
-            raw = await self._call(self._client.get_account)
+            raw = await self._call(self._client.get_account, priority=RequestPriority.ROUTINE)
         except APIError as error:
             raise BrokerError(f"alpaca account: {error}") from None
         return Account(

@@ -80,6 +80,8 @@ class OrderStatus(StrEnum):
     PENDING_SUBMIT = "pending_submit"
     ACCEPTED = "accepted"
     PARTIALLY_FILLED = "partially_filled"
+    # Asked to cancel: still open, and may still fill, until the venue says cancelled or filled.
+    PENDING_CANCEL = "pending_cancel"
     FILLED = "filled"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
@@ -300,6 +302,17 @@ class RiskUsage(BaseModel):
     denials: dict[str, int] = Field(default_factory=dict)
 
 
+class RequestBudgetUsage(BaseModel):
+    """The broker's request budget (`orch.brokers.budget`): what the last minute used of it."""
+
+    limit_per_minute: float | None  # None: unlimited (an in-process broker)
+    used_last_minute: int = 0
+    waiting: int = 0  # requests queued for their turn now
+    requotes_dropped: int = 0  # since start: tier-1 quotes not sent because the budget was short
+    held_by_broker: int = 0  # since start: the broker's 429s, each holding every request until its reset
+    held_for_seconds: float = 0.0  # how long the current hold still lasts
+
+
 class HftStatus(BaseModel):
     """What `GET /status` answers and `orch hft status` shows."""
 
@@ -323,6 +336,7 @@ class HftStatus(BaseModel):
     market: str
     # What this process trades (ORCH_HFT_SYMBOLS): the trading cycle plans only these.
     symbols: list[str] = Field(default_factory=list)
+    request_budget: RequestBudgetUsage | None = None
 
 
 class PlanBatch(BaseModel):
