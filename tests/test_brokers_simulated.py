@@ -100,3 +100,88 @@ def test_position_arithmetic() -> None:
     assert position_after_fill(10, 100, 0, Side.SELL, 4, 110) == (6, 100, 40)
     assert position_after_fill(6, 100, 40, Side.SELL, 10, 90) == (-4, 90, -20)  # through zero
     assert position_after_fill(-4, 90, -20, Side.BUY, 4, 80) == (0, 0, 20)
+
+
+# ---- Day orders expire at the session's close -----------------------------------------------------
+
+MONDAY_MIDDAY = datetime(2026, 12, 7, 17, 0, tzinfo=UTC).timestamp()  # 12:00 in New York
+MONDAY_CLOSE = datetime(2026, 12, 7, 21, 0, tzinfo=UTC).timestamp()  # 16:00 in New York (winter time)
+CHRISTMAS_EVE_EARLY_CLOSE = datetime(2026, 12, 24, 18, 0, tzinfo=UTC).timestamp()  # 13:00 in New York
+
+
+def day_venue(path: str | Path, clock: Clock) -> SimulatedBroker:
+    """The venue as orch hft builds it: equity orders are day orders, crypto's good till cancelled."""
+    from orch.market.calendars import day_order_expiry
+
+    settings = SimulatedVenueConfig(latency_seconds=0.01, slippage_bps=0, fee_bps=0)
+    broker = SimulatedBroker(str(path), settings, clock=clock, day_order_expiry=day_order_expiry)
+    for symbol in ("AAPL", "BTC/USD"):
+        broker.update_quote(symbol, 99.0, 101.0, clock.now)
+    return broker
+
+
+def resting(sequence: int, symbol: str = "AAPL") -> Order:
+    """A buy limit well below the market: it rests until the close."""
+    return order(sequence, order_type=OrderType.LIMIT, limit_price=90.0).model_copy(update={"symbol": symbol})
+
+
+@pytest.mark.parametrize(
+    ("accepted_at", "close"),
+    [(MONDAY_MIDDAY, MONDAY_CLOSE), (CHRISTMAS_EVE_EARLY_CLOSE - 3600, CHRISTMAS_EVE_EARLY_CLOSE)],
+    ids=["regular close", "early close"],
+)
+async def test_a_day_order_open_at_the_close_expires_and_crypto_does_not(
+    tmp_path: Path, accepted_at: float, close: float
+) -> None:
+    clock = Clock()
+    clock.now = accepted_at
+    broker = day_venue(tmp_path / "venue.sqlite", clock)
+    await broker.submit(resting(1))
+    await broker.submit(resting(2, "BTC/USD"))
+    equity_id, crypto_id = resting(1).client_order_id, resting(2).client_order_id
+
+    clock.now = close - 1  # the last second of the session: still open
+    assert {o.client_order_id for o in await broker.open_orders()} == {equity_id, crypto_id}
+    clock.now = close  # at the close
+    assert [o.client_order_id for o in await broker.open_orders()] == [crypto_id]
+    assert (await broker.get_order(equity_id)).status is OrderStatus.EXPIRED
+    assert (await broker.get_order(crypto_id)).status is OrderStatus.ACCEPTED
+    # A quote after the close that would have filled it changes nothing: expired is final.
+    broker.update_quote("AAPL", 80.0, 81.0, clock.now)
+    clock.now += 60
+    assert (await broker.fills_since(None))[0] == []
+    # The venue outlives the process: a new one on the same file knows it expired.
+    reopened = day_venue(tmp_path / "venue.sqlite", clock)
+    assert (await reopened.get_order(equity_id)).status is OrderStatus.EXPIRED
+
+
+async def test_an_order_accepted_while_closed_waits_for_the_next_session_s_close(tmp_path: Path) -> None:
+    """Alpaca queues a day order sent outside the session for the next one; it expires at that close."""
+    clock = Clock()
+    clock.now = datetime(2026, 12, 5, 15, 0, tzinfo=UTC).timestamp()  # Saturday
+    broker = day_venue(tmp_path / "venue.sqlite", clock)
+    await broker.submit(resting(1))
+    clock.now = MONDAY_CLOSE - 1
+    assert [o.status for o in await broker.open_orders()] == [OrderStatus.ACCEPTED]
+    # A venue restarted before the close still expires it at the close.
+    reopened = day_venue(tmp_path / "venue.sqlite", clock)
+    clock.now = MONDAY_CLOSE
+    assert await reopened.open_orders() == []
+    assert (await reopened.get_order(resting(1).client_order_id)).status is OrderStatus.EXPIRED
+
+
+async def test_a_partly_filled_day_order_keeps_its_fills_when_it_expires(tmp_path: Path) -> None:
+    clock = Clock()
+    clock.now = MONDAY_MIDDAY
+    broker = day_venue(tmp_path / "venue.sqlite", clock)
+    broker.config = SimulatedVenueConfig(
+        latency_seconds=0.01, max_fill_fraction=0.5, slippage_bps=0, fee_bps=0
+    )
+    await broker.submit(order(1))  # a market order: half fills on the first pass
+    clock.now += 1
+    fills, _ = await broker.fills_since(None)
+    assert [f.quantity for f in fills] == [5]
+    clock.now = MONDAY_CLOSE
+    expired = await broker.get_order(order(1).client_order_id)
+    assert (expired.status, expired.filled_quantity) == (OrderStatus.EXPIRED, 5)
+    assert [(p.symbol, p.quantity) for p in await broker.positions()] == [("AAPL", 5)]

@@ -15,10 +15,16 @@ would, and reconciliation sees it open). Fills commit one transaction each, so n
 
 Matching is lazy: orders fill when someone asks the venue (fills, orders, positions), once their
 latency has elapsed, against the latest quote, at most `max_fill_fraction` of what remains per pass.
+
+Day orders expire at the session's close, as at a real venue: `day_order_expiry(symbol, accepted_at)`
+(orch hft passes the NYSE's, from `orch.market.calendars`) says when, None for good-till-cancelled
+(crypto). Expiry is lazy too, and comes first: an order asked about after its close is expired, never
+filled at a quote seen after the close.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Callable
@@ -84,9 +90,11 @@ class SimulatedBroker(Broker):
         config: SimulatedVenueConfig | None = None,
         clock: Callable[[], float] = time.time,
         synchronous: str = "NORMAL",
+        day_order_expiry: Callable[[str, float], float | None] | None = None,
     ) -> None:
         self.config = config or SimulatedVenueConfig()
         self._clock = clock
+        self._day_order_expiry = day_order_expiry
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL survives the death of any process; FULL is for surviving power loss too.
@@ -117,6 +125,11 @@ class SimulatedBroker(Broker):
                 " WHERE status IN ('accepted', 'partially_filled')"
             )
         }
+        # When each open day order expires; the earliest, so a pass with nothing due costs one comparison.
+        self._expires_at: dict[str, float] = {}
+        self._next_expiry = math.inf
+        for client_order_id, accepted_at in self._accepted_at.items():
+            self._schedule_expiry(client_order_id, self._open[client_order_id].symbol, accepted_at)
         self._known_ids: set[str] = {cid for (cid,) in self._db.execute("SELECT client_order_id FROM orders")}
         self._next_broker_id = 1 + (self._db.execute("SELECT COUNT(*) FROM orders").fetchone()[0])
         self._close_sequence = 0
@@ -163,7 +176,30 @@ class SimulatedBroker(Broker):
         self._open[order.client_order_id] = accepted
         self._known_ids.add(order.client_order_id)
         self._accepted_at[order.client_order_id] = now
+        self._schedule_expiry(order.client_order_id, order.symbol, now)
         return accepted
+
+    def _schedule_expiry(self, client_order_id: str, symbol: str, accepted_at: float) -> None:
+        expires_at = None if self._day_order_expiry is None else self._day_order_expiry(symbol, accepted_at)
+        if expires_at is not None:
+            self._expires_at[client_order_id] = expires_at
+            self._next_expiry = min(self._next_expiry, expires_at)
+
+    def _expire_day_orders(self, now: float) -> None:
+        """Close the day orders whose session has closed (status expired); their fills stay."""
+        if now < self._next_expiry:
+            return
+        due = [cid for cid, expires_at in self._expires_at.items() if expires_at <= now]
+        for client_order_id in due:
+            del self._expires_at[client_order_id]
+            self._open.pop(client_order_id, None)
+            self._accepted_at.pop(client_order_id, None)
+        self._db.executemany(
+            "UPDATE orders SET status='expired', updated_at=? WHERE client_order_id=?"
+            " AND status IN ('accepted', 'partially_filled')",
+            [(now, cid) for cid in due],
+        )
+        self._next_expiry = min(self._expires_at.values(), default=math.inf)
 
     async def submit(self, order: Order) -> Order:
         accepted = self.submit_now(order)
@@ -189,6 +225,7 @@ class SimulatedBroker(Broker):
         if order is None:
             return self._lookup(client_order_id)
         self._accepted_at.pop(client_order_id, None)
+        self._expires_at.pop(client_order_id, None)
         self._unflushed_cancels.append((self._clock(), client_order_id))
         return replace_order(order, status=OrderStatus.CANCELLED)
 
@@ -248,6 +285,7 @@ class SimulatedBroker(Broker):
         """Fill what is due; returns the number of fills. Each fill commits atomically."""
         self.flush()
         now = self._clock()
+        self._expire_day_orders(now)
         fills = 0
         for client_order_id in list(self._open):
             if now - self._accepted_at[client_order_id] < self.config.latency_seconds:
@@ -323,6 +361,7 @@ class SimulatedBroker(Broker):
             raise
         if done:
             del self._open[order.client_order_id]
+            self._expires_at.pop(order.client_order_id, None)
             del self._accepted_at[order.client_order_id]
         else:
             self._open[order.client_order_id] = order.model_copy(

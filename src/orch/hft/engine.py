@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Coroutine
@@ -36,6 +37,7 @@ from orch.hft.portfolio import Portfolio, crosses, standing_price
 from orch.hft.risk import Denial, RiskGate
 from orch.hft.strategies import ArbitrageDetector, MarketMaker, PlanState, PositionManager, Tier2
 from orch.hft.ticks import QUOTE, Tick
+from orch.market.calendars import current_sessions, day_order_expiry
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +146,8 @@ class OrderRouter:
             source=source,
             plan_id=plan_id,
             reduce_only=reduce_only,
-            created_at=datetime.now(UTC),
+            # The engine's clock, as everything else it judges by time (a day order's session).
+            created_at=datetime.fromtimestamp(self.engine.wall_clock(), UTC),
             updated_at=None,
             reject_reason=None,
         )
@@ -289,6 +292,8 @@ class Engine:
         self.reconcile_reducing = False
         # The broker's realized P&L minus the journal's when they disagree (see reconcile).
         self.realized_pnl_mismatch: float | None = None
+        # No open day order can have expired before the next session close after this moment.
+        self._next_expiry_check = -math.inf
         self.gate.on_state_change(self._on_state_change)
 
     # ---- Background work -------------------------------------------------------------------------
@@ -405,7 +410,43 @@ class Engine:
             self.journal.set_meta("broker_fill_cursor", cursor)
         if applied:
             self.gate.check_daily_loss()
+        await self.sync_expired_orders()  # after the fills: an order filled before its close is filled
         return applied
+
+    # ---- Day orders: expired by the venue at the session's close --------------------------------
+
+    async def sync_expired_orders(self) -> list[str]:
+        """Journal the open day orders the venue expired at their session's close; their ids.
+
+        Cheap until a close passes (one comparison per fill sync). Then each open order whose close
+        has passed is looked up at the broker: expired there, it is journaled expired (not a
+        cancel, not a reconciliation difference) and leaves the open orders. One the broker has not
+        closed yet is asked about again on the next sync.
+        """
+        now = self.wall_clock()
+        if now < self._next_expiry_check:
+            return []
+        expired: list[str] = []
+        waiting = False
+        for order in list(self.portfolio.open_orders.values()):
+            expires_at = day_order_expiry(order.symbol, order.created_at.timestamp())
+            if expires_at is None or expires_at > now:
+                continue
+            at_broker = await asyncio.wait_for(
+                self.broker.get_order(order.client_order_id), self.settings.broker_timeout_seconds
+            )
+            if at_broker is None or at_broker.status is not OrderStatus.EXPIRED:
+                waiting = waiting or at_broker is None or not at_broker.status.terminal
+                continue
+            if self.journal.mark_expired(order.client_order_id):
+                expired.append(order.client_order_id)
+            current = self.journal.order(order.client_order_id)
+            if current is not None:
+                self.portfolio.track_order(current)
+        if expired:
+            log.info("day orders expired at the close: %s", ", ".join(expired))
+        self._next_expiry_check = now if waiting else current_sessions(now).next_close(now) or now
+        return expired
 
     async def adopt_order(self, client_order_id: str) -> Order | None:
         """An order the broker has and the journal does not: journal it (without its fills)."""

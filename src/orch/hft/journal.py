@@ -193,6 +193,25 @@ class Journal:
         )
         self._db.execute("COMMIT")
 
+    def mark_expired(self, client_order_id: str) -> bool:
+        """The venue closed this day order at its session's close; fills journaled before keep their
+        quantities. False if it was no longer open here. The status and its event commit together."""
+        now = time.time()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self._db.execute(
+                "UPDATE orders SET status='expired', updated_at=? WHERE client_order_id=?"
+                " AND status IN ('pending_submit', 'accepted', 'partially_filled')",
+                (now, client_order_id),
+            )
+            if cursor.rowcount:
+                self.record_event("order_expired", client_order_id=client_order_id)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return cursor.rowcount == 1
+
     def order(self, client_order_id: str) -> Order | None:
         row = self._db.execute("SELECT * FROM orders WHERE client_order_id=?", (client_order_id,)).fetchone()
         return None if row is None else self._row_to_order(row)

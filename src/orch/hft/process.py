@@ -79,6 +79,7 @@ def build_broker(settings: HftSettings) -> Broker:
             timeout_seconds=settings.broker_timeout_seconds,
         )
     from orch.brokers.simulated import SimulatedBroker, SimulatedVenueConfig
+    from orch.market.calendars import day_order_expiry
 
     settings.venue_path.parent.mkdir(parents=True, exist_ok=True)
     return SimulatedBroker(
@@ -90,6 +91,7 @@ def build_broker(settings: HftSettings) -> Broker:
             fee_bps=settings.sim_fee_bps,
             starting_cash=settings.sim_starting_cash,
         ),
+        day_order_expiry=day_order_expiry,  # equity orders are day orders, as at Alpaca
     )
 
 

@@ -94,6 +94,12 @@ async def reconcile(engine: Engine, adopt_positions: bool = True, on_start: bool
             continue  # open at both, or our own cancel is on its way back
         at_broker = await asyncio.wait_for(broker.get_order(order.client_order_id), timeout)
         status = OrderStatus.CANCELLED if at_broker is None else at_broker.status
+        if status is OrderStatus.EXPIRED:
+            # A day order the venue closed at the session's close: expected, not a difference.
+            if at_broker is not None and at_broker.filled_quantity > order.filled_quantity + QUANTITY_EPSILON:
+                await engine.sync_fills()
+            journal.mark_expired(order.client_order_id)
+            continue
         if status.terminal and status is not order.status:
             if at_broker is not None and at_broker.filled_quantity > order.filled_quantity + QUANTITY_EPSILON:
                 await engine.sync_fills()

@@ -73,6 +73,14 @@ def is_tradable(symbol: str, epoch_seconds: float) -> bool:
     return is_crypto(symbol) or current_sessions(epoch_seconds).is_open(epoch_seconds)
 
 
+def day_order_expiry(symbol: str, accepted_at: float) -> float | None:
+    """When a day order accepted at `accepted_at` expires: the close of the session open then, or of
+    the next one (Alpaca queues it); None for crypto, whose orders are good till cancelled."""
+    if is_crypto(symbol):
+        return None
+    return current_sessions(accepted_at).next_close(accepted_at)
+
+
 def market_status(symbol: str, epoch_seconds: float) -> MarketStatus:
     """`is_tradable` with the reason the market is closed."""
     if is_tradable(symbol, epoch_seconds):
