@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orch.brokers.alpaca import AlpacaBroker, CredentialsRefused, crypto_symbol, retry_at
-from orch.brokers.base import BrokerError, BrokerTimeout, make_client_order_id
+from orch.brokers.alpaca import AlpacaBroker, crypto_symbol, retry_at
+from orch.brokers.base import BrokerError, BrokerTimeout, CredentialsRefused, make_client_order_id
 from orch.contracts.trading import Order, OrderStatus, OrderType, Side
 from orch.fake_alpaca.broker import FillPolicy
 from orch.fake_alpaca.server import FakeAlpacaServer

@@ -176,3 +176,17 @@ def _journal_matches(process: HftUnderTest, fake: FakeAlpacaSubprocess) -> bool:
         ("ETH/USD" if s == "ETHUSD" else "BTC/USD" if s == "BTCUSD" else s): q for s, q in theirs.items()
     }
     return positions == pytest.approx(theirs)
+
+
+def test_wrong_keys_halt_the_process_at_once_and_are_not_retried(
+    hft: Callable[..., HftUnderTest], fake_alpaca: FakeAlpacaSubprocess
+) -> None:
+    process = hft(**(alpaca_env(fake_alpaca) | {"ALPACA_SECRET_KEY": "wrong-secret"})).start()
+    process.wait_state("halted")
+    state = process.state()
+    assert state["reason"] == "halt: broker refused the credentials (HTTP 401)", state
+    assert not state["reconciled"], state  # so a resume is refused until the keys are right
+    status = process.get("/status")
+    assert status["request_budget"]["limit_per_minute"] == 190, status["request_budget"]
+    # Before this, a 401 was 'broker unreachable' and retried forever: one request, then none.
+    assert status["request_budget"]["used_last_minute"] == 1, status["request_budget"]

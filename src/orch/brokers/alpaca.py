@@ -22,10 +22,19 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, TypeVar
 
-from orch.brokers.base import Broker, BrokerError, BrokerTimeout, OrderRejected
+from orch.brokers.base import Broker, BrokerError, BrokerTimeout, CredentialsRefused, OrderRejected
 from orch.brokers.budget import ALPACA_DEFAULT_REQUESTS_PER_MINUTE, RequestBudget, RequestPriority
 from orch.contracts.levels import TradingMode
-from orch.contracts.trading import Account, Fill, Order, OrderStatus, OrderType, Position, Side
+from orch.contracts.trading import (
+    Account,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    RequestBudgetUsage,
+    Side,
+)
 from orch.resources import BlockingCalls, CallsClosed, CallTimeout, RateLimited, ResourcePool, bound_session
 
 log = logging.getLogger(__name__)
@@ -66,10 +75,6 @@ def _value(enum_or_text: Any) -> str:
 
 def _float(value: Any, default: float = 0.0) -> float:
     return default if value in (None, "") else float(value)
-
-
-class CredentialsRefused(BrokerError):
-    """Alpaca refused the keys (401, or 403 on anything but an order): no request will ever pass."""
 
 
 class RequestDropped(OrderRejected):
@@ -154,8 +159,11 @@ class AlpacaBroker(Broker):
     # ---- Calls off the event loop ----------------------------------------------------------------
 
     def on_credentials_refused(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(reason)` once, when Alpaca first refuses the keys."""
+        """Alpaca refuses keys with 401 (and 403 on anything but an order: that is the order refused)."""
         self._on_credentials_refused.append(callback)
+
+    def request_budget(self) -> RequestBudgetUsage:
+        return self.budget.usage()
 
     async def _call(
         self,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from types import NotImplementedType
 
 from orch.contracts.instruments import InstrumentRules
 from orch.contracts.levels import TradingMode
-from orch.contracts.trading import Account, Fill, Order, Position, Side
+from orch.contracts.trading import Account, Fill, Order, Position, RequestBudgetUsage, Side
 
 # Alpaca accepts up to 128 characters; staying well below keeps room for prefixes.
 MAX_CLIENT_ORDER_ID = 48
@@ -27,6 +28,10 @@ class BrokerError(RuntimeError):
 
 class BrokerTimeout(BrokerError):
     pass
+
+
+class CredentialsRefused(BrokerError):
+    """The broker refused our keys: no request will pass until they change, so none is sent again."""
 
 
 class OrderRejected(BrokerError):
@@ -152,6 +157,13 @@ class Broker(ABC):
         any order. May raise `BrokerError`: a process must not trade on rules it only guessed.
         """
         return {}
+
+    def request_budget(self) -> RequestBudgetUsage | None:
+        """The budget of requests to this broker (`orch.brokers.budget`); None: in-process, unlimited."""
+        return None
+
+    def on_credentials_refused(self, callback: Callable[[str], None]) -> None:  # noqa: B027
+        """Call `callback(reason)` once, when the broker first refuses our keys (`CredentialsRefused`)."""
 
     async def realized_pnl(self) -> float | None:
         """The account's realized P&L over its history, if this broker reports it (None: it does not)."""

@@ -82,10 +82,12 @@ class HftSettings(BaseSettings):
     # ---- Alpaca ----
     alpaca_paper: bool = True
     alpaca_trading_url: str | None = None  # url_override for the fake server or a proxy
-    alpaca_data_url: str | None = None
     alpaca_stream_url: str | None = None  # the stock stream
     alpaca_crypto_stream_url: str | None = None
     broker_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Requests a minute to the broker, every call included (orch.brokers.budget). None: the broker's
+    # own default (Alpaca 190, under its 200; the in-process simulated broker is not limited).
+    broker_requests_per_minute: float | None = Field(default=None, ge=1)
     # Fill sync against Alpaca is one REST call; its rate limit (200/min) sets the pace, not latency.
     alpaca_poll_seconds: float = Field(default=1.0, gt=0)
 

@@ -40,6 +40,8 @@ from orch.hft.ticks import QUOTE, Tick
 from orch.market.calendars import current_sessions, day_order_expiry
 
 log = logging.getLogger(__name__)
+# Alpaca's cancels land in about 0.1 s (the fake's delay too): look then, and twice as late each time.
+PENDING_CANCEL_FIRST_LOOK_SECONDS = 0.1
 
 
 class LatencyRecorder:
@@ -210,8 +212,23 @@ class OrderRouter:
         return True
 
     async def _cancel(self, client_order_id: str) -> None:
+        """A remote cancel may land later (Alpaca: `pending_cancel`, where the order can still fill).
+
+        The order stays open, and in `cancelling` so reconciliation leaves it be, until the broker
+        says cancelled or filled; a fill meanwhile comes in through the fill sync like any other.
+        """
         try:
             result = await asyncio.wait_for(self.broker.cancel(client_order_id), self.timeout)
+            pause = PENDING_CANCEL_FIRST_LOOK_SECONDS
+            while result is not None and result.status is OrderStatus.PENDING_CANCEL:
+                current = self.portfolio.open_orders.get(client_order_id)
+                if current is not None and current.status is not OrderStatus.PENDING_CANCEL:
+                    self.portfolio.track_order(
+                        current.model_copy(update={"status": OrderStatus.PENDING_CANCEL})
+                    )
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, self.timeout)
+                result = await asyncio.wait_for(self.broker.get_order(client_order_id), self.timeout)
         except (BrokerError, TimeoutError) as error:
             log.warning("cancel %s failed: %s", client_order_id, error)
             return
@@ -572,6 +589,7 @@ class Engine:
             trading_mode=self.broker.trading_mode,
             market=self.market_name,
             symbols=list(self.settings.symbols),
+            request_budget=self.broker.request_budget(),
         )
 
     def metrics(self) -> dict[str, float]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from orch.brokers.base import Broker, BrokerError
+from orch.brokers.base import Broker, BrokerError, CredentialsRefused
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import TradingState
 from orch.hft.api import create_app
@@ -69,6 +69,7 @@ def alpaca_keys() -> tuple[str, str]:
 def build_broker(settings: HftSettings) -> Broker:
     if settings.broker == "alpaca":
         from orch.brokers.alpaca import AlpacaBroker
+        from orch.brokers.budget import ALPACA_DEFAULT_REQUESTS_PER_MINUTE, RequestBudget
 
         key, secret = alpaca_keys()
         return AlpacaBroker(
@@ -77,6 +78,7 @@ def build_broker(settings: HftSettings) -> Broker:
             paper=settings.alpaca_paper,
             url_override=settings.alpaca_trading_url,
             timeout_seconds=settings.broker_timeout_seconds,
+            budget=RequestBudget(settings.broker_requests_per_minute or ALPACA_DEFAULT_REQUESTS_PER_MINUTE),
         )
     from orch.brokers.simulated import SimulatedBroker, SimulatedVenueConfig
     from orch.market.calendars import day_order_expiry
@@ -130,6 +132,10 @@ class HftProcess:
         self.broker = broker or build_broker(settings)
         self.tick_source = build_tick_source(settings)
         self.engine = Engine(settings, self.broker, self.journal, market_name=settings.market)
+        # Wrong keys stay wrong: halt at once (reason recorded, kept across restarts), never retry.
+        self.broker.on_credentials_refused(
+            lambda reason: self.engine.kill(EmergencyLevel.HALT, reason, "broker")
+        )
         self.stop = asyncio.Event()
         self.server: uvicorn.Server | None = None
         self._differences_last_time = False
@@ -142,6 +148,8 @@ class HftProcess:
                 result = action()
                 if isinstance(result, Awaitable):
                     await result
+            except CredentialsRefused:
+                pass  # halted already, and said why once
             except (BrokerError, TimeoutError) as error:
                 log.warning("%s: broker trouble: %s", name, error)
             except Exception:
@@ -171,6 +179,8 @@ class HftProcess:
             attempt += 1
             try:
                 differences = await reconcile(engine)
+            except CredentialsRefused:
+                return  # halted: never reconciled, so a resume is refused until the keys are right
             except (BrokerError, TimeoutError) as error:
                 log.warning("reconciliation attempt %d: broker unreachable: %s", attempt, error)
                 await asyncio.sleep(min(0.5 * attempt, 5.0))
