@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from orch.brokers.base import Broker, BrokerError, OrderRejected, make_client_order_id, replace_order
+from orch.contracts.instruments import FeeAsset, Liquidity
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import (
+    Fill,
     HftStatus,
     LatencyFigures,
     Order,
@@ -404,7 +406,8 @@ class Engine:
             self.broker.fills_since(self.fill_cursor), self.settings.broker_timeout_seconds
         )
         applied = 0
-        for fill in fills:
+        for reported in fills:
+            fill = self.with_fee_quantity(reported)
             result = self.journal.apply_fill(fill)
             if result is None and self.journal.order(fill.client_order_id) is None:
                 await self.adopt_order(fill.client_order_id)
@@ -416,7 +419,7 @@ class Engine:
             self.portfolio.apply_fill(
                 result.fill.symbol,
                 result.fill.side,
-                result.fill.quantity,
+                result.fill.quantity - result.fill.fee_quantity,
                 result.fill.price,
                 result.order.plan_id,
                 result.trading_day,
@@ -429,6 +432,23 @@ class Engine:
             self.gate.check_daily_loss()
         await self.sync_expired_orders()  # after the fills: an order filled before its close is filled
         return applied
+
+    def with_fee_quantity(self, fill: Fill) -> Fill:
+        """The fill with the part of its quantity the venue kept as its fee, from the instrument's
+        fee model, when the broker did not report it (Alpaca reports no fee on an order).
+
+        A market order takes liquidity; a limit order is counted as resting (maker), as our quotes
+        and entries are placed off the touch.
+        """
+        rules = self.instruments.get(fill.symbol)
+        if fill.fee_quantity or rules is None or rules.fee.charged_in is not FeeAsset.PROCEEDS:
+            return fill
+        order = self.order(fill.client_order_id)
+        limit = order is not None and order.order_type is OrderType.LIMIT
+        fee_quantity = rules.fee.fee_quantity(
+            fill.side, fill.quantity, Liquidity.MAKER if limit else Liquidity.TAKER
+        )
+        return fill.model_copy(update={"fee_quantity": fee_quantity}) if fee_quantity else fill
 
     # ---- Day orders: expired by the venue at the session's close --------------------------------
 

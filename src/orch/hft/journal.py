@@ -298,6 +298,8 @@ class Journal:
                 # A cumulative report (quantity and average so far): take out what we already have.
                 price = (cumulative * fill.price - known * (order.average_fill_price or 0.0)) / quantity
             fee = fill.fee * min(quantity / fill.quantity, 1.0)
+            # What the venue kept of the asset bought (Alpaca crypto): the position never holds it.
+            fee_quantity = fill.fee_quantity * min(quantity / fill.quantity, 1.0)
             average = ((order.average_fill_price or 0.0) * known + price * quantity) / cumulative
             status = order.status
             if cumulative >= order.quantity - QUANTITY_EPSILON:
@@ -310,7 +312,7 @@ class Journal:
                 (order.symbol,),
             ).fetchone() or (0.0, 0.0, 0.0, None)
             new_quantity, new_average, realized = position_after_fill(
-                current[0], current[1], current[2], order.side, quantity, price
+                current[0], current[1], current[2], order.side, quantity - fee_quantity, price
             )
             realized_now = realized - current[2]
             day = account_trading_day(at)
@@ -361,6 +363,7 @@ class Journal:
             quantity=quantity,
             price=price,
             fee=fee,
+            fee_quantity=fee_quantity,
             cumulative_quantity=cumulative,
             timestamp=fill.timestamp,
             sequence=sequence,
