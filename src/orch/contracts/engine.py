@@ -384,7 +384,7 @@ def apply_config_change(
         weights_given = change.strategy_weights is not None
         if change.strategy_weights == {}:
             raise ValueError(
-                "strategy_weights: give at least one kind's weight, or \"learned\" to return to the "
+                'strategy_weights: give at least one kind\'s weight, or "learned" to return to the '
                 "learned weights"
             )
         if isinstance(change.strategy_weights, dict):
