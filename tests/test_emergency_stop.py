@@ -205,8 +205,9 @@ async def test_orch_emergency_stop_halts_everything_until_orch_resume_confirm(
     assert [i.resolved_by for i in state.incidents if i.incident_id == incident_id] == ["operator"]
     # The engine leaves its emergency once it has `resume` and SystemState's level is none.
     await eventually(lambda: _no_emergency(engine), timeout=15)
-    accepted = await hft_client.submit_order(OrderIntent(symbol="BTC/USD", side=Side.BUY, quantity=0.01))
-    assert accepted.accepted, accepted
+    # Trading is back: a new order is accepted. A resting limit, because orch hft's own market maker
+    # quotes BTC/USD again, and a market buy would cross its ask (denied self_cross, as Alpaca would).
+    await resting_buy(hft_client)
 
     again = await orch("resume", "--confirm")
     assert again.returncode == 1 and "nothing to resume" in again.stdout + again.stderr
