@@ -40,6 +40,24 @@ BAD_VALUES = [
     (["hft", "status", "--port", "-1"], "--port", "-1"),
     (["hft", "kill", "--reason", "x", "--port", "abc"], "--port", "abc"),
     (["agents", "list", "--account", "../etc"], "--account", "../etc"),
+    (["validate-algorithms", "--strategies", "hybrid_v1", "--timeout", "inf"], "--timeout", "inf"),
+    (["validate-algorithms", "--strategies", "hybrid_v1", "--max-retries", "-1"], "--max-retries", "-1"),
+    (["validate-algorithms", "--strategies", "hybrid_v1", "--splits", "0"], "--splits", "0"),
+    (["validate-algorithms", "--strategies", "hybrid_v1", "--top-n", "-3"], "--top-n", "-3"),
+    (
+        ["validate-algorithms", "--strategies", "hybrid_v1", "--rebalance-every", "1e9"],
+        "--rebalance-every",
+        "1e9",
+    ),
+    (
+        ["validate-algorithms", "--strategies", "hybrid_v1", "--max-combinations", "0"],
+        "--max-combinations",
+        "0",
+    ),
+    (["cycle", "start", "--interval", "inf"], "--interval", "inf"),
+    (["cycle", "start", "--interval", "0"], "--interval", "0"),
+    (["cycle", "status", "--account", "../etc"], "--account", "../etc"),
+    (["cycle", "report", "0"], "number", "0"),
 ]
 
 

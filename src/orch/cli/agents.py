@@ -13,11 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
+from orch.cli.options import JsonFlag
 from orch.cli.values import ACCOUNT
 
 agents_app = typer.Typer(help="The agents' error counts; re-enable a disabled agent.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 AccountOption = Annotated[
     str | None,
     typer.Option(

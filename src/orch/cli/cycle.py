@@ -11,12 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
+from orch.cli.options import JsonFlag
+from orch.cli.values import ACCOUNT, count, seconds
+
 cycle_app = typer.Typer(help="The trading engine: one TradingCycle per interval.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 AccountOption = Annotated[
     str | None,
-    typer.Option(help="Account (default: ORCH_HFT_ACCOUNT, the one `orch hft` trades, or paper-1)."),
+    typer.Option(
+        parser=ACCOUNT, help="Account (default: ORCH_HFT_ACCOUNT, the one `orch hft` trades, or paper-1)."
+    ),
 ]
 
 
@@ -56,7 +60,9 @@ async def _engine(account: str) -> Any:
 def start(
     interval: Annotated[
         float | None,
-        typer.Option(help="Base seconds between cycles (default ORCH_CYCLE_INTERVAL_SECONDS, 60)."),
+        typer.Option(
+            parser=seconds(), help="Base seconds between cycles (default ORCH_CYCLE_INTERVAL_SECONDS, 60)."
+        ),
     ] = None,
     account: AccountOption = None,
     as_json: JsonFlag = False,
@@ -268,7 +274,10 @@ async def _status(account: str, as_json: bool) -> None:
 
 @cycle_app.command("report")
 def report(
-    number: Annotated[int | None, typer.Argument(help="Cycle number (default: the latest).")] = None,
+    number: Annotated[
+        int | None,
+        typer.Argument(parser=count(minimum=1, maximum=10**12), help="Cycle number (default: the latest)."),
+    ] = None,
     account: AccountOption = None,
     as_json: JsonFlag = False,
 ) -> None:

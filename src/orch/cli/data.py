@@ -12,10 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from orch.cli.values import RETRIES, seconds
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-NoWait = Annotated[bool, typer.Option("--no-wait", help="Print the workflow id and return.")]
+from orch.cli.options import JsonFlag, MaxRetries, NoWait, WorkflowTimeout
+from orch.cli.values import seconds
 
 
 def _names(values: list[str] | None) -> list[str]:
@@ -41,12 +39,8 @@ def integrate_real_data(
             parser=seconds(), help="Seconds after which a source's newest bar is stale (default: 3 bars)."
         ),
     ] = None,
-    max_retries: Annotated[
-        int | None, typer.Option(parser=RETRIES, help="Retries per step (default 3).")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(parser=seconds(), help="Workflow timeout in seconds (default 900).")
-    ] = None,
+    max_retries: MaxRetries = None,
+    timeout: WorkflowTimeout = None,
     no_wait: NoWait = False,
     as_json: JsonFlag = False,
 ) -> None:

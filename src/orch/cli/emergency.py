@@ -13,10 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
+from orch.cli.options import JsonFlag, NoWait
 from orch.contracts.emergency import STOP_LEVELS, stop_level_error
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-NoWait = Annotated[bool, typer.Option("--no-wait", help="Print the workflow id and return.")]
 LEVEL_HELP = "How hard to stop: " + ", ".join(level.value for level in STOP_LEVELS) + " (default halt)."
 
 

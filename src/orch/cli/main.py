@@ -20,14 +20,13 @@ from orch.cli.cycle import cycle_app
 from orch.cli.data import integrate_real_data
 from orch.cli.emergency import emergency_stop, health_check, resume
 from orch.cli.hft import hft_app
+from orch.cli.options import JsonFlag, MaxRetries, NoWait, WorkflowTimeout
 from orch.cli.validate import validate_algorithms
-from orch.cli.values import LISTED, RETRIES, seconds
+from orch.cli.values import LISTED, seconds
 
 app = typer.Typer(help="Durable orchestration for the trading system, on Temporal.", no_args_is_help=True)
 discovery_app = typer.Typer(help="The discovery system: candidates and strategies.", no_args_is_help=True)
 app.add_typer(discovery_app, name="discovery")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _run(coroutine: Awaitable[object]) -> None:
@@ -136,14 +135,10 @@ def restart_discovery(
     force_stop: Annotated[
         bool, typer.Option(help="Cancel scans in flight instead of draining them.")
     ] = False,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the workflow id and return.")] = False,
+    no_wait: NoWait = False,
     as_json: JsonFlag = False,
-    max_retries: Annotated[
-        int | None, typer.Option(parser=RETRIES, help="Retries per step (default 3).")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(parser=seconds(), help="Workflow timeout in seconds (default 900).")
-    ] = None,
+    max_retries: MaxRetries = None,
+    timeout: WorkflowTimeout = None,
 ) -> None:
     """Restart the discovery system with a strategy (RestartDiscoverySystem)."""
     _run(_restart_discovery(strategy, force_stop, no_wait, as_json, max_retries, timeout))

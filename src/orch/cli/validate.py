@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+from orch.cli.options import JsonFlag, MaxRetries, NoWait, WorkflowTimeout
+from orch.cli.values import count
 from orch.contracts.validation import ACTIVE_SOURCE, BACKTEST_SOURCES, VALIDATION_PERIODS
 
 SOURCE_HELP = (
@@ -47,16 +49,30 @@ def validate_algorithms(
     symbols: Annotated[
         str | None, typer.Option(help="Comma-separated subset of the source's symbols.")
     ] = None,
-    top_n: Annotated[int | None, typer.Option(help="Candidates held (default half the universe).")] = None,
-    rebalance_every: Annotated[int, typer.Option(help="Bars between rebalances.")] = 5,
+    top_n: Annotated[
+        int | None,
+        typer.Option(
+            parser=count(minimum=1, maximum=500), help="Candidates held (default half the universe)."
+        ),
+    ] = None,
+    rebalance_every: Annotated[
+        int, typer.Option(parser=count(minimum=1, maximum=500), help="Bars between rebalances.")
+    ] = 5,
     optimise: Annotated[bool, typer.Option(help="Walk-forward parameter optimisation.")] = True,
-    splits: Annotated[int, typer.Option(help="Walk-forward splits.")] = 3,
-    max_combinations: Annotated[int, typer.Option(help="Parameter combinations tried per strategy.")] = 20,
+    splits: Annotated[
+        int, typer.Option(parser=count(minimum=1, maximum=20), help="Walk-forward splits.")
+    ] = 3,
+    max_combinations: Annotated[
+        int,
+        typer.Option(
+            parser=count(minimum=1, maximum=2000), help="Parameter combinations tried per strategy."
+        ),
+    ] = 20,
     report_dir: Annotated[Path | None, typer.Option(help="Where the report folder goes.")] = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the workflow id and return.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    max_retries: Annotated[int | None, typer.Option(help="Retries per step (default 3).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Workflow timeout in seconds (default 900).")] = None,
+    no_wait: NoWait = False,
+    as_json: JsonFlag = False,
+    max_retries: MaxRetries = None,
+    timeout: WorkflowTimeout = None,
 ) -> None:
     """Backtest strategies on real bars, optimise them walk-forward and recommend one (ValidateAlgorithms)."""
     from orch.cli.main import _run
