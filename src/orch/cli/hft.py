@@ -175,6 +175,14 @@ def _render_status(report: Any) -> None:
         + ("never" if heartbeat is None else f"{heartbeat:.1f}s ago")
         + f"; plans active {report.active_plans}"
     )
+    if report.clock_start is not None:
+        console.print(
+            f"[yellow]clock set[/yellow]: started at {report.clock_start.isoformat()} "
+            f"(ORCH_HFT_CLOCK_START), now {report.clock.isoformat() if report.clock else '?'}"
+        )
+    closed = [str(market) for market in report.markets if not market.open]
+    if closed:
+        console.print(f"market closed, not trading: {', '.join(closed)}")
     summary = Table(title="P&L and risk", show_header=False)
     risk, latency = report.risk, report.latency
     summary.add_row("realized / unrealized", f"{report.realized_pnl:,.2f} / {report.unrealized_pnl:,.2f}")

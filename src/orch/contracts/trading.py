@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from orch.contracts.levels import EmergencyLevel, TradingMode
+from orch.contracts.market import MarketStatus
 
 
 def _iso_8601(value: Any) -> Any:
@@ -236,6 +237,8 @@ class DenialReason(StrEnum):
     MARKET_CLOSED = "market_closed"
     # Would trade against the account's own open order on the other side (Alpaca: "wash trade").
     SELF_CROSS = "self_cross"
+    # A sale beyond the position of an instrument that cannot be shorted (Alpaca crypto).
+    NOT_SHORTABLE = "not_shortable"
 
 
 class RiskDecision(BaseModel):
@@ -338,6 +341,11 @@ class HftStatus(BaseModel):
     # What this process trades (ORCH_HFT_SYMBOLS): the trading cycle plans only these.
     symbols: list[str] = Field(default_factory=list)
     request_budget: RequestBudgetUsage | None = None
+    # The process's clock now, and where it started when ORCH_HFT_CLOCK_START set it (tests, replays).
+    clock: datetime | None = None
+    clock_start: datetime | None = None
+    # Each symbol's market now: open, or closed and why ("SPY (holiday: Christmas)").
+    markets: list[MarketStatus] = Field(default_factory=list)
 
 
 class PlanBatch(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orch.contracts.trading import RiskLimits
@@ -35,6 +35,10 @@ class HftSettings(BaseSettings):
     symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "SPY", "BTC/USD", "ETH/USD"])
     tick_rate: float = Field(default=5_000.0, gt=0, le=2_000_000)  # simulated ticks per second
     seed: int = 7
+    # For tests and replays: the process's clock starts here (ISO 8601 with its offset) and ticks on;
+    # every time-of-day question in the process (market hours, day orders, the daily-loss day,
+    # simulated ticks) reads it. Unset: the wall clock.
+    clock_start: AwareDatetime | None = None
     # The simulated venue-1 price wanders this far from venue 0, so that arbitrage can appear.
     venue_dislocation_bps: float = Field(default=4.0, ge=0)
 

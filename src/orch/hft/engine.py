@@ -39,7 +39,7 @@ from orch.hft.portfolio import Portfolio, crosses, standing_price
 from orch.hft.risk import Denial, RiskGate
 from orch.hft.strategies import ArbitrageDetector, MarketMaker, PlanState, PositionManager, Tier2
 from orch.hft.ticks import QUOTE, Tick
-from orch.market.calendars import current_sessions, day_order_expiry
+from orch.market.calendars import current_sessions, day_order_expiry, market_status
 
 log = logging.getLogger(__name__)
 # Alpaca's cancels land in about 0.1 s (the fake's delay too): look then, and twice as late each time.
@@ -117,7 +117,8 @@ class OrderRouter:
         idempotency_key: str | None = None,
         received_ns: int = 0,
     ) -> tuple[Order | None, Denial | None]:
-        """The only way an order reaches a broker. Returns the order, or the gate's denial."""
+        """The only way an order reaches a broker. Returns the order, or the gate's denial; neither
+        when the broker's request budget has no room now for a tier-1 order (`Broker.admits`)."""
         client_order_id = ""
         if idempotency_key is not None:
             client_order_id = make_client_order_id(self.account, idempotency_key=idempotency_key)

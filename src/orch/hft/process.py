@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from orch.brokers.base import Broker, BrokerError, CredentialsRefused
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import TradingState
 from orch.hft.api import create_app
+from orch.hft.clock import ProcessClock
 from orch.hft.config import LOOPBACK_HOSTS, HftSettings
 from orch.hft.engine import Engine
 from orch.hft.journal import Journal
@@ -66,7 +66,7 @@ def alpaca_keys() -> tuple[str, str]:
     return key, secret
 
 
-def build_broker(settings: HftSettings) -> Broker:
+def build_broker(settings: HftSettings, clock: ProcessClock) -> Broker:
     if settings.broker == "alpaca":
         from orch.brokers.alpaca import AlpacaBroker
         from orch.brokers.budget import ALPACA_DEFAULT_REQUESTS_PER_MINUTE, RequestBudget
@@ -93,11 +93,12 @@ def build_broker(settings: HftSettings) -> Broker:
             fee_bps=settings.sim_fee_bps,
             starting_cash=settings.sim_starting_cash,
         ),
+        clock=clock.now,
         day_order_expiry=day_order_expiry,  # equity orders are day orders, as at Alpaca
     )
 
 
-def build_tick_source(settings: HftSettings) -> SimulatedTickSource | AlpacaTickSource:
+def build_tick_source(settings: HftSettings, clock: ProcessClock) -> SimulatedTickSource | AlpacaTickSource:
     if settings.market == "alpaca":
         key, secret = alpaca_keys()
         return AlpacaTickSource(
@@ -112,6 +113,7 @@ def build_tick_source(settings: HftSettings) -> SimulatedTickSource | AlpacaTick
         seed=settings.seed,
         rate=settings.tick_rate,
         dislocation_bps=settings.venue_dislocation_bps,
+        clock=clock.now,
     )
 
 
@@ -129,9 +131,13 @@ class HftProcess:
         self.token = resolve_token(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(settings.journal_path, settings.journal_synchronous, autocheckpoint=False)
-        self.broker = broker or build_broker(settings)
-        self.tick_source = build_tick_source(settings)
-        self.engine = Engine(settings, self.broker, self.journal, market_name=settings.market)
+        # The one clock every time-of-day question in the process reads (ORCH_HFT_CLOCK_START).
+        self.clock = ProcessClock(settings.clock_start)
+        self.broker = broker or build_broker(settings, self.clock)
+        self.tick_source = build_tick_source(settings, self.clock)
+        self.engine = Engine(
+            settings, self.broker, self.journal, wall_clock=self.clock.now, market_name=settings.market
+        )
         # Wrong keys stay wrong: halt at once (reason recorded, kept across restarts), never retry.
         self.broker.on_credentials_refused(
             lambda reason: self.engine.kill(EmergencyLevel.HALT, reason, "broker")
@@ -171,6 +177,19 @@ class HftProcess:
             engine.reconcile_reducing = False
             if gate.emergency_level is EmergencyLevel.NONE and not engine.deadman_reducing:
                 gate.set_state(TradingState.ACTIVE, "reconciliation clean again")
+
+    async def load_instrument_rules(self) -> None:
+        """The broker's published rules before any order; a broker that cannot answer leaves the
+        built-in table in force, with a warning (the venue then refuses what the table lets by)."""
+        try:
+            loaded = await self.engine.load_instrument_rules()
+        except CredentialsRefused:
+            return  # halted already, and said why once
+        except (BrokerError, TimeoutError) as error:
+            log.warning("instrument rules: the broker did not answer (%s): the built-in table stays", error)
+            return
+        if loaded:
+            log.info("instrument rules from %s for %s", self.broker.name, ", ".join(loaded))
 
     async def reconcile_on_start(self) -> None:
         engine, gate = self.engine, self.engine.gate
@@ -240,6 +259,14 @@ class HftProcess:
             settings.broker,
             settings.market,
         )
+        if self.clock.start is not None:
+            log.warning(
+                "orch hft %s runs on a set clock: it started at %s (ORCH_HFT_CLOCK_START), not the wall "
+                "clock; market hours, day orders and the daily-loss day follow it",
+                settings.account,
+                self.clock.start.isoformat(),
+            )
+        await self.load_instrument_rules()
         await self.reconcile_on_start()
         tasks = [
             asyncio.create_task(
@@ -248,13 +275,15 @@ class HftProcess:
             asyncio.create_task(self._every(self.fill_poll_seconds, engine.sync_fills, "fill sync")),
             asyncio.create_task(
                 self._every(
-                    settings.tier2_interval_seconds, lambda: engine.tier2.evaluate(time.time()), "tier 2"
+                    settings.tier2_interval_seconds,
+                    lambda: engine.tier2.evaluate(engine.wall_clock()),
+                    "tier 2",
                 )
             ),
             asyncio.create_task(
                 self._every(
                     settings.position_interval_seconds,
-                    lambda: engine.position_manager.evaluate(time.time()),
+                    lambda: engine.position_manager.evaluate(engine.wall_clock()),
                     "position manager",
                 )
             ),

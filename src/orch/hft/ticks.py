@@ -1,5 +1,9 @@
 """Quote and trade ticks: the simulated two-venue generator and the Alpaca stream source.
 
+The simulated venues keep market hours, as real ones do: crypto pairs tick around the clock,
+equities only inside an NYSE session (`orch.market.calendars.is_tradable` at the source's clock),
+so nothing quotes SPY on a Saturday or on Christmas.
+
 A `Tick` is a slotted object rather than a pydantic model because hundreds of thousands of them
 pass through the hot path every second; it never leaves the process.
 """
@@ -12,8 +16,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
+
+from orch.market.calendars import is_tradable
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +43,18 @@ class Tick:
 
 TickSink = Callable[[Tick], None]
 
+# While every symbol's market is closed, look again this often (a session opens on a whole minute).
+CLOSED_POLL_SECONDS = 0.1
+
 _DEFAULT_PRICES = {"AAPL": 190.0, "MSFT": 410.0, "SPY": 520.0, "BTC/USD": 65_000.0, "ETH/USD": 3_400.0}
 
 
-def _start_price(symbol: str, seed: int) -> float:
-    """Seed prices from the simulated market when it is there, so ticks and bars tell one story."""
+def _start_price(symbol: str, seed: int, now: float) -> float:
+    """Seed prices from the simulated market's last close at `now`, so ticks and bars tell one story."""
     try:
         from orch.market.simulated import SimulatedMarket
 
-        history = SimulatedMarket(seed=seed).history(symbol, 1)
+        history = SimulatedMarket(seed=seed).history(symbol, 1, datetime.fromtimestamp(now, UTC))
         if len(history):
             return float(history.close[-1])
     except Exception:  # the simulated market may not know the symbol
@@ -58,7 +68,12 @@ def _start_price(symbol: str, seed: int) -> float:
 
 
 class SimulatedTickSource:
-    """Seeded random-walk quotes and trades on two venues; venue 1 is dislocated from venue 0."""
+    """Seeded random-walk quotes and trades on two venues; venue 1 is dislocated from venue 0.
+
+    Only symbols whose market is open at `clock()` tick; the open set is looked up once per batch
+    and kept until the next whole minute (sessions open and close on whole minutes), so the
+    calendar costs nothing per tick. The same seed and the same clock give the same ticks.
+    """
 
     name = "simulated"
 
@@ -76,21 +91,37 @@ class SimulatedTickSource:
         self.symbols = list(symbols)
         self.rate = rate
         self._rng = np.random.default_rng(seed)
-        self._log_mid = np.log([_start_price(s, seed) for s in self.symbols])
+        self._log_mid = np.log([_start_price(s, seed, clock()) for s in self.symbols])
         self._dislocation = dislocation_bps / 10_000
         self._half_spread = spread_bps / 20_000
         self._volatility = volatility_bps / 10_000
         self._trade_fraction = trade_fraction
         self._clock = clock
         self.emitted = 0
+        # The indices of the symbols open now, and the epoch second until which that holds.
+        self._open: tuple[np.ndarray, float] = (np.arange(0), -math.inf)
+
+    def open_symbols(self, now: float) -> np.ndarray:
+        """Indices into `symbols` of those whose market is open at `now`."""
+        indices, until = self._open
+        if now < until and now >= until - 60:
+            return indices
+        indices = np.array([i for i, s in enumerate(self.symbols) if is_tradable(s, now)], dtype=np.int64)
+        self._open = (indices, now - now % 60 + 60)
+        return indices
 
     def generate(self, count: int) -> list[Tick]:
+        """Up to `count` ticks of the symbols open now (none while every market is closed)."""
+        now = self._clock()
+        open_indices = self.open_symbols(now)
+        if not len(open_indices):
+            return []
         rng = self._rng
-        symbol_index = rng.integers(0, len(self.symbols), count)
+        symbol_index = open_indices[rng.integers(0, len(open_indices), count)]
         venue = (rng.random(count) < 0.5).astype(np.int64)
         kind = (rng.random(count) < self._trade_fraction).astype(np.int64)
         log_mid = np.empty(count)
-        for i in range(len(self.symbols)):
+        for i in open_indices.tolist():
             mask = symbol_index == i
             steps = rng.normal(0.0, self._volatility, int(mask.sum()))
             path = self._log_mid[i] + np.cumsum(steps)
@@ -104,7 +135,6 @@ class SimulatedTickSource:
         trade_price = np.where(rng.random(count) < 0.5, bid, ask)
         price = np.where(kind == TRADE, trade_price, mid)
         size = np.ceil(rng.exponential(50.0, count))
-        now = self._clock()
         symbols = self.symbols
         self.emitted += count
         return [
@@ -143,6 +173,10 @@ class SimulatedTickSource:
                     await asyncio.sleep(slice_seconds)
                     continue
                 backlog = self.generate(min(due, max_batch))
+                if not backlog:  # every market closed: those ticks are not owed later
+                    sent += due
+                    await asyncio.sleep(CLOSED_POLL_SECONDS)
+                    continue
             slice_end = perf() + slice_seconds
             handed = 0
             for tick in backlog:
