@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ import pytest
 from orch.contracts.market import Regime
 from orch.market import simulated
 from orch.market.base import MarketDataError, UnknownSymbolError, is_crypto
+from orch.market.calendars import current_sessions
 from orch.market.simulated import EPOCH, SimulatedMarket, clear_cache
 
 # A Friday evening after the New York close (EST), so the day's equity bar is complete.
@@ -147,17 +148,22 @@ def test_prices_stay_plausible_over_the_whole_simulation():
 def test_history_starts_at_the_epoch_and_nothing_exists_before():
     market = SimulatedMarket()
     first = market.history("AAPL", 10_000, FRIDAY_EVENING)
-    assert as_datetime(first.timestamps[0]) == EPOCH
+    # The epoch is New Year's Day: equities start at the first session after it, crypto on the day.
+    assert as_datetime(first.timestamps[0]) == EPOCH + timedelta(days=1)
+    assert as_datetime(market.history("BTC/USD", 10_000, FRIDAY_EVENING).timestamps[0]) == EPOCH
     assert len(first) < 10_000
     assert len(market.history("AAPL", 10, EPOCH - timedelta(days=30))) == 0
     assert len(SimulatedMarket(timeframe="1Min").history("BTC/USD", 10, EPOCH)) == 0
 
 
-def test_equities_skip_weekends_and_crypto_trades_every_day():
+def test_equities_trade_the_nyse_sessions_and_crypto_every_day():
     market = SimulatedMarket()
     equity_days = market.history("AAPL", 300, FRIDAY_EVENING).timestamps.astype("datetime64[D]")
     crypto_days = market.history("BTC/USD", 300, FRIDAY_EVENING).timestamps.astype("datetime64[D]")
-    assert np.is_busday(equity_days).all()
+    sessions = current_sessions(FRIDAY_EVENING.timestamp())
+    first, last = (day.item() for day in (equity_days[0], equity_days[-1]))
+    assert [day.item() for day in equity_days] == sessions.between(first, last)
+    assert date(2026, 7, 3) not in {day.item() for day in equity_days}  # Independence Day, observed
     assert (~np.is_busday(crypto_days)).sum() > 60
     assert (np.diff(crypto_days) == np.timedelta64(1, "D")).all()
 
@@ -176,6 +182,45 @@ def test_only_finished_bars_are_served():
         "BTC/USD", 1, friday.replace(hour=12, minute=30, second=59)
     )
     assert as_datetime(minute.timestamps[-1]) == friday.replace(hour=12, minute=29)
+
+
+def test_no_bar_on_a_holiday_and_none_for_it_after():
+    market = SimulatedMarket()
+    christmas_evening = datetime(2026, 12, 25, 23, 0, tzinfo=UTC)
+    assert as_datetime(market.history("AAPL", 1, christmas_evening).timestamps[-1]).date() == date(
+        2026, 12, 24
+    )
+    assert as_datetime(market.history("BTC/USD", 1, christmas_evening).timestamps[-1]).date() == date(
+        2026, 12, 24
+    )
+    assert as_datetime(
+        market.history("BTC/USD", 1, christmas_evening + timedelta(hours=1)).timestamps[-1]
+    ).date() == (date(2026, 12, 25))
+    minutes = SimulatedMarket(timeframe="1Min").history("AAPL", 30, datetime(2026, 12, 25, 16, 0, tzinfo=UTC))
+    assert as_datetime(minutes.timestamps[-1]) == datetime(2026, 12, 24, 17, 59, tzinfo=UTC)  # 12:59 New York
+
+
+def test_an_early_close_ends_the_day_and_its_minute_bars_at_13_00_new_york():
+    daily = SimulatedMarket(seed=4)
+    minute = SimulatedMarket(seed=4, timeframe="1Min")
+    black_friday = datetime(2026, 11, 27, tzinfo=UTC)
+    # The day's bar is served at the early close (18:00 UTC), not at 16:00 New York.
+    assert as_datetime(daily.history("AAPL", 1, black_friday.replace(hour=18)).timestamps[-1]).day == 27
+    bars = minute.history("AAPL", 210, black_friday.replace(hour=23))
+    assert as_datetime(bars.timestamps[0]) == black_friday.replace(hour=14, minute=30)
+    assert as_datetime(bars.timestamps[-1]) == black_friday.replace(hour=17, minute=59)
+    whole_day = daily.history("AAPL", 1, black_friday.replace(hour=23))
+    assert bars.open[0] == whole_day.open[0] and bars.close[-1] == whole_day.close[0]
+    assert bars.volume.sum() == pytest.approx(whole_day.volume[0])
+    # A window reaching back over the early close and Thanksgiving: 30 + 210 + 260 minutes.
+    monday = minute.history("AAPL", 500, datetime(2026, 11, 30, 15, 0, tzinfo=UTC))
+    days = monday.timestamps.astype("datetime64[D]").astype(object).tolist()
+    assert [days.count(d) for d in (date(2026, 11, 25), date(2026, 11, 27), date(2026, 11, 30))] == [
+        260,
+        210,
+        30,
+    ]
+    assert (np.diff(monday.timestamps) > np.timedelta64(0, "s")).all()
 
 
 def test_end_defaults_to_now():

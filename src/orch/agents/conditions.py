@@ -34,6 +34,7 @@ from orch.contracts.cycle import (
 )
 from orch.contracts.market import Regime
 from orch.market.base import PriceHistory, is_crypto
+from orch.market.calendars import current_sessions
 
 REGIME_WINDOW = 20  # bars behind the efficiency ratio and the trend
 # Volatile spells are short (days, not months): a short window sees them before they are over.
@@ -138,8 +139,9 @@ def _gaps(timestamps: np.ndarray, steps: np.ndarray, interval: float, crypto: bo
     if crypto:
         return steps > GAP_FACTOR * interval
     days = timestamps.astype("datetime64[D]")
-    # A whole trading day with no bar between two bars (weekends are not trading days).
-    skipped_day = np.busday_count(days[:-1] + np.timedelta64(1, "D"), days[1:]) > 0
+    # A whole session with no bar between two bars (weekends and holidays have none).
+    newest = float(timestamps[-1].astype("datetime64[s]").astype(np.int64))
+    skipped_day = current_sessions(newest).sessions_between(days[:-1], days[1:]) > 0
     if interval >= 0.8 * _DAY_SECONDS:
         return skipped_day
     same_day = days[1:] == days[:-1]

@@ -31,6 +31,8 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from orch.contracts.market import MarketClosure, MarketStatus
 
 SATURDAY = 5
@@ -114,8 +116,16 @@ class EquitySessions:
         # have no name in the library and read as "holiday".
         names = calendar.regular_holidays.holidays(start.isoformat(), end.isoformat(), return_name=True)
         self.holidays: dict[date, str] = {timestamp.date(): str(name) for timestamp, name in names.items()}
+        self._day_array: np.ndarray | None = None  # the sessions as datetime64 days, when first asked
         # The last answer of is_open and the span [from, until) it holds for.
         self._memo: tuple[float, float, bool] = (0.0, 0.0, False)
+
+    def sessions_between(self, after: np.ndarray, before: np.ndarray) -> np.ndarray:
+        """How many sessions fall strictly between each pair of days (datetime64[D] arrays)."""
+        days = self._day_array
+        if days is None:
+            days = self._day_array = np.array(self.days, dtype="datetime64[D]")
+        return np.searchsorted(days, before, "left") - np.searchsorted(days, after, "right")
 
     def covers(self, epoch_seconds: float) -> bool:
         """Whether `epoch_seconds` is inside the window with at least a year of sessions after it."""

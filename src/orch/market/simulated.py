@@ -17,10 +17,12 @@ Volume grows with the size of a move and with the regime, surges now and then at
 the first days of a trending or volatile run (a breakout), so volume-surge, momentum and squeeze
 signals have something real to find. `regime_at` gives the ground truth.
 
-Calendar: equities trade Monday to Friday (holidays ignored) in New York's regular session,
-09:30-16:00; crypto trades every day around the clock. Timestamps are bar open times in UTC; a
-daily bar is stamped 00:00 UTC of its date. A bar is served once it has ended: a daily equity bar
-at the session close, a daily crypto bar at midnight UTC, a minute bar a minute after it opens.
+Calendar: equities trade in the NYSE's regular sessions (`orch.market.calendars`: 09:30-16:00 New
+York, holidays skipped, early closes at 13:00 with their shorter minute bars); crypto trades every
+day around the clock. An equity's trading day index counts sessions from the epoch. Timestamps are
+bar open times in UTC; a daily bar is stamped 00:00 UTC of its date. A bar is served once it has
+ended: a daily equity bar at the session close, a daily crypto bar at midnight UTC, a minute bar a
+minute after it opens.
 Any `end` after `EPOCH`, past or future, is served; nothing exists before `EPOCH`, so a window
 reaching back past it comes back shorter than asked.
 """
@@ -34,12 +36,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from orch.contracts.market import Regime
 from orch.market.base import MarketDataSource, PriceHistory, UnknownSymbolError, is_crypto
+from orch.market.calendars import EquitySessions, current_sessions
 
 __all__ = [
     "DEFAULT_SEED",
@@ -134,8 +136,6 @@ _FIRST_REGIME_CDF = _cumulative(_FIRST_REGIME)
 _LOG_CONTINUE_PROBABILITY = np.log1p(-1.0 / _MEAN_RUN_DAYS).tolist()
 _SWITCH_CDF = [_cumulative(row) for row in _SWITCH]
 
-_NEW_YORK = ZoneInfo("America/New_York")
-_EQUITY_SESSION_MINUTES = 390  # 09:30-16:00
 _CRYPTO_SESSION_MINUTES = 24 * 60
 _EPOCH_DAY = np.datetime64(EPOCH.date(), "D")
 _ONE_DAY = np.timedelta64(1, "D")
@@ -215,16 +215,18 @@ class SimulatedMarket(MarketDataSource):
         return path
 
     def _minute_history(self, path: _DailyPath, bars: int, moment: np.datetime64) -> PriceHistory:
-        per_day = _CRYPTO_SESSION_MINUTES if path.crypto else _EQUITY_SESSION_MINUTES
         last = _last_finished_minute(path.crypto, moment)
         if last is None:
             return _empty_history(path.symbol)
         last_day, last_minute = last
-        last_slot = last_day * per_day + last_minute
-        first_slot = max(0, last_slot - bars + 1)
-        first_day = first_slot // per_day
-        days = [self._minute_day(path, day) for day in range(first_day, last_day + 1)]
-        start, stop = first_slot - first_day * per_day, last_slot - first_day * per_day + 1
+        # Days back from the last until enough minutes: sessions differ in length (early closes).
+        days = [self._minute_day(path, last_day)]
+        held = last_minute + 1
+        while held < bars and last_day - len(days) >= 0:
+            days.insert(0, self._minute_day(path, last_day - len(days)))
+            held += len(days[0])
+        stop = sum(map(len, days)) - len(days[-1]) + last_minute + 1
+        start = max(0, stop - bars)
         columns = ("timestamps", "open", "high", "low", "close", "volume")
         joined = {name: np.concatenate([getattr(d, name) for d in days])[start:stop] for name in columns}
         return PriceHistory(symbol=path.symbol, **joined)
@@ -498,40 +500,68 @@ def _as_utc_datetime64(moment: datetime) -> np.datetime64:
     return np.datetime64(moment, "s")
 
 
+def _equity_days(through: np.datetime64 = _EPOCH_DAY) -> tuple[EquitySessions, np.ndarray]:
+    """The NYSE's sessions and, as datetime64 days, those from EPOCH on, through at least `through`."""
+    global _EQUITY_DAYS
+    day_seconds = int((through - np.datetime64("1970-01-01", "D")) // _ONE_DAY) * 86_400
+    sessions = current_sessions(float(day_seconds))
+    known = _EQUITY_DAYS
+    if known is None or known[0] is not sessions:
+        days = np.array(sessions.between(EPOCH.date(), sessions.end), dtype="datetime64[D]")
+        known = _EQUITY_DAYS = (sessions, days)
+    return known
+
+
+def _equity_days_through_index(index: int) -> np.ndarray:
+    """The sessions from EPOCH on, at least `index` + 1 of them."""
+    days = _equity_days()[1]
+    while index >= len(days):  # the process-wide calendar widens by years each time it is asked past its end
+        days = _equity_days(days[-1] + _ONE_DAY * 366)[1]
+    return days
+
+
+_EQUITY_DAYS: tuple[EquitySessions, np.ndarray] | None = None
+
+
 def _trading_day_index(day: np.datetime64, crypto: bool) -> int:
-    """Position of a trading day in the symbol's calendar (0 = EPOCH)."""
+    """Position of a trading day in the symbol's calendar (0 = EPOCH, or the first session after it)."""
     if crypto:
         return int((day - _EPOCH_DAY) // _ONE_DAY)
-    return int(np.busday_count(_EPOCH_DAY, day))
+    return int(np.searchsorted(_equity_days(day)[1], day))
 
 
 def _trading_days(indices: np.ndarray, crypto: bool) -> np.ndarray:
     if crypto:
         return _EPOCH_DAY + indices.astype("timedelta64[D]")
-    return np.busday_offset(_EPOCH_DAY, indices, roll="forward")
+    return _equity_days_through_index(int(indices.max(initial=0)))[indices]
 
 
 def _trading_day_on_or_before(day: np.datetime64, crypto: bool) -> np.datetime64:
-    return day if crypto else np.busday_offset(day, 0, roll="backward")
+    if crypto:
+        return day
+    days = _equity_days(day)[1]
+    index = int(np.searchsorted(days, day, side="right")) - 1
+    return days[index] if index >= 0 else _EPOCH_DAY - _ONE_DAY
 
 
 def _is_trading_day(day: np.datetime64, crypto: bool) -> bool:
-    return crypto or bool(np.is_busday(day))
+    return crypto or _equity_days(day)[0].is_session(day.item())
 
 
 def _session(day: np.datetime64, crypto: bool) -> tuple[int, int]:
     """(first minute after 00:00 UTC, number of minutes) of the day's trading session."""
     if crypto:
         return 0, _CRYPTO_SESSION_MINUTES
-    return _new_york_open_minute(day.item()), _EQUITY_SESSION_MINUTES
+    return _equity_session(day.item())
 
 
 @lru_cache(maxsize=8192)
-def _new_york_open_minute(day: date) -> int:
-    """09:30 New York in minutes after 00:00 UTC: 810 in summer, 870 in winter."""
-    offset = datetime(day.year, day.month, day.day, 9, 30, tzinfo=_NEW_YORK).utcoffset()
-    assert offset is not None
-    return 9 * 60 + 30 - int(offset.total_seconds() // 60)
+def _equity_session(day: date) -> tuple[int, int]:
+    """The NYSE session on `day` in minutes after 00:00 UTC: (810 or 870, 390), or 210 minutes on an
+    early close."""
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+    opens, closes = current_sessions(midnight).open_close(day)
+    return int(opens - midnight) // 60, int(closes - opens) // 60
 
 
 def _split(moment: np.datetime64) -> tuple[np.datetime64, int]:
@@ -542,8 +572,7 @@ def _split(moment: np.datetime64) -> tuple[np.datetime64, int]:
 def _last_finished_day(crypto: bool, moment: np.datetime64) -> int:
     """Index of the last daily bar that ended at or before `moment`; -1 if none has."""
     day, minute = _split(moment)
-    session_end = sum(_session(day, crypto))
-    if not (_is_trading_day(day, crypto) and minute >= session_end):
+    if not (_is_trading_day(day, crypto) and minute >= sum(_session(day, crypto))):
         day = _trading_day_on_or_before(day - _ONE_DAY, crypto)
     return _trading_day_index(day, crypto) if day >= _EPOCH_DAY else -1
 
