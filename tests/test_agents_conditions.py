@@ -122,10 +122,14 @@ def test_old_crypto_data_is_flagged_stale_and_blocks():
     assert validate_history(history, late, stale_after=timedelta(days=1)).usable
 
 
-def test_equity_data_over_a_weekend_is_not_stale_but_a_week_old_is():
-    history = uptrend("AAPL")  # minute bars ending on a Monday morning
-    assert validate_history(history, now_after(history) + timedelta(hours=66)).usable
-    assert validate_history(history, now_after(history) + timedelta(days=4)).kinds == {DataIssueKind.STALE}
+def test_equity_minute_bars_age_only_while_the_market_is_open():
+    history = uptrend("AAPL")  # minute bars ending at 03:20 UTC on Monday 3 March 2025, before the open
+    monday = now_after(history).replace(hour=0, minute=0)
+    # Closed hours do not age them: fresh until the open and a minute into the session (09:31 New York).
+    assert validate_history(history, monday.replace(hour=14, minute=31)).usable
+    # The session went on with no bar: stale (the old 72-hour allowance called this fresh until Thursday).
+    assert validate_history(history, monday.replace(hour=16)).kinds == {DataIssueKind.STALE}
+    assert validate_history(history, monday + timedelta(days=4)).kinds == {DataIssueKind.STALE}
 
 
 def test_an_equity_lagging_its_peers_is_stale():

@@ -241,3 +241,77 @@ def test_a_command_may_set_its_own_staleness_for_the_fallback(tmp_path: Path) ->
     by_command = configured.market_for(sources, stale_after_seconds=timedelta(days=60).total_seconds())
     by_command.history("AAPL", 30)
     assert by_command.served_by["AAPL"] == "csv"
+
+
+# ---- Staleness on the NYSE's calendar -------------------------------------------------------------
+
+FRIDAY_LAST_MINUTE = datetime(
+    2026, 12, 4, 20, 59, tzinfo=UTC
+)  # 15:59 New York, the last bar before the close
+
+
+def minute_bars_ending(symbol: str, last_bar_at: datetime) -> PriceHistory:
+    timestamps = np.datetime64(last_bar_at.replace(tzinfo=None), "s") - np.arange(
+        29, -1, -1
+    ) * np.timedelta64(60, "s")
+    prices = np.full(30, 100.0)
+    return PriceHistory(
+        symbol, timestamps, prices, prices * 1.001, prices * 0.999, prices, np.full(30, 1_000.0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("now", "stale"),
+    [
+        (datetime(2026, 12, 6, 18, 0, tzinfo=UTC), False),  # Sunday: the market has not been open since
+        (datetime(2026, 12, 7, 3, 0, tzinfo=UTC), False),  # Sunday night in New York
+        (datetime(2026, 12, 7, 14, 31, tzinfo=UTC), False),  # Monday 09:31: one minute of session
+        (datetime(2026, 12, 7, 19, 0, tzinfo=UTC), True),  # Monday afternoon, no bar since Friday
+    ],
+    ids=["sunday", "sunday-night", "monday-open", "monday-afternoon"],
+)
+def test_an_equity_minute_bar_from_fridays_close_is_fresh_while_the_market_stays_closed(
+    now: datetime, stale: bool
+) -> None:
+    history = minute_bars_ending("AAPL", FRIDAY_LAST_MINUTE)
+    reason = stale_reason(history, now, interval=timedelta(minutes=1))
+    assert (reason is not None) == stale, reason
+    if stale:
+        assert "ended 4:30:00 ago in session time" in reason, reason  # Monday 09:30 to 14:00 New York
+
+
+def test_a_holiday_does_not_age_an_equity_bar_and_crypto_ages_at_any_hour() -> None:
+    christmas_eve_close = datetime(2026, 12, 24, 17, 59, tzinfo=UTC)  # 12:59 New York, an early close
+    christmas = datetime(2026, 12, 25, 15, 0, tzinfo=UTC)
+    assert (
+        stale_reason(
+            minute_bars_ending("AAPL", christmas_eve_close), christmas, interval=timedelta(minutes=1)
+        )
+        is None
+    )
+    crypto = stale_reason(
+        minute_bars_ending("BTC/USD", christmas_eve_close), christmas, interval=timedelta(minutes=1)
+    )
+    assert crypto is not None and "counted to the last close" not in crypto
+
+
+def test_an_equity_feed_stalling_mid_session_is_stale_within_minutes() -> None:
+    """The old rule gave equities a 72-hour weekend allowance at any hour: a feed stalled at 10:00 on a
+    Monday read as fresh until Thursday."""
+    stalled_at = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+    history = minute_bars_ending("AAPL", stalled_at)
+    assert stale_reason(history, stalled_at + timedelta(minutes=2), interval=timedelta(minutes=1)) is None
+    assert (
+        stale_reason(history, stalled_at + timedelta(minutes=10), interval=timedelta(minutes=1)) is not None
+    )
+
+
+def test_a_stale_daily_equity_bar_on_a_closed_market_says_its_age_is_counted_to_the_close() -> None:
+    days = np.arange(np.datetime64("2026-11-16"), np.datetime64("2026-11-21")).astype("datetime64[s]")
+    prices = np.full(len(days), 100.0)
+    history = PriceHistory("AAPL", days, prices, prices, prices, prices, prices)
+    sunday = datetime(2026, 12, 6, 18, 0, tzinfo=UTC)
+    reason = stale_reason(history, sunday, interval=timedelta(days=1))
+    assert reason is not None and "counted to the last close 2026-12-04T21:00:00+00:00" in reason, reason
+    # Two weeks earlier, on Sunday 22 November, the same bars are within three bars and a weekend.
+    assert stale_reason(history, sunday - timedelta(days=14), interval=timedelta(days=1)) is None

@@ -41,6 +41,7 @@ from orch.contracts.trading import TradingState
 from orch.hft.client import HftClientError
 from orch.hft.config import HftSettings
 from orch.market.base import MarketDataSource, PriceHistory, is_crypto
+from orch.market.calendars import freshness_moment
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 
@@ -69,7 +70,10 @@ class HealthActivities:
         hft: HftLink,
         # Issue 5's resource pool: a callable returning statistics per pool or API, shown in the report.
         resource_pools: Callable[[], dict[str, dict[str, float]]] | None = None,
+        # Epoch seconds now, for the data probes' market hours (tests set a session or a holiday).
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        self._clock = clock or time.time
         self._client = client
         self._settings = settings
         self._market = market
@@ -339,13 +343,21 @@ class HealthActivities:
                 component=component, status=failing, detail=f"{role}: no bars for {symbol}"
             )
         newest = datetime.fromtimestamp(int(history.timestamps[-1].astype("datetime64[s]").astype(int)), UTC)
-        age = (datetime.now(UTC) - newest).total_seconds()
+        now = self._clock()
+        # A closed market's newest bar is as old as it was at the close (weekend, holiday, night).
+        measured_at = freshness_moment(symbol, now)
+        age = measured_at - newest.timestamp()
         limit = self._settings.health_max_data_age_seconds
         fresh = age <= limit
+        closed = (
+            ""
+            if measured_at == now
+            else f" at the last close {datetime.fromtimestamp(measured_at, UTC).isoformat()} (market closed)"
+        )
         return ComponentHealth(
             component=component,
             status=HEALTHY if fresh else failing,
-            detail=f"{role}: newest {symbol} bar {timedelta(seconds=int(age))} old"
+            detail=f"{role}: newest {symbol} bar {timedelta(seconds=int(age))} old{closed}"
             + ("" if fresh else f" (stale: limit {limit:g} s)"),
             metrics={"age_seconds": round(age, 1), "latency_ms": round(elapsed_ms, 1)},
         )

@@ -34,7 +34,7 @@ from orch.contracts.cycle import (
 )
 from orch.contracts.market import Regime
 from orch.market.base import PriceHistory, is_crypto
-from orch.market.calendars import current_sessions
+from orch.market.calendars import current_sessions, freshness_moment, open_seconds_between
 
 REGIME_WINDOW = 20  # bars behind the efficiency ratio and the trend
 # Volatile spells are short (days, not months): a short window sees them before they are over.
@@ -48,7 +48,9 @@ ZSCORE_CAP = 99.0
 # A step between bars this many times the usual interval means bars are missing.
 GAP_FACTOR = 1.5
 STALE_AFTER_BARS = 3.0
-# Equity markets close for nights and weekends: bars that old are not stale on their own.
+# An equity's age is counted only to the last session close while its market is closed
+# (`freshness_moment`); daily bars keep this allowance, as a Friday's bar is 2.6 days old at
+# Monday's open and 3.6 after a Monday holiday, where three bars would call it stale.
 EQUITY_CLOSURE = timedelta(hours=72)
 _DAY_SECONDS = 86_400
 
@@ -158,10 +160,18 @@ def _staleness(
 ) -> str | None:
     """Why the data is stale, or None."""
     last = _as_datetime(history.timestamps.max())
-    limit = stale_after or STALE_AFTER_BARS * interval + (timedelta(0) if crypto else EQUITY_CLOSURE)
-    age = now - (last + interval)
+    daily_equity = not crypto and interval >= timedelta(days=1)
+    limit = stale_after or STALE_AFTER_BARS * interval + (EQUITY_CLOSURE if daily_equity else timedelta(0))
+    measured_at = datetime.fromtimestamp(freshness_moment(history.symbol, now.timestamp()), UTC)
+    ended = last + interval
+    if daily_equity or crypto:
+        age = measured_at - ended
+        closed = "" if measured_at == now else f", counted to the last close {measured_at.isoformat()}"
+    else:  # intraday equities: only session time ages a bar (09:31 Monday: Friday's last bar is 1 min old)
+        age = timedelta(seconds=open_seconds_between(history.symbol, ended.timestamp(), now.timestamp()))
+        closed = " in session time"
     if age > limit:
-        return f"last bar at {last.isoformat()} ended {age} ago (limit {limit})"
+        return f"last bar at {last.isoformat()} ended {age} ago{closed} (limit {limit})"
     if peer_latest is not None and peer_latest - last > STALE_AFTER_BARS * interval:
         return f"last bar at {last.isoformat()} lags the newest of its peers ({peer_latest.isoformat()})"
     return None

@@ -83,6 +83,26 @@ def day_order_expiry(symbol: str, accepted_at: float) -> float | None:
     return current_sessions(accepted_at).next_close(accepted_at)
 
 
+def freshness_moment(symbol: str, epoch_seconds: float) -> float:
+    """The moment a bar's age is measured at: `epoch_seconds` while the symbol trades (crypto always),
+    else the last session's close, so a bar from Friday's close is no older on Sunday or on a holiday
+    than it was at the close, and is stale again by Monday afternoon."""
+    if is_tradable(symbol, epoch_seconds):
+        return epoch_seconds
+    last_close = current_sessions(epoch_seconds).last_close(epoch_seconds)
+    return epoch_seconds if last_close is None else last_close
+
+
+def open_seconds_between(symbol: str, start: float, end: float) -> float:
+    """How long `symbol`'s market was open from `start` to `end`: all of it for crypto, the session
+    time inside it for equities (an intraday bar's age on the market's own clock)."""
+    if end <= start:
+        return 0.0
+    if is_crypto(symbol):
+        return end - start
+    return current_sessions(end).open_seconds_between(start, end)
+
+
 def market_status(symbol: str, epoch_seconds: float) -> MarketStatus:
     """`is_tradable` with the reason the market is closed."""
     if is_tradable(symbol, epoch_seconds):
@@ -151,6 +171,15 @@ class EquitySessions:
         until = self._opens[index + 1] if index + 1 < len(self._opens) else since
         self._memo = (since, until, False)  # one tuple: a thread never sees half an update
         return False
+
+    def open_seconds_between(self, start: float, end: float) -> float:
+        """Session time from `start` to `end` (about a microsecond per session in between)."""
+        total = 0.0
+        index = max(0, bisect.bisect_right(self._closes, start))
+        while index < len(self._opens) and self._opens[index] < end:
+            total += max(0.0, min(end, self._closes[index]) - max(start, self._opens[index]))
+            index += 1
+        return total
 
     def closure(self, epoch_seconds: float) -> tuple[MarketClosure | None, str | None]:
         """Why the market is closed at `epoch_seconds` (None when open), and the holiday's name.

@@ -113,7 +113,9 @@ def build_workers(
         backtests.generate_recommendations,
     ]
     emergency = EmergencyActivities(client, settings, hft)
-    health = HealthActivities(client, settings, market, hft, resource_pools=resources.health_figures)
+    health = HealthActivities(
+        client, settings, market, hft, resource_pools=resources.health_figures, clock=market_clock
+    )
     reviews = ReviewActivities(client, settings, market, hft)
     cycle = (
         CycleActivities(client, settings, market, clock=market_clock)
