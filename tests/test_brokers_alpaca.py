@@ -11,6 +11,7 @@ import pytest
 
 from orch.brokers.alpaca import AlpacaBroker, crypto_symbol, retry_at
 from orch.brokers.base import BrokerError, BrokerTimeout, CredentialsRefused, make_client_order_id
+from orch.contracts.instruments import AssetClass, FeeAsset, TimeInForce, TradingCalendar
 from orch.contracts.trading import Order, OrderStatus, OrderType, Side
 from orch.fake_alpaca.broker import FillPolicy
 from orch.fake_alpaca.server import FakeAlpacaServer
@@ -167,3 +168,129 @@ async def test_server_errors_are_retryable_broker_errors(
 def test_crypto_position_symbols() -> None:
     assert crypto_symbol("BTCUSD", "crypto") == "BTC/USD"
     assert crypto_symbol("AAPL", "us_equity") == "AAPL"
+
+
+# ---- Alpaca's rules: assets, time in force, expiry, fees, the budget ---------------------------------
+
+MONDAY_SESSION = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)  # 10:00 in New York, a regular session
+
+
+async def test_instrument_rules_come_from_alpacas_assets_endpoint() -> None:
+    with FakeAlpacaServer(non_fractionable_symbols=frozenset({"BRK.A"})) as server:
+        server.fake.set_price("BRK.A", 700_000)
+        broker = AlpacaBroker(server.key, server.secret, url_override=server.trading_url, timeout_seconds=2.0)
+        rules = await broker.instrument_rules(["BTC/USD", "AAPL", "BRK.A"])
+        asset_requests = [path for _, path, _ in trading_requests(server) if path.startswith("/v2/assets")]
+        await broker.instrument_rules(["BTC/USD"])  # remembered: not asked again
+        assert [path for _, path, _ in trading_requests(server) if path.startswith("/v2/assets")] == (
+            asset_requests
+        )
+    btc, aapl, whole = rules["BTC/USD"], rules["AAPL"], rules["BRK.A"]
+    # As the fake publishes BTC/USD: min_order_size, min_trade_increment, price_increment.
+    assert (btc.asset_class, btc.min_quantity, btc.quantity_increment, btc.price_increment) == (
+        AssetClass.CRYPTO,
+        0.0001,
+        0.0001,
+        1.0,
+    )
+    assert btc.time_in_force == (TimeInForce.GTC, TimeInForce.IOC)
+    assert (btc.fee.maker_bps, btc.fee.taker_bps, btc.fee.charged_in) == (15, 25, FeeAsset.PROCEEDS)
+    assert btc.min_notional == 10 and btc.min_notional_sides == {Side.BUY} and not btc.shortable
+    assert btc.calendar is TradingCalendar.ALWAYS
+    # Equities: sub-penny bands, fractions only in market day orders, whole shares where not fractionable.
+    assert (aapl.price_increment, aapl.sub_dollar_price_increment) == (0.01, 0.0001)
+    assert aapl.fractionable and aapl.fractional_order_types == {OrderType.MARKET}
+    assert aapl.default_time_in_force is TimeInForce.DAY and aapl.calendar is TradingCalendar.XNYS
+    assert aapl.fee.taker_bps == 0 and aapl.shortable
+    assert not whole.fractionable and whole.round_quantity(2.7) == 2
+
+
+async def test_orders_go_with_their_rules_default_time_in_force(
+    broker: AlpacaBroker, fake: FakeAlpacaServer
+) -> None:
+    await broker.submit(order(20, "BTC/USD", quantity=0.01, order_type=OrderType.LIMIT, limit_price=1_000))
+    await broker.submit(order(21, "AAPL", quantity=1, order_type=OrderType.LIMIT, limit_price=50))
+    assert {o["symbol"]: o["time_in_force"] for o in fake.fake.orders()} == {"BTC/USD": "gtc", "AAPL": "day"}
+
+
+async def test_a_day_order_alpaca_expired_is_expired_not_cancelled() -> None:
+    with FakeAlpacaServer(clock_start=MONDAY_SESSION, clock_frozen=True) as server:
+        server.fake.set_price("AAPL", 100)
+        broker = AlpacaBroker(server.key, server.secret, url_override=server.trading_url, timeout_seconds=2.0)
+        resting = await broker.submit(
+            order(22, "AAPL", quantity=1, order_type=OrderType.LIMIT, limit_price=50)
+        )
+        server.fake.set_clock(MONDAY_SESSION.replace(hour=22), ticking=False)  # past the 16:00 close
+        expired = await broker.get_order(resting.client_order_id)
+    assert expired.status is OrderStatus.EXPIRED  # was CANCELLED: reconciliation saw a difference
+
+
+async def test_crypto_fills_carry_the_fee_alpaca_took_taker_or_maker(
+    broker: AlpacaBroker, fake: FakeAlpacaServer
+) -> None:
+    fake.fake.set_fill_policy(FillPolicy.immediate())
+    bid, ask = (float(side) for side in fake.fake.prices.quote("BTC/USD"))
+    broker.update_quote("BTC/USD", bid, ask, time.time())  # what orch hft's stream last showed
+    taker = await broker.submit(order(23, "BTC/USD", quantity=0.04))  # a market order takes
+    crossing = await broker.submit(
+        order(24, "BTC/USD", quantity=0.04, order_type=OrderType.LIMIT, limit_price=float(int(ask) + 1))
+    )  # a limit buy above the ask takes too
+    fake.fake.set_fill_policy(FillPolicy.manual())
+    resting = await broker.submit(
+        order(25, "BTC/USD", quantity=0.04, order_type=OrderType.LIMIT, limit_price=float(int(bid) - 100))
+    )
+    fake.fake.fill_order(resting.broker_order_id)  # it rested, then filled: maker
+    fills, _ = await broker.fills_since(None)
+    fee_by_order = {fill.client_order_id: fill.fee_quantity for fill in fills}
+    assert fee_by_order == pytest.approx(
+        {taker.client_order_id: 0.0001, crossing.client_order_id: 0.0001, resting.client_order_id: 0.00006}
+    )
+    # What the journal will hold is what Alpaca holds: bought less the fees.
+    (position,) = await broker.positions()
+    assert position.quantity == pytest.approx(0.12 - sum(fee_by_order.values()), abs=1e-12)
+
+
+async def test_a_requote_the_budget_has_no_room_for_is_not_admitted_and_is_counted(
+    fake: FakeAlpacaServer,
+) -> None:
+    from orch.brokers.budget import RequestBudget
+
+    broker = AlpacaBroker(
+        fake.key, fake.secret, url_override=fake.trading_url, timeout_seconds=2.0, budget=RequestBudget(4)
+    )
+    requote = order(26, "BTC/USD", quantity=0.01, order_type=OrderType.LIMIT, limit_price=1_000, source="mm")
+    admitted = [broker.admits(requote.model_copy(update={"client_order_id": f"q{i}"})) for i in range(4)]
+    assert admitted[0] and not admitted[-1], admitted  # a quarter of the burst stays for cancels
+    assert broker.request_budget().requotes_dropped == admitted.count(False)
+    assert broker.admits(order(27, "BTC/USD", quantity=0.01))  # anything else waits its turn instead
+
+
+async def test_a_dropped_requote_never_reaches_the_journal(fake: FakeAlpacaServer) -> None:
+    from orch.brokers.budget import RequestBudget
+    from orch.hft.config import HftSettings
+    from orch.hft.engine import Engine
+    from orch.hft.journal import Journal
+
+    # Alpaca's budget: a burst of 19 requests, of which a requote leaves 4 for cancels.
+    broker = AlpacaBroker(
+        fake.key, fake.secret, url_override=fake.trading_url, timeout_seconds=2.0, budget=RequestBudget(190)
+    )
+    settings = HftSettings(symbols=["BTC/USD"], market_making=False, arbitrage=False)
+    engine = Engine(settings, broker, Journal(":memory:"))
+    await engine.load_instrument_rules()
+    engine.gate.reconciled = True
+    engine.gate.resume("test")
+    engine.portfolio.marks["BTC/USD"] = 60_000.0
+    answers = [
+        engine.router.submit("BTC/USD", Side.BUY, 0.001, OrderType.LIMIT, 50_000.0 - step, "mm")
+        for step in range(30)
+    ]
+    await engine.drain()
+    sent = [order.client_order_id for order, _ in answers if order is not None]
+    dropped = broker.request_budget().requotes_dropped
+    assert sent and dropped and len(sent) + dropped == 30, answers
+    journaled = {order.client_order_id: order.status for order in engine.journal.all_orders()}
+    # Only what was sent was written, and none of it rejected (each drop was a rejected order before).
+    assert sorted(journaled) == sorted(sent)
+    assert OrderStatus.REJECTED not in journaled.values(), journaled
+    assert sorted(o["client_order_id"] for o in fake.fake.orders()) == sorted(sent)

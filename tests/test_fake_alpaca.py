@@ -332,8 +332,9 @@ def test_daily_bars_are_the_simulated_market(server) -> None:
         end=FRIDAY_EVENING,
     )
     bars = data.get_stock_bars(request).data
-    expected = SimulatedMarket(seed=server.config.seed, timeframe="1D").history("AAPL", 22, FRIDAY_EVENING)
-    assert len(bars["AAPL"]) == len(bars["MSFT"]) == 22  # the weekdays from Feb 6 to Mar 7
+    expected = SimulatedMarket(seed=server.config.seed, timeframe="1D").history("AAPL", 21, FRIDAY_EVENING)
+    # The NYSE's sessions from Feb 6 to Mar 7: the weekdays but Presidents' Day (17 February).
+    assert len(bars["AAPL"]) == len(bars["MSFT"]) == 21
     assert [b.close for b in bars["AAPL"]] == pytest.approx(list(expected.close), abs=1e-4)
     assert bars["AAPL"][-1].timestamp == datetime(2025, 3, 7, tzinfo=UTC)
 

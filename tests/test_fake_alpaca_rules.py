@@ -307,6 +307,42 @@ def test_a_resting_crypto_limit_pays_the_maker_fee() -> None:
         assert trading.get_open_position("BTCUSD").qty == "0.09985"  # 0.15 %
 
 
+def test_the_crypto_fee_is_taker_only_for_a_limit_marketable_on_arrival() -> None:
+    """Alpaca charges taker to an order that trades against the book on arrival: a limit buy at or
+    above the ask. One between the mid and the ask rests first: maker, even if it fills at once here."""
+    with serve(fill_policy=FillPolicy.immediate()) as running:
+        trading = TradingClient(running.key, running.secret, paper=True, url_override=running.trading_url)
+        bid, ask = running.fake.prices.quote("BTC/USD")
+        assert (bid, ask) == (Decimal(59_988), Decimal(60_012))  # 2 bps each side of 60,000
+        trading.submit_order(limit("BTC/USD", OrderSide.BUY, 0.1, 60_005, TimeInForce.GTC))
+        assert trading.get_open_position("BTCUSD").qty == "0.09985"  # maker: 0.15 %
+        trading.submit_order(limit("BTC/USD", OrderSide.BUY, 0.1, float(ask), TimeInForce.GTC))
+        assert trading.get_open_position("BTCUSD").qty == "0.1996"  # then 0.09975 as taker: 0.25 %
+
+
+def test_the_admin_api_counts_refusals_by_reason_and_requests_in_the_busiest_minute(server, trading) -> None:
+    for _ in range(2):
+        refusal(lambda: trading.submit_order(limit("AAPL", OrderSide.BUY, 1, 150.001)))
+    refusal(lambda: trading.submit_order(market("BTC/USD", OrderSide.BUY, TimeInForce.DAY, qty=0.01)))
+    trading.get_account()
+    with httpx.Client(base_url=server.url, headers=server.headers) as admin:
+        refusals = admin.get("/_fake/admin/refusals").json()
+        requests = admin.get("/_fake/admin/requests").json()
+    counted = {(r["status"], r["code"], r["message"]): r["count"] for r in refusals["reasons"]}
+    assert counted == {
+        (
+            422,
+            42210000,
+            "invalid limit_price 150.001. sub-penny increment does not fulfill minimum pricing criteria",
+        ): 2,
+        (422, 42210000, "invalid crypto time_in_force"): 1,
+    }
+    assert refusals["total"] == 3 and refusals["reasons"][0]["last_request"] == "POST /v2/orders"
+    mine = requests["accounts"][server.key]
+    assert requests["limit_per_minute"] == 200
+    assert (mine["total"], mine["busiest_minute"]) == (4, 4)  # the refused three count too, as at Alpaca
+
+
 def test_crypto_assets_publish_their_increments(trading) -> None:
     bitcoin = trading.get_asset("BTC/USD")
     assert (bitcoin.min_order_size, bitcoin.min_trade_increment, bitcoin.price_increment) == (

@@ -92,7 +92,10 @@ def test_rounded_quantity_is_on_its_increment_and_never_larger(
     assert rounded <= quantity * (1 + 1e-9) + step * 1e-6
     assert quantity - rounded < step * (1 + 1e-6)
     if rounded >= rules.min_quantity:
-        assert rules.order_breach(rounded, order_type, None, 1e9) is None or rounded > rules.max_quantity
+        assert (
+            rules.order_breach(Side.BUY, rounded, order_type, None, 1e9) is None
+            or rounded > rules.max_quantity
+        )
 
 
 # ---- Each rule at the gate, both sides of its limit ----------------------------------------------
@@ -301,3 +304,49 @@ def test_equity_and_simulated_fees_leave_the_quantity_whole() -> None:
     )
     assert engine.with_fee_quantity(fill).fee_quantity == 0
     assert OrderStatus.FILLED.terminal
+
+
+def test_the_journal_keeps_each_fills_fee_quantity_and_older_journals_gain_the_column(tmp_path) -> None:
+    import sqlite3
+
+    from orch.hft.journal import Journal
+
+    path = tmp_path / "old-journal.sqlite"
+    with sqlite3.connect(path) as old:  # the fills table as journals wrote it before the column
+        old.execute(
+            "CREATE TABLE fills (sequence INTEGER PRIMARY KEY AUTOINCREMENT, fill_id TEXT UNIQUE NOT NULL,"
+            " client_order_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,"
+            " quantity REAL NOT NULL, price REAL NOT NULL, fee REAL NOT NULL,"
+            " cumulative_quantity REAL NOT NULL, at REAL NOT NULL,"
+            " realized_pnl REAL NOT NULL DEFAULT 0, trading_day TEXT)"
+        )
+        old.execute(
+            "INSERT INTO fills VALUES (1, 'old#1', 'old', 'BTC/USD', 'buy', 1, 50000, 0, 1, 0, 0, NULL)"
+        )
+    journal = Journal(path)
+    buy = Order(
+        client_order_id="new",
+        symbol="BTC/USD",
+        side=Side.BUY,
+        quantity=0.1,
+        created_at=datetime.fromtimestamp(WEDNESDAY, UTC),
+    )
+    journal.record_order(buy)
+    fill = Fill(
+        fill_id="new#0.1",
+        client_order_id="new",
+        symbol="BTC/USD",
+        side=Side.BUY,
+        quantity=0.1,
+        price=50_000.0,
+        fee_quantity=0.00025,
+        cumulative_quantity=0.1,
+        timestamp=datetime.fromtimestamp(WEDNESDAY, UTC),
+    )
+    assert journal.apply_fill(fill) is not None
+    journal.close()
+    reopened = Journal(path)
+    assert [(f.client_order_id, f.fee_quantity) for f in reopened.fills_since()] == [
+        ("old", 0.0),
+        ("new", pytest.approx(0.00025)),
+    ]

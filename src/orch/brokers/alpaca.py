@@ -11,6 +11,15 @@ Fills: `fills_since` reports, for each recent order with a fill, one cumulative 
 average price so far). The journal applies fills by cumulative quantity per order, so reporting
 the same state again adds nothing and a missed partial fill is recovered from the next report.
 It looks at the most recent `RECENT_ORDERS` orders each time (one REST call).
+
+Instrument rules come from Alpaca's assets endpoint (`instrument_rules`, one `get_asset` a symbol):
+crypto's published increments and minimums, fractionable, equities' sub-penny price bands, the time
+in force each class takes (crypto gtc/ioc; a fractional equity order only market and day) and
+Alpaca's crypto fee, which it takes out of what the trade credits. An order is sent with its rules'
+default time in force. Alpaca reports no fee on an order, so a crypto fill's fee is worked out here
+from the fee model and whether the order took liquidity on arrival (a market order, or a limit
+buy at or above the ask / sell at or below the bid of the last quote `update_quote` saw): the
+position then holds what Alpaca holds (0.1 BTC bought as taker: 0.09975).
 """
 
 from __future__ import annotations
@@ -24,6 +33,15 @@ from typing import Any, TypeVar
 
 from orch.brokers.base import Broker, BrokerError, BrokerTimeout, CredentialsRefused, OrderRejected
 from orch.brokers.budget import ALPACA_DEFAULT_REQUESTS_PER_MINUTE, RequestBudget, RequestPriority
+from orch.contracts.instruments import (
+    AssetClass,
+    FeeAsset,
+    FeeModel,
+    InstrumentRules,
+    Liquidity,
+    TimeInForce,
+    TradingCalendar,
+)
 from orch.contracts.levels import TradingMode
 from orch.contracts.trading import (
     Account,
@@ -48,6 +66,19 @@ DROPPABLE_SOURCES = frozenset({"mm", "arb"})
 RATE_LIMITED_API = "alpaca-trading"  # its name in the resource pool's rate limits and statistics
 _CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
 
+# Alpaca's crypto fees at its lowest volume tier, taken out of what the trade credits: a buy pays in
+# the asset bought, a sale in dollars (Alpaca's crypto fee schedule: 0.15 % maker, 0.25 % taker).
+ALPACA_CRYPTO_FEE = FeeModel(maker_bps=15, taker_bps=25, charged_in=FeeAsset.PROCEEDS)
+# Alpaca refuses a USD-quoted crypto buy below this ("cost basis must be >= minimal amount of order").
+ALPACA_CRYPTO_MIN_NOTIONAL = 10.0
+# Alpaca publishes no increments for equities: fractional shares to 9 decimals, of which we keep 6
+# (well above the journal's 1e-9 epsilon); prices in cents from $1, 1/100 cent below (sub-penny rule).
+EQUITY_QUANTITY_INCREMENT = 1e-6
+EQUITY_PRICE_INCREMENT = 0.01
+EQUITY_SUB_DOLLAR_PRICE_INCREMENT = 0.0001
+# No venue takes more in one order; larger is a typo.
+MAX_ORDER_QUANTITY = 1e9
+
 _STATUS = {
     "new": OrderStatus.ACCEPTED,
     "accepted": OrderStatus.ACCEPTED,
@@ -60,7 +91,7 @@ _STATUS = {
     "partially_filled": OrderStatus.PARTIALLY_FILLED,
     "filled": OrderStatus.FILLED,
     "canceled": OrderStatus.CANCELLED,
-    "expired": OrderStatus.CANCELLED,
+    "expired": OrderStatus.EXPIRED,
     "done_for_day": OrderStatus.CANCELLED,
     "replaced": OrderStatus.CANCELLED,
     "stopped": OrderStatus.CANCELLED,
@@ -75,10 +106,6 @@ def _value(enum_or_text: Any) -> str:
 
 def _float(value: Any, default: float = 0.0) -> float:
     return default if value in (None, "") else float(value)
-
-
-class RequestDropped(OrderRejected):
-    """A tier-1 order the budget had no room for now: not sent (it would be stale by its turn)."""
 
 
 class BrokerRateLimited(BrokerError):
@@ -146,6 +173,12 @@ class AlpacaBroker(Broker):
         # Our id -> Alpaca's, from every answer: a cancel needs Alpaca's id, and a lookup costs a request.
         self._broker_ids: dict[str, str] = {}
         self._last_seen: dict[str, Order] = {}
+        self._rules: dict[str, InstrumentRules] = {}  # as Alpaca's assets endpoint published them
+        self._quotes: dict[str, tuple[float, float]] = {}  # symbol -> the last (bid, ask) seen
+        # Whether each order took liquidity on arrival: Alpaca's crypto fee depends on it.
+        self._liquidity: dict[str, Liquidity] = {}
+        # Tier-1 orders whose request `admits` already took from the budget.
+        self._admitted: set[str] = set()
         bound_session(self._client, timeout_seconds)
         self._timeout = timeout_seconds
         # A little beyond the session's own timeout, so the HTTP timeout normally fires first.
@@ -165,6 +198,19 @@ class AlpacaBroker(Broker):
     def request_budget(self) -> RequestBudgetUsage:
         return self.budget.usage()
 
+    def admits(self, order: Order) -> bool:
+        """A tier-1 order goes only if the budget has room now (`RequestBudget.try_take`); its
+        request is taken here, before the router journals it, and `submit` spends it."""
+        if order_priority(order) is not RequestPriority.DROPPABLE:
+            return True
+        if not self.budget.try_take(RequestPriority.DROPPABLE):
+            return False
+        self._admitted.add(order.client_order_id)
+        return True
+
+    def update_quote(self, symbol: str, bid: float, ask: float, timestamp: float) -> None:
+        self._quotes[symbol] = (bid, ask)
+
     async def _call(
         self,
         function: Callable[..., T],
@@ -182,9 +228,7 @@ class AlpacaBroker(Broker):
             raise CredentialsRefused(self.credentials_refused)  # never sent again: the keys are wrong
         for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
             if not (prepaid and attempt == 1):
-                await self.budget.take(
-                    RequestPriority.ORDER if priority is RequestPriority.DROPPABLE else priority
-                )
+                await self.budget.take(priority)
             try:
                 return await self._calls.call(function, *args, **kwargs)
             except (CallTimeout, Timeout):
@@ -258,19 +302,51 @@ class AlpacaBroker(Broker):
             updated_at=raw.updated_at,
         )
 
+    # ---- Instrument rules ------------------------------------------------------------------------
+
+    async def instrument_rules(self, symbols: list[str]) -> dict[str, InstrumentRules]:
+        """Each symbol's rules from Alpaca's assets endpoint (one request a symbol, remembered)."""
+        from alpaca.common.exceptions import APIError
+
+        for symbol in symbols:
+            if symbol in self._rules:
+                continue
+            try:
+                # Alpaca names crypto assets "BTCUSD" in paths; "BTC/USD" would be two path segments.
+                asset = await self._call(
+                    self._client.get_asset, symbol.replace("/", ""), priority=RequestPriority.ORDER
+                )
+            except APIError as error:
+                raise BrokerError(f"alpaca asset {symbol}: {error}") from None
+            self._rules[symbol] = rules_from_asset(symbol, asset)
+        return {symbol: self._rules[symbol] for symbol in symbols}
+
+    async def _rules_of(self, symbol: str) -> InstrumentRules:
+        return (await self.instrument_rules([symbol]))[symbol]
+
+    def _arrival_liquidity(self, order: Order) -> Liquidity:
+        """Taker when the order can trade on arrival against the last quote; maker when it rests."""
+        quote = self._quotes.get(order.symbol)
+        if order.order_type is OrderType.MARKET or order.limit_price is None or quote is None:
+            return Liquidity.TAKER  # unknown book: the dearer fee, so the position is never overstated
+        bid, ask = quote
+        marketable = order.limit_price >= ask if order.side is Side.BUY else order.limit_price <= bid
+        return Liquidity.TAKER if marketable else Liquidity.MAKER
+
     # ---- Orders ----------------------------------------------------------------------------------
 
     async def submit(self, order: Order) -> Order:
         from alpaca.common.exceptions import APIError
-        from alpaca.trading.enums import OrderSide, TimeInForce
+        from alpaca.trading.enums import OrderSide
+        from alpaca.trading.enums import TimeInForce as AlpacaTimeInForce
         from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 
+        rules = await self._rules_of(order.symbol)
         common = {
             "symbol": order.symbol,
             "qty": order.quantity,
             "side": OrderSide.BUY if order.side is Side.BUY else OrderSide.SELL,
-            # Crypto accepts gtc/ioc only; equities keep the order for the day.
-            "time_in_force": TimeInForce.GTC if "/" in order.symbol else TimeInForce.DAY,
+            "time_in_force": AlpacaTimeInForce(rules.default_time_in_force.value),
             "client_order_id": order.client_order_id,
         }
         request = (
@@ -279,15 +355,16 @@ class AlpacaBroker(Broker):
             else MarketOrderRequest(**common)
         )
         priority = order_priority(order)
-        if priority is RequestPriority.DROPPABLE and not self.budget.try_take(priority):
-            raise RequestDropped(f"{order.client_order_id} not sent: the request budget is short")
+        admitted = order.client_order_id in self._admitted
+        self._admitted.discard(order.client_order_id)
+        # Journaled already, so it goes: a tier-1 order not admitted beforehand (a retry) waits its
+        # turn like any order rather than being dropped after the journal wrote it.
+        if priority is RequestPriority.DROPPABLE:
+            priority = RequestPriority.ORDER
+        self._liquidity.setdefault(order.client_order_id, self._arrival_liquidity(order))
         try:
             raw = await self._call(
-                self._client.submit_order,
-                request,
-                priority=priority,
-                prepaid=priority is RequestPriority.DROPPABLE,
-                submitting=True,
+                self._client.submit_order, request, priority=priority, prepaid=admitted, submitting=True
             )
         except APIError as error:
             status = self._api_status(error)
@@ -373,20 +450,41 @@ class AlpacaBroker(Broker):
             price = _float(raw.filled_avg_price)
             if filled <= 0 or price <= 0:
                 continue
+            side = Side(_value(raw.side))
+            fee, fee_quantity = self._fees(raw, side, filled, price)
             fills.append(
                 Fill(
                     fill_id=f"{raw.client_order_id}#{filled:.9g}",
                     client_order_id=raw.client_order_id,
                     symbol=raw.symbol,
-                    side=Side(_value(raw.side)),
+                    side=side,
                     quantity=filled,  # cumulative report: quantity == cumulative_quantity
                     price=price,
+                    fee=fee,
+                    fee_quantity=fee_quantity,
                     cumulative_quantity=filled,
                     timestamp=raw.filled_at or raw.updated_at or datetime.now(UTC),
                 )
             )
         fills.sort(key=lambda fill: fill.timestamp)
         return fills, cursor
+
+    def _fees(self, raw: Any, side: Side, quantity: float, price: float) -> tuple[float, float]:
+        """(cash fee, fee quantity) Alpaca took on this cumulative fill; its order reports neither.
+
+        An order this adapter did not send (sent before a restart) is judged by its type alone: a
+        market order took liquidity, a limit order rested (the engine's own rule, `with_fee_quantity`).
+        """
+        rules = self._rules.get(raw.symbol)
+        if rules is None:
+            return 0.0, 0.0  # rules never loaded: the engine's fee model applies
+        liquidity = self._liquidity.get(raw.client_order_id)
+        if liquidity is None:
+            liquidity = Liquidity.TAKER if _value(raw.order_type) == "market" else Liquidity.MAKER
+        return (
+            rules.fee.cash_fee(side, quantity, price, liquidity),
+            rules.fee.fee_quantity(side, quantity, liquidity),
+        )
 
     # ---- Positions and account -------------------------------------------------------------------
 
@@ -453,3 +551,56 @@ class AlpacaBroker(Broker):
 
     async def close(self) -> None:
         self._calls.close()
+
+
+# ---- Alpaca's assets as instrument rules -----------------------------------------------------------
+
+
+def rules_from_asset(symbol: str, asset: Any) -> InstrumentRules:
+    """`InstrumentRules` from an Alpaca asset (alpaca-py's `Asset`).
+
+    Crypto: the published `min_order_size`, `min_trade_increment` and `price_increment`, fractions
+    in any order type, gtc or ioc, $10 minimum on USD-quoted buys, Alpaca's crypto fee, around the
+    clock. Equities: whole or fractional shares by `fractionable` (fractions only in market day
+    orders), the sub-penny price bands, day orders first, no fee, the NYSE's sessions.
+    """
+    if _value(asset.asset_class) == AssetClass.CRYPTO.value:
+        increment = _float(asset.min_trade_increment) or _float(asset.min_order_size)
+        return InstrumentRules(
+            symbol=symbol,
+            asset_class=AssetClass.CRYPTO,
+            min_quantity=_float(asset.min_order_size) or increment,
+            quantity_increment=increment,
+            max_quantity=MAX_ORDER_QUANTITY,
+            price_increment=_float(asset.price_increment) or EQUITY_PRICE_INCREMENT,
+            min_notional=ALPACA_CRYPTO_MIN_NOTIONAL if symbol.endswith("/USD") else 0.0,
+            min_notional_sides=frozenset({Side.BUY}),
+            fractionable=True,
+            shortable=False,
+            time_in_force=(TimeInForce.GTC, TimeInForce.IOC),
+            fee=ALPACA_CRYPTO_FEE,
+            calendar=TradingCalendar.ALWAYS,
+        )
+    fractionable = bool(asset.fractionable)
+    return InstrumentRules(
+        symbol=symbol,
+        asset_class=AssetClass.US_EQUITY,
+        min_quantity=EQUITY_QUANTITY_INCREMENT if fractionable else 1.0,
+        quantity_increment=EQUITY_QUANTITY_INCREMENT if fractionable else 1.0,
+        max_quantity=MAX_ORDER_QUANTITY,
+        price_increment=_float(asset.price_increment) or EQUITY_PRICE_INCREMENT,
+        sub_dollar_price_increment=EQUITY_SUB_DOLLAR_PRICE_INCREMENT,
+        fractionable=fractionable,
+        fractional_order_types=frozenset({OrderType.MARKET}),
+        shortable=bool(asset.shortable),
+        # Fractional orders must be day orders, so day comes first.
+        time_in_force=(
+            TimeInForce.DAY,
+            TimeInForce.GTC,
+            TimeInForce.IOC,
+            TimeInForce.FOK,
+            TimeInForce.OPG,
+            TimeInForce.CLS,
+        ),
+        calendar=TradingCalendar.XNYS,
+    )

@@ -158,6 +158,15 @@ class Broker(ABC):
         """
         return {}
 
+    def admits(self, order: Order) -> bool:
+        """Whether `order` may go to the venue now, asked before the router journals it.
+
+        A venue with a request budget (`orch.brokers.budget`) refuses a tier-1 order (a requote,
+        worth sending only now) when it has no room for it now; the router then drops it unwritten.
+        An admitted order's request is taken here and spent by `submit`. In-process: always.
+        """
+        return True
+
     def request_budget(self) -> RequestBudgetUsage | None:
         """The budget of requests to this broker (`orch.brokers.budget`); None: in-process, unlimited."""
         return None

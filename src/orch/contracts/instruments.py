@@ -24,6 +24,8 @@ from orch.contracts.trading import DenialReason, OrderType, Side
 
 # Increments are whole multiples within this many increments (floats add small errors: 0.1 + 0.2).
 _ON_GRID_TOLERANCE = 1e-6
+# A sale of exactly what is held passes whatever float sums left in the last digits.
+_SHORT_TOLERANCE = 1e-9
 
 
 class AssetClass(StrEnum):
@@ -112,13 +114,17 @@ class InstrumentRules(BaseModel):
     # sub-penny rule: cents from $1 up, 1/100 cent below).
     price_increment: float = Field(gt=0)
     sub_dollar_price_increment: float | None = Field(default=None, gt=0)
-    # quantity x price at least this (Alpaca: $10 for USD-quoted crypto; 0: no minimum).
+    # quantity x price at least this, on these sides (Alpaca: $10 on USD-quoted crypto buys, so the
+    # last few dollars of a position can still be sold; 0: no minimum).
     min_notional: float = Field(default=0.0, ge=0)
+    min_notional_sides: frozenset[Side] = frozenset(Side)
     # False: whole units only. True: fractions, but only in `fractional_order_types` (Alpaca
     # equities: market orders; crypto: any).
     fractionable: bool = True
     fractional_order_types: frozenset[OrderType] = frozenset(OrderType)
     order_types: frozenset[OrderType] = frozenset(OrderType)
+    # False: no sale beyond what is held (Alpaca crypto: "insufficient balance").
+    shortable: bool = True
     # The first is what the router sends; the broker adapter maps it onto the venue's.
     time_in_force: tuple[TimeInForce, ...] = (TimeInForce.DAY,)
     fee: FeeModel = NO_FEES
@@ -155,6 +161,16 @@ class InstrumentRules(BaseModel):
         return round(steps * increment, 10)
 
     # ---- Breaches (what the gate denies after rounding) ----------------------------------------------
+
+    def short_breach(self, side: Side, quantity: float, held_after_open_sells: float) -> RuleBreach | None:
+        """A sale beyond what is held (less what open sales may take) on an instrument never shorted."""
+        if self.shortable or side is not Side.SELL or quantity <= held_after_open_sells + _SHORT_TOLERANCE:
+            return None
+        return RuleBreach(
+            DenialReason.NOT_SHORTABLE,
+            f"{self.symbol} cannot be sold short: selling {quantity:g} with "
+            f"{max(held_after_open_sells, 0.0):g} held and not already on sale",
+        )
 
     def quantity_problem(self, quantity: float) -> str | None:
         """Why `quantity` cannot be ordered whatever the order type, or None."""
@@ -200,7 +216,12 @@ class InstrumentRules(BaseModel):
         return None
 
     def order_breach(
-        self, quantity: float, order_type: OrderType, limit_price: float | None, value_price: float
+        self,
+        side: Side,
+        quantity: float,
+        order_type: OrderType,
+        limit_price: float | None,
+        value_price: float,
     ) -> RuleBreach | None:
         """Every rule an order must meet, valued at `value_price` (its limit, or the market's)."""
         breach = self.quantity_breach(quantity)
@@ -226,7 +247,7 @@ class InstrumentRules(BaseModel):
                     f"not {order_type.value}",
                 )
         notional = quantity * value_price
-        if notional < self.min_notional:
+        if side in self.min_notional_sides and notional < self.min_notional:
             return RuleBreach(
                 DenialReason.BELOW_MINIMUM,
                 f"order notional {notional:,.2f} is below {self.symbol}'s minimum {self.min_notional:,.2f}",

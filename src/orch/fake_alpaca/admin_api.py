@@ -4,6 +4,12 @@ They take the same key headers as the Alpaca routes and are never subject to inj
 test (or a person with curl) can always steer a server that is "down":
 
     GET    /_fake/admin/state                      everything: account, orders, positions, fills, prices
+    GET    /_fake/admin/refusals                   every refused trading or data request (4xx, 5xx):
+                                                    {"total", "reasons": [{"status", "code",
+                                                    "message", "count", "last_request"}]}
+    GET    /_fake/admin/requests                   trading requests per key: {"limit_per_minute",
+                                                    "accounts": {key: {"total", "busiest_minute",
+                                                    "first_at", "last_at"}}} (busiest in any 60 s)
     POST   /_fake/admin/reset                      {"starting_cash": 100000}  (body optional)
     POST   /_fake/admin/prices                     {"AAPL": 190.5, "BTC/USD": 60000}
     POST   /_fake/admin/tick                       {"count": 1}: move live prices that many steps
@@ -43,6 +49,14 @@ async def health(request: Request) -> Response:
 
 async def state(request: Request) -> Response:
     return answer(fake_of(request).snapshot())
+
+
+async def refusals(request: Request) -> Response:
+    return answer(fake_of(request).refusals())
+
+
+async def requests(request: Request) -> Response:
+    return answer(fake_of(request).requests())
 
 
 async def reset(request: Request) -> Response:
@@ -132,6 +146,8 @@ async def clear_faults(request: Request) -> Response:
 routes = [
     Route("/_fake/health", health, methods=["GET"]),
     Route("/_fake/admin/state", state, methods=["GET"]),
+    Route("/_fake/admin/refusals", refusals, methods=["GET"]),
+    Route("/_fake/admin/requests", requests, methods=["GET"]),
     Route("/_fake/admin/reset", reset, methods=["POST"]),
     Route("/_fake/admin/prices", set_prices, methods=["POST"]),
     Route("/_fake/admin/tick", tick, methods=["POST"]),

@@ -55,6 +55,18 @@ def _json_error(status: int, code: int, message: str) -> bytes:
     return json.dumps({"code": code, "message": message}).encode()
 
 
+def _error_body(body: bytes) -> tuple[int | None, str]:
+    """(Alpaca's code, message) of an error answer the fake wrote; (None, the text) otherwise."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None, body.decode(errors="replace")[:200]
+    if not isinstance(parsed, dict):
+        return None, str(parsed)[:200]
+    code = parsed.get("code")
+    return (code if isinstance(code, int) else None), str(parsed.get("message", ""))
+
+
 class AlpacaGate:
     """Pure ASGI middleware: record, inject faults, check keys (see the module docstring)."""
 
@@ -71,7 +83,7 @@ class AlpacaGate:
             await self.app(scope, receive, send)
             return
         if api in ("trading", "data"):
-            send = self._recording(scope, send)
+            send = self._counting_refusals(scope, self._recording(scope, send))
             fault = self.fake.take_fault(api)
             if fault is not None and await self._suffer(fault, send):
                 return
@@ -126,6 +138,24 @@ class AlpacaGate:
             if remaining is not None and remaining <= 0:
                 return
             await asyncio.sleep(0.02 if remaining is None else min(0.02, remaining))
+
+    def _counting_refusals(self, scope: Scope, send: Send) -> Send:
+        """Count every 4xx and 5xx answer by status and the Alpaca code of its body."""
+        status = 0
+        chunks: list[bytes] = []
+
+        async def count_and_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and status >= 400:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    code, text = _error_body(b"".join(chunks))
+                    self.fake.record_refusal(scope["method"], scope["path"], status, code, text)
+            await send(message)
+
+        return count_and_send
 
     def _recording(self, scope: Scope, send: Send) -> Send:
         if not self.fake.config.record_responses:

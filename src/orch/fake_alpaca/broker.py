@@ -424,7 +424,7 @@ class FakeBroker:
                 order.status = Status.ACCEPTED  # Alpaca queues equity orders until the market opens
             if time_in_force in ("day", "opg", "cls"):
                 order.expires_at = self.market.next_close(now)
-        order.maker = order_type == "limit" and not self._crossed(order)
+        order.maker = order_type == "limit" and not self._marketable(order)
         self.orders[order.id] = order
         self.by_client_id[client_order_id] = order
 
@@ -583,6 +583,14 @@ class FakeBroker:
             elif order.expires_at is not None and moment >= order.expires_at:
                 self._expire(order)
         return self.fills[fills_before:]
+
+    def _marketable(self, order: FakeOrder) -> bool:
+        """Whether the order takes liquidity on arrival (crypto's taker fee): a market order, or a
+        limit buy at or above the ask, a sell at or below the bid. One between rests: maker."""
+        if order.limit_price is None:
+            return True
+        bid, ask = self._prices.quote(order.symbol)
+        return order.limit_price >= ask if order.side == "buy" else order.limit_price <= bid
 
     def _crossed(self, order: FakeOrder) -> bool:
         if order.type == "market":

@@ -71,6 +71,28 @@ class FakeAlpacaConfig:
     record_responses: bool = False
 
 
+@dataclass
+class Refusals:
+    """Every trading or data request the fake refused (any 4xx or 5xx), by status and Alpaca's code.
+
+    A refused request is how a client learns it broke one of Alpaca's rules; a test of a client
+    that should break none asserts there were none, and prints these when there were.
+    """
+
+    by_reason: dict[tuple[int, int | None, str], dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, method: str, path: str, status: int, code: int | None, message: str) -> None:
+        seen = self.by_reason.setdefault(
+            (status, code, message), {"status": status, "code": code, "message": message, "count": 0}
+        )
+        seen["count"] += 1
+        seen["last_request"] = f"{method} {path}"
+
+    def to_dict(self) -> dict[str, Any]:
+        reasons = sorted(self.by_reason.values(), key=lambda seen: (-seen["count"], seen["status"]))
+        return {"total": sum(seen["count"] for seen in reasons), "reasons": [dict(r) for r in reasons]}
+
+
 @dataclass(frozen=True)
 class ServedResponse:
     method: str
@@ -116,6 +138,7 @@ class FakeAlpaca:
         self._bars = BarBuilder()
         self._ticks = 0
         self._served: deque[ServedResponse] = deque(maxlen=10_000)
+        self._refusals = Refusals()
         self.closing = False  # set on shutdown: hung requests give up
 
     # ---- Serialised access (handlers use these too) -------------------------------------------
@@ -327,6 +350,7 @@ class FakeAlpaca:
             self.prices.reset()
             self.faults.clear()
             self.rate_limit.reset()
+            self._refusals = Refusals()
             self.clock.set(self.config.clock_start, ticking=not self.config.clock_frozen)
             self.relax_rules(self.config.relaxed_rules)
             self._bars = BarBuilder()
@@ -364,6 +388,19 @@ class FakeAlpaca:
                 "faults": self.faults.to_list(),
                 "stream_clients": len(self.hub.clients()),
             }
+
+    def record_refusal(self, method: str, path: str, status: int, code: int | None, message: str) -> None:
+        with self._lock:
+            self._refusals.add(method, path, status, code, message)
+
+    def refusals(self) -> dict[str, Any]:
+        """What `GET /_fake/admin/refusals` answers: the total and each reason with its count."""
+        with self._lock:
+            return self._refusals.to_dict()
+
+    def requests(self) -> dict[str, Any]:
+        """What `GET /_fake/admin/requests` answers: each key's trading requests and busiest minute."""
+        return {"limit_per_minute": self.rate_limit.per_minute, "accounts": self.rate_limit.requests()}
 
     def record(self, response: ServedResponse) -> None:
         if self.config.record_responses:

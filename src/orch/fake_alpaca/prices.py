@@ -282,13 +282,18 @@ class PriceBook:
         self._live[symbol] = moved
         return self.quote_tick(symbol, now, size=int(walk.integers(1, 500)))
 
-    def quote_tick(self, symbol: str, now: datetime, size: int = 100) -> LiveTick:
-        """The current price as a trade plus a quote around it (one cent, or 2 bps, each side)."""
+    def quote(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """The current (bid, ask) around the live price: one cent, or 2 bps, each side."""
         price = self.price(symbol)
         tick = price_tick(price)
         half_spread = max((price * Decimal("0.0002")).quantize(tick), tick)
+        return price - half_spread, price + half_spread
+
+    def quote_tick(self, symbol: str, now: datetime, size: int = 100) -> LiveTick:
+        """The current price as a trade plus the quote around it."""
+        bid, ask = self.quote(symbol)
         self._trade_id += 1
-        return LiveTick(symbol, now, price, size, self._trade_id, price - half_spread, price + half_spread)
+        return LiveTick(symbol, now, self.price(symbol), size, self._trade_id, bid, ask)
 
     def _initial_price(self, symbol: str) -> Decimal:
         for source in (self._minute, self._daily):

@@ -180,6 +180,14 @@ class FakeAlpacaAdmin:
     def state(self) -> dict[str, Any]:
         return self._call("GET", "state")
 
+    def refusals(self) -> dict[str, Any]:
+        """Every refused trading or data request: {"total", "reasons": [{status, code, message, count}]}."""
+        return self._call("GET", "refusals")
+
+    def requests(self) -> dict[str, Any]:
+        """Trading requests per key, with the busiest minute: {"limit_per_minute", "accounts"}."""
+        return self._call("GET", "requests")
+
     def reset(self, starting_cash: float | None = None) -> None:
         self._call("POST", "reset", {} if starting_cash is None else {"starting_cash": starting_cash})
 

@@ -156,6 +156,10 @@ class OrderRouter:
             updated_at=None,
             reject_reason=None,
         )
+        if not self.broker.admits(order):
+            # A requote the request budget has no room for now: dropped before the journal writes it
+            # (it used to be written, then dropped by the broker: a rejected order and a warning each).
+            return None, None
         self.journal.record_order(order, sequence)  # before the broker can know it
         self.gate.record_sent()
         self.portfolio.track_order(order)

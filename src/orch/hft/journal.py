@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS fills (
     sequence INTEGER PRIMARY KEY AUTOINCREMENT, fill_id TEXT UNIQUE NOT NULL,
     client_order_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, quantity REAL NOT NULL,
     price REAL NOT NULL, fee REAL NOT NULL, cumulative_quantity REAL NOT NULL, at REAL NOT NULL,
-    realized_pnl REAL NOT NULL DEFAULT 0, trading_day TEXT
+    realized_pnl REAL NOT NULL DEFAULT 0, trading_day TEXT, fee_quantity REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS daily_realized (trading_day TEXT PRIMARY KEY, realized_pnl REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (
@@ -98,6 +98,7 @@ class Journal:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
         self._add_realized_columns()
+        self._add_fee_quantity_column()
         self._sequence = self._db.execute("SELECT COALESCE(MAX(sequence), 0) FROM orders").fetchone()[0]
 
     def _add_realized_columns(self) -> None:
@@ -111,6 +112,15 @@ class Journal:
             "journal predates per-fill realized P&L: earlier fills count 0 toward the daily loss;"
             " the positions' realized totals are kept"
         )
+
+    def _add_fee_quantity_column(self) -> None:
+        """A journal written before fills carried the quantity a venue kept as its fee gets the column.
+
+        Earlier fills read 0 there: their positions were credited in full, as they were written.
+        """
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(fills)")}
+        if "fee_quantity" not in columns:
+            self._db.execute("ALTER TABLE fills ADD COLUMN fee_quantity REAL NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self.checkpoint()
@@ -318,7 +328,8 @@ class Journal:
             day = account_trading_day(at)
             cursor = db.execute(
                 "INSERT INTO fills(fill_id, client_order_id, symbol, side, quantity, price, fee,"
-                " cumulative_quantity, at, realized_pnl, trading_day) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " cumulative_quantity, at, realized_pnl, trading_day, fee_quantity)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     f"{order.client_order_id}#{cumulative:.9g}",
                     order.client_order_id,
@@ -331,6 +342,7 @@ class Journal:
                     at,
                     realized_now,
                     day.isoformat(),
+                    fee_quantity,
                 ),
             )
             sequence = cursor.lastrowid
@@ -381,7 +393,9 @@ class Journal:
 
     def fills_since(self, sequence: int = 0, limit: int = 1000) -> list[Fill]:
         rows = self._db.execute(
-            "SELECT * FROM fills WHERE sequence > ? ORDER BY sequence LIMIT ?", (sequence, limit)
+            "SELECT sequence, fill_id, client_order_id, symbol, side, quantity, price, fee, fee_quantity,"
+            " cumulative_quantity, at FROM fills WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            (sequence, limit),
         ).fetchall()
         return [
             Fill(
@@ -392,11 +406,12 @@ class Journal:
                 quantity=qty,
                 price=price,
                 fee=fee,
+                fee_quantity=fee_quantity,
                 cumulative_quantity=cumulative,
                 timestamp=_utc(at),
                 sequence=seq,
             )
-            for (seq, fill_id, cid, symbol, side, qty, price, fee, cumulative, at, *_) in rows
+            for (seq, fill_id, cid, symbol, side, qty, price, fee, fee_quantity, cumulative, at) in rows
         ]
 
     def positions(self, include_closed: bool = False) -> list[PositionRow]:

@@ -169,12 +169,12 @@ class RiskGate:
                 return self._deny(DenialReason.NO_PRICE, f"no price known for {symbol} to value the order")
         if self.instruments is not None:
             rules = self.instruments.get(symbol)
+            order_type = OrderType.MARKET if limit_price is None else OrderType.LIMIT
             breach = (
                 self.instruments.unknown(symbol)
                 if rules is None
-                else rules.order_breach(
-                    quantity, OrderType.MARKET if limit_price is None else OrderType.LIMIT, limit_price, price
-                )
+                else rules.order_breach(side, quantity, order_type, limit_price, price)
+                or rules.short_breach(side, quantity, portfolio.worst_case(symbol, Side.SELL))
             )
             if breach is not None:
                 return self._deny(breach.reason, breach.detail)
