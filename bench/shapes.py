@@ -46,7 +46,7 @@ class NoOpCommand(CommandWorkflow):
     async def run(self, options: CommandOptions) -> dict:
         async def body() -> None:
             for step in STEPS:
-                await self.run_step(step, noop_step, step.name, result_type=StepOutcome)
+                await self.step_runner.run(step, noop_step, step.name, result_type=StepOutcome)
 
         return await self.execute(body)
 

@@ -215,7 +215,7 @@ class NapCommand(CommandWorkflow):
     @workflow.run
     async def run(self, seconds: float) -> dict:
         async def body() -> None:
-            await self.run_step(NAP, nap, seconds, result_type=StepOutcome)
+            await self.step_runner.run(NAP, nap, seconds, result_type=StepOutcome)
 
         return await self.execute(body)
 

@@ -28,6 +28,8 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
+from orch.contracts.errors import ErrorType
+
 
 @functools.lru_cache(maxsize=1024)
 def _cached_adapter(type_hint: Any) -> TypeAdapter[Any]:
@@ -59,7 +61,7 @@ class StrictJSONPayloadConverter(PydanticJSONPlainPayloadConverter):
             return _adapter(hint).validate_json(payload.data, strict=True)
         except ValidationError as err:
             raise ApplicationError(
-                invalid_payload_message(hint, err), type="InvalidInput", non_retryable=True
+                invalid_payload_message(hint, err), type=ErrorType.INVALID_INPUT, non_retryable=True
             ) from None
 
 

@@ -27,6 +27,7 @@ from orch.backtest import analysis
 from orch.backtest.data import BacktestInputError, prepare
 from orch.backtest.process import JobFailed, run_job
 from orch.config import Settings
+from orch.contracts.errors import ErrorType
 from orch.contracts.names import RESTART_DISCOVERY, SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import SystemStateSnapshot
 from orch.contracts.validation import (
@@ -97,7 +98,7 @@ class BacktestActivities:
         except (BacktestInputError, DataFileError) as err:
             raise InvalidInput(str(err)) from err
         except UnknownStrategyError as err:
-            raise ApplicationError(str(err), type="UnknownStrategy", non_retryable=True) from err
+            raise ApplicationError(str(err), type=ErrorType.UNKNOWN_STRATEGY, non_retryable=True) from err
 
     # ---- Steps 2 and 4: CPU work in processes, on orch-backtest --------------------------------
 

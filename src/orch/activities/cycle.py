@@ -75,6 +75,7 @@ from orch.contracts.engine import (
     SenseRequest,
     cycle_report_path,
 )
+from orch.contracts.errors import ErrorType
 from orch.contracts.levels import EmergencyLevel, TradingMode
 from orch.contracts.market import MarketStatus
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
@@ -223,7 +224,7 @@ class CycleActivities:
             raise ApplicationError(
                 f"none of the symbols ({', '.join(wanted)}) is both traded by orch hft "
                 f"({', '.join(hft_symbols)}) and served by {self._market.name}",
-                type="InvalidInput",
+                type=ErrorType.INVALID_INPUT,
                 non_retryable=True,
             )
         equity = hft.sim_starting_cash + pnl
@@ -753,7 +754,9 @@ async def _hft_call(awaitable):  # type: ignore[no-untyped-def]
     except HftApiError as err:
         if 400 <= err.status < 500:
             raise ApplicationError(
-                f"orch hft refused the request: {err}", type="HftRequestRejected", non_retryable=True
+                f"orch hft refused the request: {err}",
+                type=ErrorType.HFT_REQUEST_REJECTED,
+                non_retryable=True,
             ) from err
         raise
 

@@ -63,6 +63,7 @@ from orch.contracts.data import (
     ValidateConnectionsRequest,
 )
 from orch.contracts.discovery import Candidate
+from orch.contracts.errors import ErrorType
 from orch.contracts.levels import TradingMode
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import (
@@ -90,8 +91,6 @@ PROBE_BARS = 30
 ALPACA_DATA_URL = "https://data.alpaca.markets"
 # The dry cycle's account: what the plans are sized against. Nothing is sent anywhere.
 DRY_RUN_EQUITY = 100_000.0
-# Non-retryable failure types of these steps (the workflow's retry policy names them).
-NON_RETRYABLE = ["DataSourceRejected", "InsufficientHistory", "TradingModeRefused"]
 
 
 def describe(sources: DataSources) -> str:
@@ -181,9 +180,9 @@ class DataActivities:
             raise ApplicationError(
                 "data sources not ready: " + " | ".join(p.line() for p in failing),
                 [p.model_dump(mode="json") for p in probes],
-                type="DataSourceRejected"
+                type=ErrorType.DATA_SOURCE_REJECTED
                 if not any(p.retryable for p in failing)
-                else "DataSourceUnavailable",
+                else ErrorType.DATA_SOURCE_UNAVAILABLE,
                 non_retryable=not any(p.retryable for p in failing),
             )
         return ConnectionsValidated(
@@ -332,7 +331,9 @@ class DataActivities:
                 result_type=DataSourcesChange,
             )
         except WorkflowUpdateFailedError as err:
-            raise ApplicationError(_update_refusal(err), type="InvalidInput", non_retryable=True) from err
+            raise ApplicationError(
+                _update_refusal(err), type=ErrorType.INVALID_INPUT, non_retryable=True
+            ) from err
         await self._markets.refresh(force=True)
         return SourcesSwitched(
             summary=f"data sources {describe(previous.sources)} -> {describe(request.sources)}",
@@ -359,7 +360,7 @@ class DataActivities:
         if not new:
             reasons = "; ".join(f"{s}: {why}" for s, why in loaded.items())
             raise ApplicationError(
-                f"no recent bars from {describe(request.sources)}: {reasons}", type="NoHistory"
+                f"no recent bars from {describe(request.sources)}: {reasons}", type=ErrorType.NO_HISTORY
             )
 
         reference_name = describe(request.previous_sources)
@@ -383,7 +384,7 @@ class DataActivities:
             raise ApplicationError(
                 f"the active strategy {strategy} needs {lookback} bars; {describe(request.sources)} "
                 f"serves at most {longest} for {', '.join(new)}",
-                type="InsufficientHistory",
+                type=ErrorType.INSUFFICIENT_HISTORY,
                 non_retryable=True,
             )
         symbols = [_symbol_stats(h, market.served_by.get(s, request.sources.primary)) for s, h in new.items()]
@@ -447,7 +448,7 @@ class DataActivities:
         if not snapshot.conditions:
             raise ApplicationError(
                 f"no symbol's bars passed the data validation checks: {'; '.join(issues) or 'no bars'}",
-                type="DataFlowFailed",
+                type=ErrorType.DATA_FLOW_FAILED,
             )
         usable = {c.symbol: histories[c.symbol] for c in snapshot.conditions}
         patterns = await asyncio.to_thread(analyse_patterns, usable, snapshot, 0)
@@ -505,7 +506,7 @@ class DataActivities:
             )
         except WorkflowUpdateFailedError as err:
             raise ApplicationError(
-                _update_refusal(err), type="TradingModeRefused", non_retryable=True
+                _update_refusal(err), type=ErrorType.TRADING_MODE_REFUSED, non_retryable=True
             ) from err
         hft_mode, hft_note = await self._hft_trading_mode(request.mode)
         return TradingEnabled(

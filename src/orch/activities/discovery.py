@@ -44,6 +44,7 @@ from orch.contracts.discovery import (
     UpdateConfigurationRequest,
     ValidateDiscoveryRequest,
 )
+from orch.contracts.errors import ErrorType
 from orch.contracts.names import (
     DISCOVERY_QUEUE,
     DISCOVERY_SCAN,
@@ -78,7 +79,7 @@ class DiscoveryActivities:
         if strategy not in known:
             raise ApplicationError(
                 f"unknown discovery strategy {strategy!r}; known strategies: {', '.join(known)}",
-                type="UnknownStrategy",
+                type=ErrorType.UNKNOWN_STRATEGY,
                 non_retryable=True,
             )
         return known
@@ -91,7 +92,7 @@ class DiscoveryActivities:
         try:
             lookback = get_strategy(request.strategy).lookback
         except UnknownStrategyError as err:
-            raise ApplicationError(str(err), type="UnknownStrategy", non_retryable=True) from err
+            raise ApplicationError(str(err), type=ErrorType.UNKNOWN_STRATEGY, non_retryable=True) from err
         bars = max(lookback, self._settings.discovery_history_bars)
         end = datetime.now(UTC)
         universe = self._market.universe()
@@ -154,7 +155,7 @@ class DiscoveryActivities:
             hint = "" if request.force_stop else "; use --force-stop to cancel them"
             raise ApplicationError(
                 f"{len(ids)} scans did not stop within {request.drain_timeout_seconds:g} s{hint}",
-                type="DrainTimeout",
+                type=ErrorType.DRAIN_TIMEOUT,
                 non_retryable=True,
             ) from None
         verb = "cancelled" if request.force_stop else "drained"
@@ -212,7 +213,9 @@ class DiscoveryActivities:
         """A discovery worker is polling, the new scan succeeded, and its output is sane."""
         pollers = await self._live_pollers(DISCOVERY_QUEUE)
         if not pollers:
-            raise ApplicationError(f"no worker is polling task queue {DISCOVERY_QUEUE}", type="NoWorkers")
+            raise ApplicationError(
+                f"no worker is polling task queue {DISCOVERY_QUEUE}", type=ErrorType.NO_WORKERS
+            )
         handle = self._client.get_workflow_handle(request.scan_workflow_id, result_type=CandidateSet)
         try:
             candidates: CandidateSet = await heartbeat_until_done(
@@ -222,19 +225,19 @@ class DiscoveryActivities:
         except TimeoutError:
             raise ApplicationError(
                 f"scan {request.scan_workflow_id} did not finish within {request.timeout_seconds:g} s",
-                type="ScanTimeout",
+                type=ErrorType.SCAN_TIMEOUT,
             ) from None
         except WorkflowFailureError as err:
             raise ApplicationError(
                 f"scan {request.scan_workflow_id} failed: {_root_message(err)}",
-                type="ScanFailed",
+                type=ErrorType.SCAN_FAILED,
                 non_retryable=True,
             ) from err
         problems = _sanity_problems(candidates, request.strategy, set(self._market.universe()))
         if problems:
             raise ApplicationError(
                 f"scan {request.scan_workflow_id} output rejected: {'; '.join(problems)}",
-                type="InvalidScanOutput",
+                type=ErrorType.INVALID_SCAN_OUTPUT,
                 non_retryable=True,
             )
         top = ", ".join(c.symbol for c in candidates.candidates[:3])

@@ -41,6 +41,7 @@ from orch.contracts.emergency import (
     paused_by,
 )
 from orch.contracts.engine import EngineStatus
+from orch.contracts.errors import ErrorType
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID, TRADING_ENGINE
 from orch.contracts.system import EmergencyLevel, ResumeRequest, SystemStateSnapshot
 from orch.contracts.trading import Order, OrderStatus, Position, Side, TradingState, TradingStatus
@@ -98,7 +99,9 @@ class EmergencyActivities:
             )
         except WorkflowUpdateFailedError as err:
             raise ApplicationError(
-                f"SystemState refused the incident: {err.cause}", type="InvalidInput", non_retryable=True
+                f"SystemState refused the incident: {err.cause}",
+                type=ErrorType.INVALID_INPUT,
+                non_retryable=True,
             ) from err
         what = "recorded" if request.revision == 1 else f"recorded with {len(incident.actions)} actions"
         return IncidentRecorded(
@@ -122,7 +125,7 @@ class EmergencyActivities:
             raise ApplicationError(
                 f"orch hft answered {status.state.value} at level {status.emergency_level.value} "
                 f"after a {request.level.value} kill",
-                type="KillNotConfirmed",
+                type=ErrorType.KILL_NOT_CONFIRMED,
             )
         paused = ", entries paused" if status.entries_paused else ""
         return HftKilled(
@@ -162,7 +165,7 @@ class EmergencyActivities:
                 raise ApplicationError(
                     f"orch hft halted but is NOT flat: {_describe_positions(positions.values())} "
                     f"({status.trading.reason})",
-                    type="NotSettled",
+                    type=ErrorType.NOT_SETTLED,
                     non_retryable=True,
                 )
             if settled:
@@ -179,7 +182,7 @@ class EmergencyActivities:
                     f"after {self._settings.emergency_confirm_seconds:g} s orch hft is {state.value} with "
                     f"{len(status.open_orders)} open orders ({left or '-'}) and "
                     f"{_describe_positions(positions.values()) or 'no positions'}",
-                    type="NotSettled",
+                    type=ErrorType.NOT_SETTLED,
                     non_retryable=True,
                 )
             for order in targets:
@@ -200,7 +203,8 @@ class EmergencyActivities:
         status = await self._call(lambda hft: hft.resume(reason[:500], requested_by=requested_by[:64]))
         if status.state is not TradingState.ACTIVE:
             raise ApplicationError(
-                f"orch hft is {status.state.value} after resume ({status.reason})", type="ResumeNotConfirmed"
+                f"orch hft is {status.state.value} after resume ({status.reason})",
+                type=ErrorType.RESUME_NOT_CONFIRMED,
             )
         return HftResumed(summary=f"orch hft {status.state.value}", state=status.state.value)
 
@@ -237,10 +241,12 @@ class EmergencyActivities:
             self._hft.forget(err)
             retryable = err.status >= 500 or err.status in (401, 409, 429)
             raise ApplicationError(
-                f"orch hft at {self._hft.url} answered {err}", type="HftApiError", non_retryable=not retryable
+                f"orch hft at {self._hft.url} answered {err}",
+                type=ErrorType.HFT_API_ERROR,
+                non_retryable=not retryable,
             ) from err
         except HftClientError as err:
-            raise ApplicationError(str(err), type="HftUnavailable") from err
+            raise ApplicationError(str(err), type=ErrorType.HFT_UNAVAILABLE) from err
 
     # ---- The trading engines ---------------------------------------------------------------------
 
@@ -265,7 +271,7 @@ class EmergencyActivities:
         if failed:
             raise ApplicationError(
                 f"could not signal {request.signal} to {', '.join(f'{k} ({v})' for k, v in failed.items())}",
-                type="SignalFailed",
+                type=ErrorType.SIGNAL_FAILED,
             )
         names = ", ".join(signalled) if signalled else "no TradingEngine running"
         return EnginesSignalled(summary=f"{request.signal} sent to {names}", signalled=signalled)
@@ -366,7 +372,9 @@ class EmergencyActivities:
                 leftovers.append(f"engine {engine_id} still emergency-stopped")
         if not leftovers:
             raise ApplicationError(
-                "no emergency stop is in force; nothing to resume", type="NothingToResume", non_retryable=True
+                "no emergency stop is in force; nothing to resume",
+                type=ErrorType.NOTHING_TO_RESUME,
+                non_retryable=True,
             )
         return ActiveEmergency(
             summary=f"no emergency in force, finishing an earlier resume: {'; '.join(leftovers)}",
@@ -383,7 +391,9 @@ class EmergencyActivities:
             )
         except WorkflowUpdateFailedError as err:
             raise ApplicationError(
-                f"SystemState refused the resume: {err.cause}", type="CommandRejected", non_retryable=True
+                f"SystemState refused the resume: {err.cause}",
+                type=ErrorType.COMMAND_REJECTED,
+                non_retryable=True,
             ) from err
         return EmergencyResolved(summary=f"resolved {', '.join(resolved) or 'nothing'}", resolved=resolved)
 

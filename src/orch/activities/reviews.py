@@ -28,6 +28,7 @@ from orch.agents.risk import portfolio_risk
 from orch.config import Settings
 from orch.contracts.cycle import PortfolioRiskLimits, RegimeThresholds
 from orch.contracts.emergency import AgentHealth, AgentOutcomes, ReviewContext, ReviewFinding, ReviewInput
+from orch.contracts.errors import ErrorType
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import AgentErrorsUpdate, SystemStateSnapshot
 from orch.contracts.trading import HftStatus
@@ -47,7 +48,7 @@ def agent(name: str) -> Iterator[None]:
         raise ApplicationError(
             f"agent {name} failed: {type(err).__name__}: {err}",
             {"agent": name},
-            type="AgentError",
+            type=ErrorType.AGENT_ERROR,
             non_retryable=True,
         ) from err
 
@@ -69,7 +70,9 @@ class ReviewActivities:
             return await self._hft.client().status()
         except HftClientError as err:
             self._hft.forget(err)
-            raise ApplicationError(f"orch hft at {self._hft.url}: {err}", type="DataUnavailable") from err
+            raise ApplicationError(
+                f"orch hft at {self._hft.url}: {err}", type=ErrorType.DATA_UNAVAILABLE
+            ) from err
 
     async def _histories(self, symbols: list[str]) -> dict[str, PriceHistory]:
         """Bars per symbol from this worker's market source; symbols it does not serve are left out."""
@@ -83,7 +86,7 @@ class ReviewActivities:
             return await asyncio.to_thread(load)
         except Exception as err:
             raise ApplicationError(
-                f"market source {getattr(self._market, 'name', '?')}: {err}", type="DataUnavailable"
+                f"market source {getattr(self._market, 'name', '?')}: {err}", type=ErrorType.DATA_UNAVAILABLE
             ) from err
 
     # ---- Context ---------------------------------------------------------------------------------
@@ -147,7 +150,9 @@ class ReviewActivities:
         try:
             plans = await self._hft.client().plans()
         except HftClientError as err:
-            raise ApplicationError(f"orch hft at {self._hft.url}: {err}", type="DataUnavailable") from err
+            raise ApplicationError(
+                f"orch hft at {self._hft.url}: {err}", type=ErrorType.DATA_UNAVAILABLE
+            ) from err
         state = await self._system_state()
         with agent("performance"):
             return review_strategies(state.learning, plans)

@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from orch.contracts.commands import StepOutcome
+from orch.contracts.errors import ErrorType
 
 P = ParamSpec("P")
 OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
@@ -28,7 +29,7 @@ T = TypeVar("T")
 
 
 class InvalidInput(ValueError):
-    """Input no retry can fix. Its class name is in every command's non-retryable list."""
+    """Input no retry can fix: the step fails with the non-retryable `ErrorType.INVALID_INPUT`."""
 
 
 def step_activity(fn: Callable[P, Awaitable[OutcomeT]]) -> Callable[P, Awaitable[OutcomeT]]:
@@ -37,6 +38,10 @@ def step_activity(fn: Callable[P, Awaitable[OutcomeT]]) -> Callable[P, Awaitable
         attempt = activity.info().attempt
         try:
             outcome = await heartbeating(fn)(*args, **kwargs)
+        except InvalidInput as err:
+            raise ApplicationError(
+                str(err), {"attempt": attempt}, type=ErrorType.INVALID_INPUT, non_retryable=True
+            ) from err
         except ApplicationError as err:
             raise ApplicationError(
                 err.message,

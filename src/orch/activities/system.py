@@ -7,6 +7,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from orch.contracts.errors import ErrorType
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import CommandSlot, SlotDecision
 
@@ -33,11 +34,13 @@ class SystemActivities:
             raise ApplicationError(
                 f"SystemState ({SYSTEM_STATE_WORKFLOW_ID}) is not running: start the stack with "
                 "`orch up` or a worker with `orch worker`",
-                type="CommandRejected",
+                type=ErrorType.COMMAND_REJECTED,
                 non_retryable=True,
             ) from err
         except WorkflowUpdateFailedError as err:
-            raise ApplicationError(str(err.cause), type="CommandRejected", non_retryable=True) from err
+            raise ApplicationError(
+                str(err.cause), type=ErrorType.COMMAND_REJECTED, non_retryable=True
+            ) from err
 
     @activity.defn
     async def find_closed_workflows(self, workflow_ids: list[str]) -> list[str]:

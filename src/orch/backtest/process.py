@@ -96,12 +96,13 @@ def _classify(err: BaseException) -> tuple[str, bool]:
     """(error type, non-retryable) for an error raised by a job."""
     from orch.agents.discovery import UnknownStrategyError
     from orch.backtest.data import BacktestInputError
+    from orch.contracts.errors import ErrorType
     from orch.market.csv import DataFileError
 
     if isinstance(err, UnknownStrategyError):
-        return "UnknownStrategy", True
+        return ErrorType.UNKNOWN_STRATEGY, True
     if isinstance(err, BacktestInputError | DataFileError):
-        return "InvalidInput", True
+        return ErrorType.INVALID_INPUT, True
     return type(err).__name__, False
 
 

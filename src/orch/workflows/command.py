@@ -1,38 +1,41 @@
-"""The command-workflow framework: named steps, the `progress` query, UI details, retries,
-timeouts, the durable concurrency cap, and one way to fail.
+"""The command-workflow framework: the `progress` query, the durable concurrency cap, timeouts, and
+one way to fail.
 
-A command workflow subclasses `CommandWorkflow`, declares its `steps`, and runs each with
-`self.run_step(...)`. Everything a user checks while it runs (progress, current step, what
-failed and why) lives in `CommandRun`, which the `progress` query serialises.
+A command workflow subclasses `CommandWorkflow`, declares its `steps`, and runs each through
+`self.step_runner` (workflows/steps.py). Everything a user checks while it runs (progress, current
+step, what failed and why) lives in `CommandRun`, which the `progress` query serialises.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from orch.activities.discovery import DiscoveryActivities
     from orch.activities.system import SystemActivities
-    from orch.contracts.commands import (
-        CommandOptions,
-        CommandResult,
-        CommandStatus,
-        Progress,
-        ProgressDetails,
-        StepOutcome,
-        StepReport,
-    )
+    from orch.contracts.commands import CommandOptions, CommandResult, CommandStatus, Progress
+    from orch.contracts.errors import NON_RETRYABLE_ERROR_TYPES, ErrorType
     from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
     from orch.contracts.system import CommandSlot, SlotDecision
+    from orch.workflows.steps import (
+        ACTIVITY_FAILURES,
+        CommandRun,
+        Step,
+        StepFailed,
+        StepPolicy,
+        StepRunner,
+        backoff_retry,
+        describe_activity_failure,
+    )
 
-OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
+__all__ = ["CommandWorkflow", "Step"]
 
 # The slot update's local activity: SystemState takes a few updates at a time (the server's in-flight
 # limit per workflow) and refuses the rest with RESOURCE_EXHAUSTED, so a busy moment is retried quickly.
@@ -42,80 +45,6 @@ SLOT_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=2),
     maximum_attempts=40,
 )
-
-# Error types that no retry can fix: the step fails at once.
-NON_RETRYABLE_ERRORS = ["InvalidInput", "UnknownStrategy", "CommandRejected"]
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str  # stable machine name, shown as `current_step` (e.g. "clearing_job_queue")
-    title: str  # what a person reads in the Temporal UI
-
-
-class StepFailed(Exception):
-    """Raised inside the workflow when a step has failed for good; the command ends `failed` unless the
-    step was not required."""
-
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(message)
-        self.step = step
-        self.message = message
-
-
-class CommandRun:
-    """The progress of one command: what `progress` reports and `CommandResult` records."""
-
-    def __init__(self, command_type: str, steps: Sequence[Step], options: CommandOptions) -> None:
-        self.command_type = command_type
-        self.steps = list(steps)
-        self.options = options
-        self.status = CommandStatus.QUEUED
-        self.current_step: str | None = None
-        self.reports = {s.name: StepReport(name=s.name, status=CommandStatus.QUEUED) for s in steps}
-        self.error_messages: list[str] = []
-        self.compensation: list[str] = []
-        self.updated_at = workflow.now()
-
-    # ---- Reading ---------------------------------------------------------------------------------
-
-    def progress(self) -> Progress:
-        done = [r.name for r in self.reports.values() if r.status == CommandStatus.COMPLETED]
-        return Progress(
-            workflow_id=workflow.info().workflow_id,
-            command_type=self.command_type,
-            progress=round(len(done) / len(self.steps), 4) if self.steps else 1.0,
-            current_step=self.current_step,
-            status=self.status,
-            timestamp=self.updated_at,
-            details=ProgressDetails(
-                steps_completed=done,
-                steps_failed=[r.name for r in self.reports.values() if r.status == CommandStatus.FAILED],
-                error_messages=list(self.error_messages),
-            ),
-        )
-
-    def result_fields(self) -> dict[str, Any]:
-        return {
-            "workflow_id": workflow.info().workflow_id,
-            "command_type": self.command_type,
-            "status": self.status,
-            "steps": list(self.reports.values()),
-            "error": self.error_messages[-1] if self.error_messages else None,
-            "compensation": list(self.compensation),
-        }
-
-    # ---- Changing --------------------------------------------------------------------------------
-
-    def touch(self, details: str | None = None) -> None:
-        self.updated_at = workflow.now()
-        if details is not None:
-            workflow.set_current_details(details)
-
-    def fail(self, message: str) -> None:
-        self.status = CommandStatus.FAILED
-        self.error_messages.append(message)
-        self.touch(f"**Failed**: {message}")
 
 
 class CommandWorkflow:
@@ -133,8 +62,9 @@ class CommandWorkflow:
     # they skip the concurrency cap instead of queueing behind the commands they may need to stop.
     uses_command_slot: ClassVar[bool] = True
 
-    def _begin(self, options: CommandOptions) -> None:
+    def _begin(self, options: CommandOptions, *, details_prefix: str = "") -> None:
         self._run = CommandRun(self.command_type, self.steps, options)
+        self.step_runner = StepRunner(self._run, self.step_policy(), details_prefix=details_prefix)
         self._slot_decision: SlotDecision | None = None
         self._holds_slot = False
         self._run.touch(f"Queued: waiting for a command slot ({len(self.steps)} steps)")
@@ -168,7 +98,7 @@ class CommandWorkflow:
             assert self._slot_decision is not None
             decision = self._slot_decision
         if not decision.granted:
-            raise ApplicationError(decision.reason, type="CommandRejected", non_retryable=True)
+            raise ApplicationError(decision.reason, type=ErrorType.COMMAND_REJECTED, non_retryable=True)
         self._holds_slot = True
 
     async def _ask_for_slot(self, slot: CommandSlot) -> SlotDecision:
@@ -181,8 +111,8 @@ class CommandWorkflow:
                 retry_policy=SLOT_RETRY,
             )
         except ACTIVITY_FAILURES as err:
-            message, _ = _describe_activity_failure(err, SLOT_RETRY.maximum_attempts)
-            raise ApplicationError(message, type="CommandRejected", non_retryable=True) from err
+            message, _ = describe_activity_failure(err, SLOT_RETRY.maximum_attempts)
+            raise ApplicationError(message, type=ErrorType.COMMAND_REJECTED, non_retryable=True) from err
 
     async def _release_slot(self) -> None:
         if not self._holds_slot:
@@ -193,6 +123,38 @@ class CommandWorkflow:
             await system_state.signal("release_command_slot", workflow.info().workflow_id)
         except Exception:
             workflow.logger.warning("could not release the command slot; SystemState will reap it")
+
+    # ---- Input that only a worker can check ------------------------------------------------------
+
+    async def _refuse_unknown_strategies(self, strategies: Sequence[str]) -> None:
+        """Bad input fails at once, before a slot is taken or anything is stopped or started.
+
+        Regular activities, not local ones: a query on a workflow that failed in the same task as a
+        local activity's marker is answered from the state before the marker, so `progress` would say
+        `queued` for a command that failed.
+        """
+        checks = [
+            workflow.execute_activity_method(
+                DiscoveryActivities.validate_strategy,
+                strategy,
+                start_to_close_timeout=timedelta(seconds=10),
+                summary=f"Check {strategy} is known",
+                retry_policy=RetryPolicy(
+                    maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES
+                ),
+            )
+            for strategy in strategies
+        ]
+        for outcome in await asyncio.gather(*checks, return_exceptions=True):
+            if isinstance(outcome, ActivityError):
+                cause = outcome.cause
+                message = cause.message if isinstance(cause, ApplicationError) else str(outcome)
+                self._run.fail(message)
+                raise ApplicationError(
+                    message, type=ErrorType.UNKNOWN_STRATEGY, non_retryable=True
+                ) from outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     # ---- Running ---------------------------------------------------------------------------------
 
@@ -216,8 +178,11 @@ class CommandWorkflow:
             except TimeoutError:
                 run.fail(f"timed out after {run.options.workflow_timeout_seconds:g} s")
             except StepFailed:
-                pass  # already recorded by run_step
-            except (asyncio.CancelledError, CancelledError):
+                pass  # already recorded by the step runner
+            except (asyncio.CancelledError, CancelledError, ActivityError) as err:
+                # A step's activity cancelled with the workflow arrives as an ActivityError.
+                if not is_cancelled_exception(err):
+                    raise
                 run.status = CommandStatus.CANCELLED
                 run.error_messages.append("cancelled")
                 run.touch("Cancelled")
@@ -238,7 +203,7 @@ class CommandWorkflow:
             raise ApplicationError(
                 f"{self.command_type} failed: {run.error_messages[-1]}",
                 CommandResult(**run.result_fields()).model_dump(mode="json"),
-                type="CommandFailed",
+                type=ErrorType.COMMAND_FAILED,
                 non_retryable=True,
             )
         run.status = CommandStatus.COMPLETED
@@ -246,7 +211,7 @@ class CommandWorkflow:
         run.touch(f"**Completed** all {len(run.steps)} steps")
         return run.result_fields()
 
-    def activity_options(self, timeout_seconds: float | None = None) -> dict[str, Any]:
+    def step_policy(self, timeout_seconds: float | None = None) -> StepPolicy:
         """The command's timeouts and retries for one step (or compensation) activity.
 
         Every step activity heartbeats (`step_activity`), so a worker that dies mid-step is noticed
@@ -254,90 +219,20 @@ class CommandWorkflow:
         only bounds a step that hangs on a live worker.
         """
         options = self._run.options
-        return dict(
-            start_to_close_timeout=timedelta(seconds=timeout_seconds or options.step_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout_seconds),
-            retry_policy=self.retry_policy(),
+        return StepPolicy(
+            timeout=timedelta(seconds=timeout_seconds or options.step_timeout_seconds),
+            retry=self.retry_policy(),
+            heartbeat=timedelta(seconds=options.heartbeat_timeout_seconds),
         )
 
-    def retry_policy(self, non_retryable: Sequence[str] = ()) -> RetryPolicy:
+    def activity_options(self, timeout_seconds: float | None = None) -> dict[str, Any]:
+        """`step_policy` as keyword arguments, for an activity that is not a step of its own."""
+        return self.step_policy(timeout_seconds).activity_options()
+
+    def retry_policy(self) -> RetryPolicy:
         options = self._run.options
-        return RetryPolicy(
-            initial_interval=timedelta(seconds=options.initial_retry_interval_seconds),
-            backoff_coefficient=2.0,
-            maximum_interval=timedelta(seconds=options.max_retry_interval_seconds),
-            maximum_attempts=options.max_retries + 1,
-            non_retryable_error_types=[*NON_RETRYABLE_ERRORS, *non_retryable],
+        return backoff_retry(
+            options.initial_retry_interval_seconds,
+            options.max_retry_interval_seconds,
+            options.max_retries + 1,
         )
-
-    async def run_step(
-        self,
-        step: Step,
-        activity: Callable[..., Any],
-        *args: Any,
-        result_type: type[OutcomeT],
-        timeout_seconds: float | None = None,
-        detail: str = "",
-        required: bool = True,
-    ) -> OutcomeT:
-        """Run one step as one activity with the command's retry policy; record how it went.
-
-        A step that is not `required` failing is recorded (steps_failed, error_messages) and raises
-        StepFailed, but the command can still complete: the caller decides what the failure means.
-        """
-        run = self._run
-        report = run.reports[step.name]
-        index = run.steps.index(step) + 1
-        run.current_step = step.name
-        report.status = CommandStatus.RUNNING
-        report.started_at = workflow.now()
-        label = f"Step {index}/{len(run.steps)}: {step.title}" + (f" ({detail})" if detail else "")
-        run.touch(f"**{label}**")
-        options = run.options
-        try:
-            outcome = await workflow.execute_activity(
-                activity,
-                args=args,
-                result_type=result_type,
-                summary=label,
-                **self.activity_options(timeout_seconds),
-            )
-        except ActivityError as err:
-            message, attempts = _describe_activity_failure(err, options.max_retries + 1)
-            report.status = CommandStatus.FAILED
-            report.attempts = attempts
-            report.error = message
-            report.finished_at = workflow.now()
-            if required:
-                run.fail(f"{step.name}: {message}")
-            else:
-                run.error_messages.append(f"{step.name}: {message}")
-            raise StepFailed(step.name, message) from err
-        report.status = CommandStatus.COMPLETED
-        report.attempts = outcome.attempt
-        report.summary = outcome.summary
-        report.finished_at = workflow.now()
-        run.touch(f"{label}: done. {outcome.summary}")
-        return outcome
-
-
-# What a failed activity raises in the workflow: an ActivityError around the cause, or, for a local
-# activity, the cause itself (this SDK delivers a local activity's failure unwrapped).
-ACTIVITY_FAILURES = (ActivityError, ApplicationError)
-
-
-def _describe_activity_failure(err: ActivityError | ApplicationError, max_attempts: int) -> tuple[str, int]:
-    """The root message of an activity failure and how many attempts were made."""
-    if isinstance(err, ApplicationError):
-        cause, attempts = err, max_attempts
-    else:
-        cause = err.cause
-        attempts = max_attempts if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else 1
-    if isinstance(cause, ApplicationError):
-        for detail in cause.details:
-            if isinstance(detail, dict) and "attempt" in detail:
-                attempts = int(detail["attempt"])
-        return cause.message, attempts
-    if cause is not None:
-        return f"{type(cause).__name__}: {cause}", attempts
-    return str(err), attempts

@@ -14,6 +14,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from orch.activities.discovery import DiscoveryActivities
     from orch.contracts.discovery import CandidateSet, DiscoveryScanInput
+    from orch.contracts.errors import NON_RETRYABLE_ERROR_TYPES
     from orch.contracts.names import COMMANDS_QUEUE
 
 
@@ -27,7 +28,7 @@ class DiscoveryScanWorkflow:
             request,
             start_to_close_timeout=timedelta(seconds=request.timeout_seconds),
             heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_seconds),
-            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UnknownStrategy"]),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES),
             summary=f"rank universe with {request.strategy}",
         )
         if request.publish:

@@ -83,7 +83,7 @@ class HealthCheck(CommandWorkflow):
     async def _check(self, request: HealthCheckInput) -> None:
         async def probe(step: Step, activity, *args) -> None:
             try:
-                checks = await self.run_step(
+                checks = await self.step_runner.run(
                     step, activity, *args, result_type=ComponentChecks, required=False
                 )
             except StepFailed as failed:

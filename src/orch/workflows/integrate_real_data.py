@@ -13,15 +13,12 @@ configuration stays in force: data sources, trading mode and thresholds are put 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from orch.activities.data import NON_RETRYABLE, DataActivities
+    from orch.activities.data import DataActivities
     from orch.contracts.commands import CommandStatus
     from orch.contracts.data import (
         AlgorithmsUpdated,
@@ -40,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ValidateConnectionsRequest,
         integration_problems,
     )
+    from orch.contracts.errors import ErrorType
     from orch.contracts.names import INTEGRATE_REAL_DATA
     from orch.workflows.command import CommandWorkflow, Step
 
@@ -72,7 +70,7 @@ class IntegrateRealData(CommandWorkflow):
         if problems:
             message = "; ".join(problems)
             self._run.fail(message)
-            raise ApplicationError(message, type="InvalidInput", non_retryable=True)
+            raise ApplicationError(message, type=ErrorType.INVALID_INPUT, non_retryable=True)
         fields = await self.execute(lambda: self._integrate(request), compensate=self._restore)
         return IntegrateRealDataResult(
             **fields,
@@ -87,14 +85,10 @@ class IntegrateRealData(CommandWorkflow):
             dry_cycle=self._dry_cycle,
         )
 
-    def retry_policy(self, non_retryable: Sequence[str] = ()) -> RetryPolicy:
-        """The command's policy, plus the failures of these steps that no retry can fix."""
-        return super().retry_policy([*NON_RETRYABLE, *non_retryable])
-
     async def _integrate(self, request: IntegrateRealDataInput) -> None:
         integration_id = workflow.info().workflow_id
         sources = request.sources
-        self._validated = await self.run_step(
+        self._validated = await self.step_runner.run(
             VALIDATE,
             DataActivities.validate_connections,
             ValidateConnectionsRequest(
@@ -109,7 +103,7 @@ class IntegrateRealData(CommandWorkflow):
         )
         self._previous = self._validated.previous
         symbols = self._validated.symbols
-        switched = await self.run_step(
+        switched = await self.step_runner.run(
             SWITCH,
             DataActivities.switch_data_sources,
             SwitchSourcesRequest(integration_id=integration_id, sources=sources),
@@ -117,7 +111,7 @@ class IntegrateRealData(CommandWorkflow):
         )
         # What the update replaced is the truth if someone changed the sources since step 1 read them.
         self._previous = self._previous.model_copy(update={"data_sources": switched.previous})
-        self._calibrated = await self.run_step(
+        self._calibrated = await self.step_runner.run(
             UPDATE,
             DataActivities.update_algorithms,
             UpdateAlgorithmsRequest(
@@ -131,7 +125,7 @@ class IntegrateRealData(CommandWorkflow):
             result_type=AlgorithmsUpdated,
             detail=f"{len(symbols)} symbols x {request.warmup_bars} bars",
         )
-        self._dry_cycle = await self.run_step(
+        self._dry_cycle = await self.step_runner.run(
             TEST,
             DataActivities.test_data_flow,
             DataFlowRequest(
@@ -143,7 +137,7 @@ class IntegrateRealData(CommandWorkflow):
             result_type=DataFlowTested,
             detail="dry cycle, no orders",
         )
-        self._enabled = await self.run_step(
+        self._enabled = await self.step_runner.run(
             ENABLE,
             DataActivities.enable_trading,
             EnableTradingRequest(

@@ -9,12 +9,9 @@ A failure after step 1 puts the schedule back as it was.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.discovery import DiscoveryActivities
@@ -62,7 +59,7 @@ class RestartDiscoverySystem(CommandWorkflow):
 
     @workflow.run
     async def run(self, request: RestartDiscoveryInput) -> RestartDiscoveryResult:
-        await self._refuse_unknown_strategy(request.strategy)
+        await self._refuse_unknown_strategies([request.strategy])
         fields = await self.execute(lambda: self._restart(request), compensate=self._restore)
         return RestartDiscoveryResult(
             **fields,
@@ -72,30 +69,10 @@ class RestartDiscoverySystem(CommandWorkflow):
             candidates_found=self._found,
         )
 
-    async def _refuse_unknown_strategy(self, strategy: str) -> None:
-        """Bad input fails at once, before a slot is taken or anything is stopped.
-
-        A regular activity, not a local one: a query on a workflow that failed in the same task as
-        a local activity's marker is answered from the state before the marker, so `progress`
-        would say `queued` for a command that failed.
-        """
-        try:
-            await workflow.execute_activity_method(
-                DiscoveryActivities.validate_strategy,
-                strategy,
-                start_to_close_timeout=timedelta(seconds=10),
-                summary="Check the strategy is known",
-                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UnknownStrategy"]),
-            )
-        except ActivityError as err:
-            message = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
-            self._run.fail(message)
-            raise ApplicationError(message, type="UnknownStrategy", non_retryable=True) from err
-
     async def _restart(self, request: RestartDiscoveryInput) -> None:
         restart_id = workflow.info().workflow_id
         options = request.options
-        self._stopped = await self.run_step(
+        self._stopped = await self.step_runner.run(
             STOP,
             DiscoveryActivities.stop_discovery_workers,
             StopDiscoveryRequest(
@@ -104,11 +81,13 @@ class RestartDiscoverySystem(CommandWorkflow):
                 drain_timeout_seconds=request.drain_timeout_seconds,
             ),
             result_type=DiscoveryStopped,
-            timeout_seconds=request.drain_timeout_seconds + options.step_timeout_seconds,
+            policy=self.step_policy(request.drain_timeout_seconds + options.step_timeout_seconds),
             detail="cancel scans in flight" if request.force_stop else "drain scans in flight",
         )
-        await self.run_step(CLEAR, DiscoveryActivities.clear_job_queue, restart_id, result_type=QueueCleared)
-        restarted = await self.run_step(
+        await self.step_runner.run(
+            CLEAR, DiscoveryActivities.clear_job_queue, restart_id, result_type=QueueCleared
+        )
+        restarted = await self.step_runner.run(
             RESTART,
             DiscoveryActivities.restart_discovery_service,
             RestartDiscoveryRequest(
@@ -120,7 +99,7 @@ class RestartDiscoverySystem(CommandWorkflow):
             detail=request.strategy,
         )
         self._scan_id = restarted.scan_workflow_id
-        validated = await self.run_step(
+        validated = await self.step_runner.run(
             VALIDATE,
             DiscoveryActivities.validate_discovery,
             ValidateDiscoveryRequest(
@@ -129,10 +108,10 @@ class RestartDiscoverySystem(CommandWorkflow):
                 timeout_seconds=request.validation_timeout_seconds,
             ),
             result_type=DiscoveryValidated,
-            timeout_seconds=request.validation_timeout_seconds + options.step_timeout_seconds,
+            policy=self.step_policy(request.validation_timeout_seconds + options.step_timeout_seconds),
         )
         self._found = len(validated.candidates.candidates)
-        updated = await self.run_step(
+        updated = await self.step_runner.run(
             UPDATE,
             DiscoveryActivities.update_configuration,
             UpdateConfigurationRequest(

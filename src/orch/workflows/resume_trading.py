@@ -20,7 +20,6 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.emergency import EmergencyActivities
-    from orch.contracts.commands import CommandStatus
     from orch.contracts.emergency import (
         EMERGENCY_PAUSED_SCHEDULES,
         ActiveEmergency,
@@ -33,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         SchedulesChanged,
         SignalEnginesRequest,
     )
+    from orch.contracts.errors import ErrorType
     from orch.contracts.names import RESUME_TRADING
     from orch.contracts.system import EmergencyLevel, ResumeRequest
     from orch.workflows.command import CommandWorkflow, Step
@@ -65,7 +65,7 @@ class ResumeTrading(CommandWorkflow):
     async def run(self, request: ResumeTradingInput) -> ResumeTradingResult:
         if not request.confirm:
             self._run.fail(CONFIRM_NEEDED)
-            raise ApplicationError(CONFIRM_NEEDED, type="InvalidInput", non_retryable=True)
+            raise ApplicationError(CONFIRM_NEEDED, type=ErrorType.INVALID_INPUT, non_retryable=True)
         fields = await self.execute(lambda: self._resume(request))
         return ResumeTradingResult(
             **fields,
@@ -78,10 +78,10 @@ class ResumeTrading(CommandWorkflow):
 
     async def _resume(self, request: ResumeTradingInput) -> None:
         schedules = list(EMERGENCY_PAUSED_SCHEDULES)
-        self._active = await self.run_step(
+        self._active = await self.step_runner.run(
             CHECK, EmergencyActivities.check_emergency, schedules, result_type=ActiveEmergency
         )
-        self._hft = await self.run_step(
+        self._hft = await self.step_runner.run(
             RESUME_HFT,
             EmergencyActivities.resume_hft,
             request.reason,
@@ -89,7 +89,7 @@ class ResumeTrading(CommandWorkflow):
             result_type=HftResumed,
         )
         if self._active.level is not EmergencyLevel.NONE:
-            resolved = await self.run_step(
+            resolved = await self.step_runner.run(
                 RESOLVE,
                 EmergencyActivities.resolve_emergency,
                 ResumeRequest(requested_by=request.requested_by, confirm=True, reason=request.reason),
@@ -98,8 +98,8 @@ class ResumeTrading(CommandWorkflow):
             )
             self._resolved = resolved.resolved
         else:
-            self._skip(RESOLVE, "no emergency in force in SystemState")
-        changed = await self.run_step(
+            self.step_runner.skip(RESOLVE, "no emergency in force in SystemState")
+        changed = await self.step_runner.run(
             SCHEDULES,
             EmergencyActivities.resume_schedules,
             ResumeSchedulesRequest(
@@ -108,17 +108,10 @@ class ResumeTrading(CommandWorkflow):
             result_type=SchedulesChanged,
         )
         self._schedules = changed.changed
-        engines = await self.run_step(
+        engines = await self.step_runner.run(
             ENGINES,
             EmergencyActivities.signal_engines,
             SignalEnginesRequest(signal="resume", reason=request.reason),
             result_type=EnginesSignalled,
         )
         self._engines = engines.signalled
-
-    def _skip(self, step: Step, why: str) -> None:
-        """A step with nothing to do counts as done, with the reason as its summary."""
-        report = self._run.reports[step.name]
-        report.status = CommandStatus.COMPLETED
-        report.summary = why
-        report.started_at = report.finished_at = workflow.now()

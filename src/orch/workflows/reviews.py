@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewReport,
         worst,
     )
+    from orch.contracts.errors import NON_RETRYABLE_ERROR_TYPES, ErrorType
     from orch.contracts.names import CRITICAL_QUEUE, HEALTH_CHECK, STRATEGIC_REVIEW, TACTICAL_REVIEW
 
 # (area, agent, activity): what a review looks at, who judges it, and the activity that asks.
@@ -82,7 +83,7 @@ class _Review:
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=1),
                 maximum_attempts=attempts,
-                non_retryable_error_types=["AgentError"],
+                non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
             ),
         )
 
@@ -126,7 +127,7 @@ class _Review:
             )
         except ActivityError as err:
             cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == "AgentError":
+            if isinstance(cause, ApplicationError) and cause.type == ErrorType.AGENT_ERROR:
                 self._outcomes.failed[agent] = cause.message
                 summary = cause.message
             else:

@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -79,13 +78,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from orch.contracts.levels import EmergencyLevel
     from orch.contracts.trading import TradingState
-    from orch.workflows.command import (
-        ACTIVITY_FAILURES,
-        NON_RETRYABLE_ERRORS,
-        CommandWorkflow,
-        Step,
-        _describe_activity_failure,
-    )
+    from orch.workflows.command import CommandWorkflow
+    from orch.workflows.steps import Step, StepFailed, StepPolicy, backoff_retry
 
 OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
 
@@ -100,15 +94,13 @@ TITLES = {
     CycleStep.LEARN_AND_ADAPT: "Learn and adapt",
     CycleStep.LOG_AND_REPORT: "Log, report and reset",
 }
-STEPS = tuple(Step(step.value, TITLES[step]) for step in CycleStep)
-# orch hft answering 4xx: the request is wrong, so sending it again cannot help.
-CYCLE_NON_RETRYABLE = [*NON_RETRYABLE_ERRORS, "HftRequestRejected"]
+STEP = {step: Step(step.value, TITLES[step]) for step in CycleStep}
 
 
 @workflow.defn(name="TradingCycle", failure_exception_types=[ValidationError])
 class TradingCycle(CommandWorkflow):
     command_type = "trading_cycle"
-    steps = STEPS
+    steps = tuple(STEP.values())
     # The engine starts a cycle every interval however many management commands are queued: waiting
     # for a command slot would starve trading behind a busy operator.
     uses_command_slot = False
@@ -116,7 +108,10 @@ class TradingCycle(CommandWorkflow):
     @workflow.init
     def __init__(self, request: TradingCycleInput) -> None:
         policies = request.config.policies
-        self._begin(CommandOptions(heartbeat_timeout_seconds=policies.heartbeat_timeout_seconds))
+        self._begin(
+            CommandOptions(heartbeat_timeout_seconds=policies.heartbeat_timeout_seconds),
+            details_prefix=f"Cycle {request.cycle_number}, ",
+        )
         self._request = request
         self._disabled = {name for name, record in request.agent_errors.agents.items() if record.disabled}
 
@@ -272,9 +267,9 @@ class TradingCycle(CommandWorkflow):
             failed = failures[0] if failures else "a critical step"
             for step in CycleStep:
                 if step.critical and self._run.reports[step.value].status is CommandStatus.QUEUED:
-                    self._skip(step, f"skipped: {failed} failed, nothing is executed this cycle")
+                    self._skip(step, f"{failed} failed, nothing is executed this cycle")
             if self._run.reports[CycleStep.ANALYSE_PATTERNS.value].status is CommandStatus.QUEUED:
-                self._skip(CycleStep.ANALYSE_PATTERNS, f"skipped: {failed} failed")
+                self._skip(CycleStep.ANALYSE_PATTERNS, f"{failed} failed")
 
         checked = await self._step(
             CycleStep.MONITOR_HEALTH,
@@ -301,7 +296,7 @@ class TradingCycle(CommandWorkflow):
 
         if context is None:
             # Without the learned state loaded, learning would overwrite SystemState with defaults.
-            self._skip(CycleStep.LEARN_AND_ADAPT, "skipped: initialize failed, no learning state loaded")
+            self._skip(CycleStep.LEARN_AND_ADAPT, "initialize failed, no learning state loaded")
         else:
             learned = await self._step(
                 CycleStep.LEARN_AND_ADAPT,
@@ -448,74 +443,38 @@ class TradingCycle(CommandWorkflow):
         local: bool = False,
         detail: str = "",
     ) -> OutcomeT | None:
-        """Run one step with its own policy; None when it failed (recorded) or was skipped."""
-        run = self._run
+        """Run one step under its own policy; None when it failed (recorded) or was skipped."""
         if step.value in self._disabled and not step.critical:
-            self._skip(step, f"skipped: agent {step.value} is disabled after repeated errors (set_config)")
+            self._skip(step, f"agent {step.value} is disabled after repeated errors (set_config)")
             return None
-        policy = self._request.config.policies.of(step)
-        report = run.reports[step.value]
-        index = list(CycleStep).index(step) + 1
-        label = f"Step {index}/{len(STEPS)}: {TITLES[step]}" + (f" ({detail})" if detail else "")
-        run.current_step = step.value
-        report.status = CommandStatus.RUNNING
-        report.started_at = workflow.now()
-        run.touch(f"**Cycle {self._request.cycle_number}, {label}**")
-        retry = RetryPolicy(
-            initial_interval=timedelta(seconds=policy.initial_retry_seconds),
-            backoff_coefficient=2.0,
-            maximum_interval=timedelta(seconds=policy.max_retry_seconds),
-            maximum_attempts=policy.max_attempts,
-            non_retryable_error_types=CYCLE_NON_RETRYABLE,
-        )
-        timeout = timedelta(seconds=policy.timeout_seconds)
-        # Every regular step heartbeats (step_activity): a dead worker costs the heartbeat timeout, not
-        # the step's whole timeout.
-        beat = timedelta(seconds=run.options.heartbeat_timeout_seconds)
         try:
-            if local:
-                outcome = await workflow.execute_local_activity(
-                    activity,
-                    arg,
-                    result_type=result_type,
-                    start_to_close_timeout=timeout,
-                    retry_policy=retry,
-                    summary=label,
-                )
-            else:
-                outcome = await workflow.execute_activity(
-                    activity,
-                    arg,
-                    result_type=result_type,
-                    start_to_close_timeout=timeout,
-                    heartbeat_timeout=beat,
-                    retry_policy=retry,
-                    summary=label,
-                )
-        except ACTIVITY_FAILURES as err:
-            if is_cancelled_exception(err):
-                raise  # the cycle itself is being cancelled: not a step failure
-            message, attempts = _describe_activity_failure(err, policy.max_attempts)
-            report.status = CommandStatus.FAILED
-            report.attempts = attempts
-            report.error = message
-            report.finished_at = workflow.now()
-            run.error_messages.append(f"{step.value}: {message}")
-            consequence = "nothing is executed this cycle" if step.critical else "the cycle goes on, degraded"
-            run.touch(f"{label}: **failed** ({message}); {consequence}")
+            # No cycle step is `required`: the cycle's outcome is decided at the end, from every step.
+            return await self.step_runner.run(
+                STEP[step],
+                activity,
+                arg,
+                result_type=result_type,
+                policy=self._policy(step),
+                local=local,
+                required=False,
+                detail=detail,
+                consequence="nothing is executed this cycle"
+                if step.critical
+                else "the cycle goes on, degraded",
+            )
+        except StepFailed:
             return None
-        report.status = CommandStatus.COMPLETED
-        report.attempts = outcome.attempt
-        report.summary = outcome.summary
-        report.finished_at = workflow.now()
-        run.touch(f"{label}: done. {outcome.summary}")
-        return outcome
+
+    def _policy(self, step: CycleStep) -> StepPolicy:
+        policy = self._request.config.policies.of(step)
+        return StepPolicy(
+            timeout=timedelta(seconds=policy.timeout_seconds),
+            retry=backoff_retry(policy.initial_retry_seconds, policy.max_retry_seconds, policy.max_attempts),
+            heartbeat=timedelta(seconds=self._run.options.heartbeat_timeout_seconds),
+        )
 
     def _skip(self, step: CycleStep, why: str) -> None:
-        report = self._run.reports[step.value]
-        report.status = CommandStatus.CANCELLED
-        report.summary = why
-        report.finished_at = workflow.now()
+        self.step_runner.skip(STEP[step], why)
 
     def _finish(self, report: CycleReport) -> None:
         run = self._run

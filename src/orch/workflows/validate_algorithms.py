@@ -15,24 +15,19 @@ the workflow cancels every backtest in flight and waits until each has stopped i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import Priority, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.common import Priority
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.backtest import BacktestActivities
-    from orch.activities.discovery import DiscoveryActivities
-    from orch.contracts.commands import (
-        CommandStatus,
-        RestartDiscoveryInput,
-        RestartDiscoveryResult,
-    )
+    from orch.contracts.commands import RestartDiscoveryInput, RestartDiscoveryResult, StepOutcome
+    from orch.contracts.errors import ErrorType
     from orch.contracts.names import (
         BACKTEST_QUEUE,
         COMMANDS_QUEUE,
@@ -57,7 +52,8 @@ with workflow.unsafe.imports_passed_through():
         ValidationPeriod,
         parse_period,
     )
-    from orch.workflows.command import CommandWorkflow, Step, StepFailed, _describe_activity_failure
+    from orch.workflows.command import CommandWorkflow
+    from orch.workflows.steps import Step, StepError, describe_activity_failure
 
 PREPARE = Step("preparing_validation_data", "Prepare validation data")
 BACKTEST = Step("running_backtests", "Run backtests")
@@ -95,7 +91,7 @@ class ValidateAlgorithms(CommandWorkflow):
             period = parse_period(request.validation_period)
         except ValueError as err:
             self._run.fail(str(err))
-            raise ApplicationError(str(err), type="InvalidInput", non_retryable=True) from err
+            raise ApplicationError(str(err), type=ErrorType.INVALID_INPUT, non_retryable=True) from err
         await self._refuse_unknown_strategies(request.strategies)
         fields = await self.execute(lambda: self._validate(request, period))
         prepared, recommended = self._prepared, self._recommendations
@@ -119,32 +115,10 @@ class ValidateAlgorithms(CommandWorkflow):
             active_strategy=self._active,
         )
 
-    async def _refuse_unknown_strategies(self, strategies: list[str]) -> None:
-        """Bad input fails at once, before a slot is taken or a backtest starts (a regular activity,
-        as RestartDiscoverySystem's check is, so `progress` reports the failure)."""
-        checks = [
-            workflow.execute_activity_method(
-                DiscoveryActivities.validate_strategy,
-                strategy,
-                start_to_close_timeout=timedelta(seconds=10),
-                summary=f"Check {strategy} is known",
-                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UnknownStrategy"]),
-            )
-            for strategy in strategies
-        ]
-        for outcome in await asyncio.gather(*checks, return_exceptions=True):
-            if isinstance(outcome, ActivityError):
-                cause = outcome.cause
-                message = cause.message if isinstance(cause, ApplicationError) else str(outcome)
-                self._run.fail(message)
-                raise ApplicationError(message, type="UnknownStrategy", non_retryable=True) from outcome
-            if isinstance(outcome, BaseException):
-                raise outcome
-
     # ---- The five steps ----------------------------------------------------------------------------
 
     async def _validate(self, request: ValidateAlgorithmsInput, period: ValidationPeriod) -> None:
-        prepared = self._prepared = await self.run_step(
+        prepared = self._prepared = await self.step_runner.run(
             PREPARE,
             BacktestActivities.prepare_validation_data,
             PrepareDataRequest(
@@ -215,7 +189,7 @@ class ValidateAlgorithms(CommandWorkflow):
             self._backtests = backtests
             # The curves stay out of the analysis step's input: it needs the figures only.
             flat = EquityCurve(timestamps=[], strategy=[], buy_and_hold=[])
-            self._analysis = await self.run_step(
+            self._analysis = await self.step_runner.run(
                 ANALYSE,
                 BacktestActivities.analyse_performance,
                 [b.model_copy(update={"curve": flat}) for b in backtests],
@@ -234,7 +208,7 @@ class ValidateAlgorithms(CommandWorkflow):
                     for s in request.strategies
                 ]
             else:
-                self._skip_step(OPTIMISE, "skipped: optimisation off (the defaults are recommended)")
+                self.step_runner.skip(OPTIMISE, "optimisation off (the defaults are recommended)")
         except BaseException:
             # Cancelled, or a step failed: stop the searches too, and wait until they have stopped.
             if starter is not None:
@@ -243,9 +217,9 @@ class ValidateAlgorithms(CommandWorkflow):
                 handle.cancel()
             await asyncio.gather(*([starter] if starter else []), *searching, return_exceptions=True)
             raise
-        await self._custom_step(RECOMMEND, lambda: self._recommend(request))
+        await self.step_runner.run_body(RECOMMEND, lambda _: self._recommend(request))
 
-    async def _recommend(self, request: ValidateAlgorithmsInput) -> str:
+    async def _recommend(self, request: ValidateAlgorithmsInput) -> StepOutcome:
         assert self._analysis is not None
         recommended = self._recommendations = await workflow.execute_activity_method(
             BacktestActivities.generate_recommendations,
@@ -255,8 +229,8 @@ class ValidateAlgorithms(CommandWorkflow):
         )
         self._active = recommended.active_strategy
         if not request.apply:
-            return recommended.summary
-        return f"{recommended.summary}; {await self._apply(recommended)}"
+            return StepOutcome(summary=recommended.summary)
+        return StepOutcome(summary=f"{recommended.summary}; {await self._apply(recommended)}")
 
     async def _apply(self, recommended: Recommendations) -> str:
         """Make the winner the active discovery strategy; say clearly when that cannot happen."""
@@ -301,15 +275,12 @@ class ValidateAlgorithms(CommandWorkflow):
         A cancel waits until each has stopped (the activity stops its process before it reports
         cancelled), so a cancelled validation leaves nothing running.
         """
-        options = self._run.options
         return [
             workflow.start_activity_method(
                 activity,
                 argument,
                 task_queue=BACKTEST_QUEUE,
-                start_to_close_timeout=timedelta(seconds=timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout_seconds),
-                retry_policy=self.retry_policy(),
+                **self.activity_options(timeout_seconds),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 priority=BACKTEST_PRIORITY,
                 summary=summary,
@@ -326,69 +297,27 @@ class ValidateAlgorithms(CommandWorkflow):
         detail: str,
     ) -> list[Any]:
         """Wait for started activities as one step; the step fails if any does, naming each."""
-        retries = self._run.options.max_retries
+        outcomes: list[Any] = []
+        max_attempts = self.step_runner.policy.retry.maximum_attempts
 
-        async def all_of_them() -> tuple[list[Any], str]:
-            outcomes = await asyncio.gather(*handles, return_exceptions=True)
+        async def all_of_them(_: str) -> StepOutcome:
+            outcomes.extend(await asyncio.gather(*handles, return_exceptions=True))
             failures = [
                 (summary, o)
                 for (_, _, summary), o in zip(calls, outcomes, strict=True)
                 if isinstance(o, BaseException)
             ]
             for _, outcome in failures:
-                if not isinstance(outcome, ActivityError):
+                if not isinstance(outcome, ActivityError) or is_cancelled_exception(outcome):
                     raise outcome  # cancellation, or a bug: not a step failure
             if failures:
-                message = "; ".join(f"{summary}: {_failure(o, retries)}" for summary, o in failures)
-                raise _StepError(message, failures[0][1])
-            return list(outcomes), "; ".join(o.summary for o in outcomes)
+                raise StepError(
+                    "; ".join(
+                        f"{summary}: {describe_activity_failure(o, max_attempts)[0]}"
+                        for summary, o in failures
+                    )
+                )
+            return StepOutcome(summary="; ".join(o.summary for o in outcomes))
 
-        return await self._custom_step(step, all_of_them, detail=detail)
-
-    async def _custom_step(self, step: Step, body: Callable[[], Awaitable[Any]], detail: str = "") -> Any:
-        """`run_step`'s bookkeeping (progress, UI details, step report) around any `body` that
-        returns a summary, or a (value, summary) pair."""
-        run = self._run
-        report = run.reports[step.name]
-        index = run.steps.index(step) + 1
-        run.current_step = step.name
-        report.status = CommandStatus.RUNNING
-        report.started_at = workflow.now()
-        label = f"Step {index}/{len(run.steps)}: {step.title}" + (f" ({detail})" if detail else "")
-        run.touch(f"**{label}**")
-        try:
-            outcome = await body()
-        except (_StepError, ActivityError) as err:
-            message = str(err) if isinstance(err, _StepError) else _failure(err, run.options.max_retries)
-            report.status = CommandStatus.FAILED
-            report.error = message
-            report.attempts = 1
-            report.finished_at = workflow.now()
-            run.fail(f"{step.name}: {message}")
-            raise StepFailed(step.name, message) from err
-        value, summary = outcome if isinstance(outcome, tuple) else (None, outcome)
-        report.status = CommandStatus.COMPLETED
-        report.attempts = 1
-        report.summary = summary
-        report.finished_at = workflow.now()
-        run.touch(f"{label}: done. {summary}")
-        return value
-
-    def _skip_step(self, step: Step, summary: str) -> None:
-        report = self._run.reports[step.name]
-        report.status = CommandStatus.COMPLETED
-        report.summary = summary
-        report.started_at = report.finished_at = workflow.now()
-        self._run.touch(f"Step {self._run.steps.index(step) + 1}/{len(self._run.steps)}: {summary}")
-
-
-def _failure(err: ActivityError, max_retries: int) -> str:
-    return _describe_activity_failure(err, max_retries + 1)[0]
-
-
-class _StepError(Exception):
-    """Some of a step's activities failed for good; the message names each."""
-
-    def __init__(self, message: str, first: BaseException) -> None:
-        super().__init__(message)
-        self.first = first
+        await self.step_runner.run_body(step, all_of_them, detail=detail)
+        return outcomes
