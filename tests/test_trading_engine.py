@@ -371,8 +371,9 @@ async def test_orch_cycle_commands(
         orch("cycle", "report", "0", *account),
     )
     assert missing.returncode == 1 and "orch cycle start" in missing.stderr
-    assert bad.returncode == 2 and "greater than 0" in bad.stderr
-    assert bad_number.returncode == 2 and "start at 1" in bad_number.stderr
+    # Refused by the CLI's option check before anything connects (cli/values.py), naming the option.
+    assert bad.returncode == 2 and "Invalid value for '--interval'" in bad.stderr, bad.stderr
+    assert bad_number.returncode == 2 and "Invalid value for 'number'" in bad_number.stderr, bad_number.stderr
 
     started = await orch("cycle", "start", "--interval", "2", *account, "--json")
     assert started.returncode == 0, started.stderr

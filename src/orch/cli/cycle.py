@@ -288,13 +288,11 @@ def report(
 
 
 async def _report(number: int | None, account: str, as_json: bool) -> None:
-    from orch.cli.commands import EXIT_BAD_INPUT, CliError
+    from orch.cli.commands import CliError
     from orch.config import get_settings
     from orch.contracts.cycle import CycleReport
     from orch.contracts.engine import cycle_report_path, cycle_reports_dir
 
-    if number is not None and number < 1:
-        raise CliError(f"cycle numbers start at 1, not {number}", EXIT_BAD_INPUT)
     home = get_settings().home
     if number is None:
         files = sorted(cycle_reports_dir(home, account).glob("cycle-*.json"))
