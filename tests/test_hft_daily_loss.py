@@ -7,12 +7,14 @@ on the same files, exactly as a new process would be.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from orch.brokers.simulated import SimulatedBroker, SimulatedVenueConfig
+from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import DenialReason, RiskLimits, Side, TradingState
 from orch.hft.config import HftSettings
 from orch.hft.engine import Engine
@@ -175,3 +177,25 @@ async def test_a_new_day_starts_from_zero(tmp_path: Path) -> None:
         {date(2026, 11, 18): -900.0, date(2026, 11, 19): -900.0}
     )
     await stop_engine(restarted)
+
+
+async def test_a_flatten_after_the_breaker_closes_the_losing_position(tmp_path: Path) -> None:
+    """The breaker halts trading with the losing position still open; a flatten must close it (its
+    closing orders were denied `daily_loss_breaker` while the loss stood, so nothing was closed)."""
+    engine = await start_engine(tmp_path, FakeClock(WEDNESDAY))
+    await losing_round_trip(engine, 900.0)
+    await losing_trade_that_trips(engine, 100.0)
+    assert engine.portfolio.quantity(SYMBOL) == 10
+
+    engine.kill(EmergencyLevel.FLATTEN, "close the loser")
+    for _ in range(200):  # orch hft's fill loop, run by hand: until the closing sell has filled
+        engine.end_of_batch()
+        await engine.sync_fills()
+        if engine.portfolio.quantity(SYMBOL) == 0:
+            break
+        await asyncio.sleep(0.01)
+    await engine.drain(timeout=5.0)
+    assert engine.portfolio.quantity(SYMBOL) == 0, engine.gate.reason
+    assert engine.gate.state is TradingState.HALTED and "(flat)" in engine.gate.reason, engine.gate.reason
+    assert engine.router.submit(SYMBOL, Side.BUY, 1)[1][0] is DenialReason.HALTED  # type: ignore[index]
+    await stop_engine(engine)

@@ -500,12 +500,6 @@ def test_the_breaker_trips_without_an_order_and_counts_realized_losses() -> None
     assert desk.gate.emergency_level is EmergencyLevel.HALT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="risk.py check(): the per-order daily-loss check re-trips the breaker while a flatten "
-    "is closing positions (state REDUCING after apply_kill(FLATTEN)), so the flatten can never "
-    "close a position while the day's loss is still at the limit",
-)
 def test_a_flatten_after_the_daily_loss_breaker_can_close_the_losing_position() -> None:
     desk = trading_desk()
     desk.hold("AAPL", 10, average_price=200.0)

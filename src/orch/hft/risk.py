@@ -221,7 +221,9 @@ class RiskGate:
                 )
 
         # ---- The check: daily loss circuit breaker -----------------------------------------------
-        if self.check_daily_loss():
+        # A flatten in progress only sends what closes positions (REDUCING denied the rest above):
+        # closing the losers is what the breaker wants, so the breaker lets those orders through.
+        if self.check_daily_loss() and self.emergency_level is not EmergencyLevel.FLATTEN:
             return self._deny(DenialReason.DAILY_LOSS, self.reason)
 
         # ---- The check: order-rate throttle ------------------------------------------------------
@@ -259,10 +261,14 @@ class RiskGate:
     # ---- Daily loss circuit breaker ----------------------------------------------------------------
 
     def check_daily_loss(self) -> bool:
-        """Trip to HALTED by itself when today's loss reaches the limit; True when tripped."""
+        """Trip to HALTED by itself when today's loss reaches the limit; True when the loss is there.
+
+        A flatten in progress is left to finish (REDUCING until flat, then the engine halts): halting
+        it again here denied its own closing orders, so a flatten after the breaker closed nothing.
+        """
         pnl = self.portfolio.daily_pnl()
         if pnl <= -self.limits.max_daily_loss:
-            if self.state is not TradingState.HALTED:
+            if self.state is not TradingState.HALTED and self.emergency_level is not EmergencyLevel.FLATTEN:
                 self.emergency_level = EmergencyLevel.HALT
                 self.entries_paused = True
                 self.set_state(
