@@ -294,3 +294,16 @@ async def test_a_dropped_requote_never_reaches_the_journal(fake: FakeAlpacaServe
     assert sorted(journaled) == sorted(sent)
     assert OrderStatus.REJECTED not in journaled.values(), journaled
     assert sorted(o["client_order_id"] for o in fake.fake.orders()) == sorted(sent)
+
+
+async def test_polling_past_its_share_does_not_starve_requotes() -> None:
+    from orch.brokers.budget import RequestBudget, RequestPriority
+
+    budget = RequestBudget(190)  # a burst of 19; polling at most 95 a minute, a burst of 9
+    polls = [asyncio.create_task(budget.take(RequestPriority.ROUTINE)) for _ in range(12)]
+    await asyncio.sleep(0)
+    assert budget.waiting == 3  # polling past its own share waits for it, not for the shared bucket
+    # The shared bucket still has room (19 - 9): a requote goes, as polling could not use that room.
+    assert budget.try_take(RequestPriority.DROPPABLE), budget.usage()
+    for poll in polls:
+        poll.cancel()

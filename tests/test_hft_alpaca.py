@@ -7,7 +7,9 @@ being SIGKILLed.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -193,3 +195,134 @@ def test_wrong_keys_halt_the_process_at_once_and_are_not_retried(
     assert status["request_budget"]["limit_per_minute"] == 190, status["request_budget"]
     # Before this, a 401 was 'broker unreachable' and retried forever: one request, then none.
     assert status["request_budget"]["used_last_minute"] == 1, status["request_budget"]
+
+
+# ---- Alpaca's rules, end to end --------------------------------------------------------------------
+
+MONDAY_SESSION = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)  # 10:00 in New York: a regular session
+
+
+def no_refusals(fake: FakeAlpacaSubprocess) -> None:
+    refusals = fake.admin.refusals()
+    assert refusals["total"] == 0, f"the fake Alpaca refused requests: {refusals['reasons']}"
+
+
+def reconciliation_differences(journal: Path) -> list[tuple[str]]:
+    return read_rows(journal, "SELECT detail FROM events WHERE kind='reconcile_difference'")
+
+
+def test_a_crypto_round_trip_leaves_the_journal_equal_to_alpaca_fees_included(
+    hft: Callable[..., HftUnderTest], tmp_path: Path
+) -> None:
+    # Every one of Alpaca's rules enforced: the 0.25 % taker fee comes out of the BTC bought.
+    with FakeAlpacaSubprocess(fill_policy=FillPolicy.immediate(), tick_interval_seconds=0.05) as fake:
+        fake.admin.set_price("BTC/USD", 60_000)
+        process = hft(**alpaca_env(fake)).start()
+        process.wait_state("active")
+        accepted_once_priced(process, {"symbol": "BTC/USD", "side": "buy", "quantity": 0.04})
+        # 0.04 less 0.0001 of fee: on BTC/USD's 0.0001 grid, so all of it can be sold again.
+        process.wait_for(
+            lambda: process.get("/positions") and process.get("/positions")[0]["quantity"] > 0,
+            what="the buy's fill in the journal",
+        )
+        (held_at_alpaca,) = fake.admin.state()["positions"]
+        assert float(held_at_alpaca["qty"]) == pytest.approx(0.0399)
+        assert process.get("/positions")[0]["quantity"] == pytest.approx(0.0399, abs=1e-12)
+        assert process.stop() == 0
+        process.start()  # reconciliation on start compares the journal with Alpaca
+        process.wait_state("active")
+        journal = tmp_path / "t1-journal.sqlite"
+        assert reconciliation_differences(journal) == []  # before: position 0.04 against 0.0399
+
+        held = process.get("/positions")[0]["quantity"]
+        accepted_once_priced(process, {"symbol": "BTC/USD", "side": "sell", "quantity": held})
+        process.wait_for(lambda: not fake.admin.state()["positions"], what="Alpaca flat after the sale")
+        process.wait_for(
+            lambda: all(p["quantity"] == 0 for p in process.get("/positions")), what="the journal flat"
+        )
+        no_refusals(fake)  # before: the sale of 0.04 met "insufficient balance"
+        assert process.stop() == 0
+        process.start()
+        process.wait_state("active")
+        assert reconciliation_differences(journal) == []
+        fees = read_rows(journal, "SELECT side, fee_quantity, fee FROM fills ORDER BY sequence")
+        assert [side for side, _, _ in fees] == ["buy", "sell"]
+        assert fees[0][1] == pytest.approx(0.0001)  # the BTC Alpaca kept; the sale's fee is dollars
+        assert fees[1][1] == 0 and fees[1][2] > 0
+
+
+@pytest.mark.timeout(240)
+def test_a_minute_of_market_making_on_alpaca_breaks_none_of_its_rules(
+    hft: Callable[..., HftUnderTest],
+) -> None:
+    """`orch hft` quoting an equity and a crypto pair against the fake with every rule enforced, on
+    a Monday session (ORCH_HFT_CLOCK_START and the fake's clock agree) for over a minute of quotes:
+    Alpaca refuses nothing, the requests of any minute stay within the 190 budget, and the
+    account's own book never crosses itself."""
+    with FakeAlpacaSubprocess(
+        clock_start=MONDAY_SESSION,
+        fill_policy=FillPolicy.immediate(),
+        tick_interval_seconds=0.2,
+        # 1 bp a step: a quote 5 bps off the mid is never marketable by the time it arrives, so
+        # orch hft's maker/taker call (by the quote it saw) is the fake's (by its quote then).
+        tick_volatility=0.0001,
+    ) as fake:
+        fake.admin.set_price("ETH/USD", 3_000)
+        fake.admin.set_price("SPY", 600)
+        env = alpaca_env(fake) | {
+            "ORCH_HFT_CLOCK_START": MONDAY_SESSION.isoformat(),
+            "ORCH_HFT_SYMBOLS": '["SPY", "ETH/USD"]',
+            "ORCH_HFT_MARKET_MAKING": "true",
+            "ORCH_HFT_MM_SYMBOLS": '["SPY", "ETH/USD"]',
+            "ORCH_HFT_MM_QUOTE_QUANTITY": "1",
+            "ORCH_HFT_MM_REQUOTE_BPS": "1",
+            "ORCH_HFT_ALPACA_POLL_SECONDS": "1",  # the default: polling wants more than its half
+        }
+        process = hft(**env).start()
+        process.wait_state("active")
+        process.wait_for(lambda: process.get("/metrics")["ticks_total"] > 0, what="quotes from the streams")
+        crossings: list[dict] = []
+        samples = 0
+        quoted_from = time.monotonic()
+        # A minute of quotes, and a little more: Alpaca's budget is per minute.
+        while time.monotonic() - quoted_from < 65:
+            open_orders = [o for o in fake.admin.state()["orders"] if o["status"] in OPEN_AT_ALPACA]
+            crossings += crossed_books(open_orders)
+            samples += 1
+            time.sleep(0.25)
+        status = process.get("/status")
+        traffic = fake.admin.requests()["accounts"][fake.key]
+        orders = fake.admin.state()["orders"]
+        refusals = fake.admin.refusals()
+        assert process.stop() == 0
+
+    print(
+        f"\n{traffic['total']} trading requests in {traffic['last_at'] - traffic['first_at']:.0f} s, "
+        f"busiest minute {traffic['busiest_minute']} (budget 190, Alpaca's limit 200); "
+        f"{len(orders)} orders; orch hft's budget: {status['request_budget']}"
+    )
+    assert refusals["total"] == 0, f"the fake Alpaca refused requests: {refusals['reasons']}"
+    assert traffic["busiest_minute"] <= 190, traffic
+    assert samples > 100 and crossings == [], crossings[:5]
+    quoted = {symbol: sum(o["symbol"] == symbol for o in orders) for symbol in ("SPY", "ETH/USD")}
+    # Before, polling past its share made every requote wait behind it: 3 orders in the minute
+    # (now about 30: ETH/USD's bids only, its asks denied not_shortable until it holds some).
+    assert min(quoted.values()) > 0 and sum(quoted.values()) >= 10, (
+        f"quotes sent {quoted}: {status['request_budget']}, {status['risk']}"
+    )
+    assert status["request_budget"]["held_by_broker"] == 0, status["request_budget"]  # no 429
+
+
+OPEN_AT_ALPACA = frozenset({"new", "accepted", "partially_filled", "pending_cancel"})
+
+
+def crossed_books(open_orders: list[dict]) -> list[dict]:
+    """Each symbol whose open buys reach its open sells (a market order reaches anything)."""
+    crossed = []
+    for symbol in {order["symbol"] for order in open_orders}:
+        mine = [order for order in open_orders if order["symbol"] == symbol]
+        bids = [float(o["limit_price"] or "inf") for o in mine if o["side"] == "buy"]
+        asks = [float(o["limit_price"] or 0) for o in mine if o["side"] == "sell"]
+        if bids and asks and max(bids) >= min(asks):
+            crossed.append({"symbol": symbol, "best_bid": max(bids), "best_ask": min(asks)})
+    return crossed
