@@ -35,14 +35,14 @@ class FakeClock:
         return self.now
 
 
-async def start_engine(data: Path, clock: FakeClock) -> Engine:
+async def start_engine(data: Path, clock: FakeClock, max_order_notional: float = 1e7) -> Engine:
     """What `orch hft` does on start: open the journal and the venue, restore, reconcile, trade."""
     settings = HftSettings(
         symbols=[SYMBOL],
         market_making=False,
         arbitrage=False,
         risk=RiskLimits(
-            max_order_notional=1e7,
+            max_order_notional=max_order_notional,
             max_position_quantity=1e4,
             max_position_notional=1e8,
             max_gross_exposure=1e9,
@@ -198,4 +198,26 @@ async def test_a_flatten_after_the_breaker_closes_the_losing_position(tmp_path: 
     assert engine.portfolio.quantity(SYMBOL) == 0, engine.gate.reason
     assert engine.gate.state is TradingState.HALTED and "(flat)" in engine.gate.reason, engine.gate.reason
     assert engine.router.submit(SYMBOL, Side.BUY, 1)[1][0] is DenialReason.HALTED  # type: ignore[index]
+    await stop_engine(engine)
+
+
+async def test_a_flatten_closes_a_position_worth_more_than_one_order_may_carry(tmp_path: Path) -> None:
+    """The order-notional limit holds for closing orders too: a flatten closes in slices under it
+    (one order for the whole position was denied `order_notional`, and nothing was closed)."""
+    engine = await start_engine(tmp_path, FakeClock(WEDNESDAY), max_order_notional=400.0)
+    for _ in range(3):
+        await trade(engine, Side.BUY, 3, 100.0)  # 9 held, worth 900: more than two orders' worth
+    engine.kill(EmergencyLevel.FLATTEN, "close everything")
+    for _ in range(500):  # orch hft's fill loop, run by hand
+        engine.end_of_batch()
+        await engine.sync_fills()
+        if engine.portfolio.quantity(SYMBOL) == 0:
+            break
+        await asyncio.sleep(0.01)
+    await engine.drain(timeout=5.0)
+    assert engine.portfolio.quantity(SYMBOL) == 0, engine.gate.reason
+    assert "(flat)" in engine.gate.reason, engine.gate.reason
+    closing = [o for o in engine.journal.orders() if o.source == "flatten"]
+    assert [o.quantity for o in closing] == [4, 4, 1], closing  # each at most 400 at the mark of 100
+    assert engine.gate.denials.get("order_notional", 0) == 0
     await stop_engine(engine)

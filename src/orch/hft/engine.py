@@ -532,22 +532,42 @@ class Engine:
     async def _flatten(self, reason: str) -> None:
         self.router.cancel_all()
         await self.drain(timeout=self.settings.broker_timeout_seconds)
-        for symbol, position in list(self.portfolio.positions.items()):
-            if position.quantity:
+        # Until flat or the deadline: each poll sends the next closing order of every position that
+        # has none open, so a position worth more than one order may carry, an order the throttle
+        # denied and a partial fill all close over a few polls (one order for the whole position was
+        # denied `order_notional` above max_order_notional, and the flatten closed nothing).
+        deadline = time.monotonic() + max(10 * self.settings.position_interval_seconds, 5.0)
+        while time.monotonic() < deadline:
+            open_positions = [(s, p.quantity) for s, p in self.portfolio.positions.items() if p.quantity]
+            if not open_positions:
+                break
+            for symbol, quantity in open_positions:
+                side = Side.SELL if quantity > 0 else Side.BUY
+                closing = self.portfolio.pending_sell if side is Side.SELL else self.portfolio.pending_buy
+                if closing.get(symbol, 0.0) > 0:
+                    continue
                 self.router.submit(
                     symbol,
-                    Side.SELL if position.quantity > 0 else Side.BUY,
-                    abs(position.quantity),
+                    side,
+                    self._closing_slice(symbol, abs(quantity)),
                     source="flatten",
                     reduce_only=True,
                 )
-        deadline = time.monotonic() + max(10 * self.settings.position_interval_seconds, 5.0)
-        while time.monotonic() < deadline and any(p.quantity for p in self.portfolio.positions.values()):
             await asyncio.sleep(self.settings.fill_poll_seconds)
         flat = not any(p.quantity for p in self.portfolio.positions.values())
         self.gate.set_state(
             TradingState.HALTED, f"flatten: {reason} ({'flat' if flat else 'NOT flat: check'})"
         )
+
+    def _closing_slice(self, symbol: str, quantity: float) -> float:
+        """The most of `quantity` one order may close within the gate's order-notional limit."""
+        mark = self.portfolio.marks.get(symbol)
+        limit = self.gate.limits.max_order_notional
+        if not mark or quantity * mark <= limit:
+            return quantity
+        rules = self.instruments.get(symbol)
+        most = limit / mark
+        return (rules.round_quantity(most) if rules is not None else most) or quantity
 
     def resume(self, reason: str, requested_by: str = "api") -> None:
         self.journal.record_event("resume", reason=reason, requested_by=requested_by)
@@ -591,6 +611,7 @@ class Engine:
 
     def status(self) -> HftStatus:
         self.update_tick_rate()
+        now = self.wall_clock()
         return HftStatus(
             account=self.settings.account,
             pid=os.getpid(),
@@ -615,6 +636,9 @@ class Engine:
             market=self.market_name,
             symbols=list(self.settings.symbols),
             request_budget=self.broker.request_budget(),
+            clock=datetime.fromtimestamp(now, UTC),
+            clock_start=self.settings.clock_start,
+            markets=[market_status(symbol, now) for symbol in self.settings.symbols],
         )
 
     def metrics(self) -> dict[str, float]:
