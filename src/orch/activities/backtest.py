@@ -26,9 +26,10 @@ from orch.agents.discovery import UnknownStrategyError
 from orch.backtest import analysis
 from orch.backtest.data import BacktestInputError, prepare
 from orch.backtest.process import JobFailed, run_job
+from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
 from orch.contracts.errors import ErrorType
-from orch.contracts.names import RESTART_DISCOVERY, SYSTEM_STATE_WORKFLOW_ID
+from orch.contracts.names import RESTART_DISCOVERY
 from orch.contracts.system import SystemStateSnapshot
 from orch.contracts.validation import (
     ACTIVE_SOURCE,
@@ -66,9 +67,7 @@ class BacktestActivities:
         self._settings = settings
 
     async def _system_state(self) -> SystemStateSnapshot:
-        return await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).query(
-            "state", result_type=SystemStateSnapshot
-        )
+        return await SystemStateClient(self._client).snapshot()
 
     # ---- Step 1 --------------------------------------------------------------------------------
 

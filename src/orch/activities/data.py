@@ -41,6 +41,7 @@ from orch.agents.conditions import (
 from orch.agents.discovery import get_strategy, indicators, rank
 from orch.agents.patterns import analyse_patterns
 from orch.agents.risk import evaluate_risk
+from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
 from orch.contracts.commands import StepOutcome
 from orch.contracts.cycle import LearningState, PortfolioRiskLimits
@@ -65,7 +66,6 @@ from orch.contracts.data import (
 from orch.contracts.discovery import Candidate
 from orch.contracts.errors import ErrorType
 from orch.contracts.levels import TradingMode
-from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import (
     DataSources,
     DataSourcesChange,
@@ -76,7 +76,7 @@ from orch.contracts.system import (
 from orch.contracts.trading import Account
 from orch.hft.client import HftClientError
 from orch.market.alpaca import API_KEY_VARIABLE, SECRET_KEY_VARIABLE
-from orch.market.base import MarketDataError, MarketDataSource, PriceHistory, is_crypto
+from orch.market.base import CredentialsRefused, MarketDataError, MarketDataSource, PriceHistory, is_crypto
 from orch.market.calendars import freshness_moment
 from orch.market.sources import (
     ConfiguredMarket,
@@ -137,11 +137,11 @@ class DataActivities:
         self._markets = markets
         self._hft = hft
 
-    def _system_state(self) -> Any:
-        return self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
+    def _system_state(self) -> SystemStateClient:
+        return SystemStateClient(self._client)
 
     async def _state(self) -> SystemStateSnapshot:
-        return await self._system_state().query("state", result_type=SystemStateSnapshot)
+        return await self._system_state().snapshot()
 
     # ---- The pool's statistics ---------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ class DataActivities:
                 histories[symbol] = await asyncio.to_thread(source.history, symbol, PROBE_BARS)
             except MarketDataError as err:
                 probe.problems.append(f"{symbol}: {err}")
-                if "credentials" in str(err):
+                if isinstance(err, CredentialsRefused):
                     probe.authenticated, probe.retryable = False, False
                 continue
             latencies.append((time.perf_counter() - started) * 1000)
@@ -324,11 +324,9 @@ class DataActivities:
     async def switch_data_sources(self, request: SwitchSourcesRequest) -> SourcesSwitched:
         """Record the primary and its ordered fallbacks in SystemState; this worker reads them at once."""
         try:
-            previous = await self._system_state().execute_update(
-                "set_data_sources",
+            previous = await self._system_state().set_data_sources(
                 DataSourcesChange(sources=request.sources, requested_by=request.integration_id),
-                id=f"{request.integration_id}-switch-sources",
-                result_type=DataSourcesChange,
+                update_id=f"{request.integration_id}-switch-sources",
             )
         except WorkflowUpdateFailedError as err:
             raise ApplicationError(
@@ -391,8 +389,8 @@ class DataActivities:
 
         written = current.model_copy(update={"thresholds": calibration.thresholds})
         cycle_id = f"{request.integration_id}-calibration"
-        await self._system_state().execute_update(
-            "record_learning", LearningRecord(cycle_id=cycle_id, state=written), id=f"learn-{cycle_id}"
+        await self._system_state().record_learning(
+            LearningRecord(cycle_id=cycle_id, state=written), update_id=f"learn-{cycle_id}"
         )
         before, after = current.thresholds, calibration.thresholds
         return AlgorithmsUpdated(
@@ -496,13 +494,11 @@ class DataActivities:
     async def enable_trading(self, request: EnableTradingRequest) -> TradingEnabled:
         """Switch the trading mode (paper; live only with its second confirmation) in SystemState."""
         try:
-            previous = await self._system_state().execute_update(
-                "set_trading_mode",
+            previous = await self._system_state().set_trading_mode(
                 TradingModeChange(
                     mode=request.mode, requested_by=request.integration_id, confirm_live=request.confirm_live
                 ),
-                id=f"{request.integration_id}-trading-mode",
-                result_type=TradingMode,
+                update_id=f"{request.integration_id}-trading-mode",
             )
         except WorkflowUpdateFailedError as err:
             raise ApplicationError(
@@ -543,30 +539,27 @@ class DataActivities:
         previous = request.previous
         done = []
         if request.restore_sources and state.config.data_sources != previous.data_sources:
-            await handle.execute_update(
-                "set_data_sources",
+            await handle.set_data_sources(
                 DataSourcesChange(sources=previous.data_sources, requested_by=request.integration_id),
-                id=f"{request.integration_id}-restore-sources",
+                update_id=f"{request.integration_id}-restore-sources",
             )
             done.append(f"data sources back to {describe(previous.data_sources)}")
         if request.restore_mode and state.config.trading_mode != previous.trading_mode:
-            await handle.execute_update(
-                "set_trading_mode",
+            await handle.set_trading_mode(
                 TradingModeChange(
                     mode=previous.trading_mode,
                     requested_by=request.integration_id,
                     confirm_live=previous.trading_mode is TradingMode.LIVE,
                 ),
-                id=f"{request.integration_id}-restore-mode",
+                update_id=f"{request.integration_id}-restore-mode",
             )
             done.append(f"trading mode back to {previous.trading_mode.value}")
         if request.written_learning is not None:
             if state.learning == request.written_learning:
                 cycle_id = f"{request.integration_id}-restore-learning"
-                await handle.execute_update(
-                    "record_learning",
+                await handle.record_learning(
                     LearningRecord(cycle_id=cycle_id, state=previous.learning or LearningState()),
-                    id=f"learn-{cycle_id}",
+                    update_id=f"learn-{cycle_id}",
                 )
                 done.append("regime thresholds restored")
             else:

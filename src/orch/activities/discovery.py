@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from orch.activities.steps import heartbeat_until_done, step_activity
 from orch.agents.discovery import UnknownStrategyError, get_strategy, known_strategies, rank
+from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
 from orch.contracts.commands import StepOutcome
 from orch.contracts.discovery import (
@@ -45,13 +46,8 @@ from orch.contracts.discovery import (
     ValidateDiscoveryRequest,
 )
 from orch.contracts.errors import ErrorType
-from orch.contracts.names import (
-    DISCOVERY_QUEUE,
-    DISCOVERY_SCAN,
-    DISCOVERY_SCHEDULE_ID,
-    SYSTEM_STATE_WORKFLOW_ID,
-)
-from orch.contracts.system import SetStrategyRequest, SystemStateSnapshot
+from orch.contracts.names import DISCOVERY_QUEUE, DISCOVERY_SCAN, DISCOVERY_SCHEDULE_ID
+from orch.contracts.system import SetStrategyRequest
 from orch.market.base import MarketDataSource
 
 RUNNING_SCANS_QUERY = f"WorkflowType = '{DISCOVERY_SCAN}' AND ExecutionStatus = 'Running'"
@@ -116,17 +112,12 @@ class DiscoveryActivities:
     @activity.defn
     async def publish_candidates(self, candidates: CandidateSet) -> bool:
         """Hand a scan's candidates to SystemState; False when the strategy is no longer active."""
-        handle = self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
-        try:
-            await handle.execute_update(
-                "publish_candidates", candidates, id=f"publish-{candidates.scan_workflow_id}"
-            )
-        except Exception as err:
-            if "the active strategy is" in str(err):
-                activity.logger.info("scan not published: %s", err)
-                return False
-            raise
-        return True
+        published = await SystemStateClient(self._client).publish_candidates(
+            candidates, update_id=f"publish-{candidates.scan_workflow_id}"
+        )
+        if not published:
+            activity.logger.info("scan not published: %s is no longer active", candidates.strategy)
+        return published
 
     # ---- RestartDiscoverySystem's steps --------------------------------------------------------
 
@@ -251,18 +242,14 @@ class DiscoveryActivities:
     @step_activity
     async def update_configuration(self, request: UpdateConfigurationRequest) -> ConfigurationUpdated:
         """Record the new active strategy and its validated candidates, then resume the schedule."""
-        system_state = self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
+        system_state = SystemStateClient(self._client)
         strategy = request.candidates.strategy
         # Update ids make a retry after a crash a no-op instead of a second change.
-        previous = await system_state.execute_update(
-            "activate_strategy",
+        previous = await system_state.activate_strategy(
             SetStrategyRequest(strategy=strategy, requested_by=request.restart_id),
-            id=f"{request.restart_id}-activate",
-            result_type=str,
+            update_id=f"{request.restart_id}-activate",
         )
-        await system_state.execute_update(
-            "publish_candidates", request.candidates, id=f"{request.restart_id}-publish"
-        )
+        await system_state.publish_candidates(request.candidates, update_id=f"{request.restart_id}-publish")
         resumed = await self._resume_if_we_paused(request.restart_id, f"resumed with {strategy}")
         return ConfigurationUpdated(
             summary=f"active strategy {previous} -> {strategy}"
@@ -275,9 +262,7 @@ class DiscoveryActivities:
     async def restore_discovery(self, request: RestoreDiscoveryRequest) -> StepOutcome:
         """Compensation after a failed restart: the schedule runs the strategy SystemState says is
         active, as it did before, and the validation scan is stopped."""
-        snapshot = await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).query(
-            "state", result_type=SystemStateSnapshot
-        )
+        snapshot = await SystemStateClient(self._client).snapshot()
         active = snapshot.config.active_strategy
         await self._point_schedule_at(active)
         scan = self._client.get_workflow_handle(restart_scan_id(request.restart_id))

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from orch.activities.discovery import _pause_note as _restart_pause_note
 from orch.activities.hft import HftLink
 from orch.activities.steps import step_activity
+from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
 from orch.contracts.emergency import (
     PAUSE_NOTE_PREFIX,
@@ -42,7 +43,7 @@ from orch.contracts.emergency import (
 )
 from orch.contracts.engine import EngineStatus
 from orch.contracts.errors import ErrorType
-from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID, TRADING_ENGINE
+from orch.contracts.names import TRADING_ENGINE
 from orch.contracts.system import EmergencyLevel, ResumeRequest, SystemStateSnapshot
 from orch.contracts.trading import Order, OrderStatus, Position, Side, TradingState, TradingStatus
 from orch.hft.client import HftApiError, HftClientError
@@ -81,9 +82,7 @@ class EmergencyActivities:
     # ---- SystemState -----------------------------------------------------------------------------
 
     async def _system_state(self) -> SystemStateSnapshot:
-        return await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).query(
-            "state", result_type=SystemStateSnapshot
-        )
+        return await SystemStateClient(self._client).snapshot()
 
     @activity.defn
     @step_activity
@@ -91,11 +90,8 @@ class EmergencyActivities:
         """`declare_emergency`; the same incident id replaces the earlier record (revision 2 adds actions)."""
         incident = request.incident
         try:
-            level = await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
-                "declare_emergency",
-                incident,
-                id=f"declare-{incident.incident_id}-r{request.revision}",
-                result_type=EmergencyLevel,
+            level = await SystemStateClient(self._client).declare_emergency(
+                incident, update_id=f"declare-{incident.incident_id}-r{request.revision}"
             )
         except WorkflowUpdateFailedError as err:
             raise ApplicationError(
@@ -386,8 +382,8 @@ class EmergencyActivities:
     @step_activity
     async def resolve_emergency(self, request: ResumeRequest, resume_id: str) -> EmergencyResolved:
         try:
-            resolved = await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
-                "resolve_emergency", request, id=f"resolve-{resume_id}", result_type=list[str]
+            resolved = await SystemStateClient(self._client).resolve_emergency(
+                request, update_id=f"resolve-{resume_id}"
             )
         except WorkflowUpdateFailedError as err:
             raise ApplicationError(

@@ -22,6 +22,7 @@ from orch.activities.discovery import POLLER_FRESHNESS
 from orch.activities.emergency import running_engine_statuses
 from orch.activities.hft import HftLink
 from orch.activities.steps import step_activity
+from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
 from orch.contracts.cycle import BlockReason, CycleOutcome, HealthThresholds
 from orch.contracts.emergency import ComponentChecks, ComponentHealth, HealthStatus, paused_by
@@ -82,9 +83,7 @@ class HealthActivities:
 
     async def _system_state(self) -> SystemStateSnapshot | None:
         try:
-            return await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).query(
-                "state", result_type=SystemStateSnapshot
-            )
+            return await SystemStateClient(self._client).snapshot()
         except Exception:
             return None
 

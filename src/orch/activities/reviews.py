@@ -25,11 +25,11 @@ from orch.agents.conditions import sense_market
 from orch.agents.health import AgentErrorTracker
 from orch.agents.reviews import assess_portfolio, optimise_portfolio, review_strategies, summarise_conditions
 from orch.agents.risk import portfolio_risk
+from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
 from orch.contracts.cycle import PortfolioRiskLimits, RegimeThresholds
 from orch.contracts.emergency import AgentHealth, AgentOutcomes, ReviewContext, ReviewFinding, ReviewInput
 from orch.contracts.errors import ErrorType
-from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import AgentErrorsUpdate, SystemStateSnapshot
 from orch.contracts.trading import HftStatus
 from orch.hft.client import HftClientError
@@ -61,9 +61,7 @@ class ReviewActivities:
         self._hft = hft
 
     async def _system_state(self) -> SystemStateSnapshot:
-        return await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).query(
-            "state", result_type=SystemStateSnapshot
-        )
+        return await SystemStateClient(self._client).snapshot()
 
     async def _hft_status(self) -> HftStatus:
         try:
@@ -166,8 +164,8 @@ class ReviewActivities:
 
         The update id is the review's, so a retry after the update went through changes nothing.
         """
-        handle = self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
-        state = await handle.query("state", result_type=SystemStateSnapshot)
+        system_state = SystemStateClient(self._client)
+        state = await system_state.snapshot()
         source = f"{outcomes.review}-review"
         tracker = AgentErrorTracker(state.agent_errors.get(source), error_threshold=outcomes.error_threshold)
         now = datetime.now(UTC)
@@ -180,11 +178,9 @@ class ReviewActivities:
                 continue
             if was_enabled:
                 newly_disabled.append(name)
-        await handle.execute_update(
-            "record_agent_errors",
+        await system_state.record_agent_errors(
             AgentErrorsUpdate(source=source, log=tracker.log, requested_by=outcomes.review_id),
-            id=f"agent-errors-{outcomes.review_id}",
-            result_type=list[str],
+            update_id=f"agent-errors-{outcomes.review_id}",
         )
         return AgentHealth(log=tracker.log, newly_disabled=newly_disabled, report=tracker.report())
 

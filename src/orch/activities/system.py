@@ -7,6 +7,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from orch.clients.system_state import SystemStateClient
 from orch.contracts.errors import ErrorType
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import CommandSlot, SlotDecision
@@ -21,12 +22,10 @@ class SystemActivities:
         """Ask SystemState for a command slot (a local activity of the command, so one round trip)."""
         info = activity.info()
         try:
-            return await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
-                "acquire_command_slot",
+            return await SystemStateClient(self._client).acquire_command_slot(
                 slot,
                 # One id per command run: a retried attempt is answered, never counted twice.
-                id=f"slot-{info.workflow_id}-{info.workflow_run_id}",
-                result_type=SlotDecision,
+                update_id=f"slot-{info.workflow_id}-{info.workflow_run_id}",
             )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:

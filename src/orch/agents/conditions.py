@@ -33,8 +33,9 @@ from orch.contracts.cycle import (
     RegimeThresholds,
 )
 from orch.contracts.market import Regime
+from orch.market.bar_checks import bar_seconds, staleness
 from orch.market.base import PriceHistory, is_crypto
-from orch.market.calendars import current_sessions, freshness_moment, open_seconds_between
+from orch.market.calendars import current_sessions
 
 REGIME_WINDOW = 20  # bars behind the efficiency ratio and the trend
 # Volatile spells are short (days, not months): a short window sees them before they are over.
@@ -47,11 +48,6 @@ ANOMALY_ZSCORE = 4.0
 ZSCORE_CAP = 99.0
 # A step between bars this many times the usual interval means bars are missing.
 GAP_FACTOR = 1.5
-STALE_AFTER_BARS = 3.0
-# An equity's age is counted only to the last session close while its market is closed
-# (`freshness_moment`); daily bars keep this allowance, as a Friday's bar is 2.6 days old at
-# Monday's open and 3.6 after a Monday holiday, where three bars would call it stale.
-EQUITY_CLOSURE = timedelta(hours=72)
 _DAY_SECONDS = 86_400
 
 
@@ -112,7 +108,7 @@ def validate_history(
             )
         )
 
-    interval = _interval_seconds(steps, bar_interval)
+    interval = bar_seconds(steps, bar_interval)
     crypto = is_crypto(history.symbol)
     if interval is not None:
         gaps = _gaps(history.timestamps, steps, interval, crypto)
@@ -130,7 +126,7 @@ def validate_history(
             )
 
     if n and interval is not None:
-        stale = _staleness(history, now, timedelta(seconds=interval), crypto, stale_after, peer_latest)
+        stale = staleness(history, now, timedelta(seconds=interval), stale_after, peer_latest)
         if stale:
             issues.append(DataIssue(kind=DataIssueKind.STALE, message=stale, blocking=True))
     return DataQuality(symbol=history.symbol, bars=n, issues=issues)
@@ -148,33 +144,6 @@ def _gaps(timestamps: np.ndarray, steps: np.ndarray, interval: float, crypto: bo
         return skipped_day
     same_day = days[1:] == days[:-1]
     return np.where(same_day, steps > GAP_FACTOR * interval, skipped_day)
-
-
-def _staleness(
-    history: PriceHistory,
-    now: datetime,
-    interval: timedelta,
-    crypto: bool,
-    stale_after: timedelta | None,
-    peer_latest: datetime | None,
-) -> str | None:
-    """Why the data is stale, or None."""
-    last = _as_datetime(history.timestamps.max())
-    daily_equity = not crypto and interval >= timedelta(days=1)
-    limit = stale_after or STALE_AFTER_BARS * interval + (EQUITY_CLOSURE if daily_equity else timedelta(0))
-    measured_at = datetime.fromtimestamp(freshness_moment(history.symbol, now.timestamp()), UTC)
-    ended = last + interval
-    if daily_equity or crypto:
-        age = measured_at - ended
-        closed = "" if measured_at == now else f", counted to the last close {measured_at.isoformat()}"
-    else:  # intraday equities: only session time ages a bar (09:31 Monday: Friday's last bar is 1 min old)
-        age = timedelta(seconds=open_seconds_between(history.symbol, ended.timestamp(), now.timestamp()))
-        closed = " in session time"
-    if age > limit:
-        return f"last bar at {last.isoformat()} ended {age} ago{closed} (limit {limit})"
-    if peer_latest is not None and peer_latest - last > STALE_AFTER_BARS * interval:
-        return f"last bar at {last.isoformat()} lags the newest of its peers ({peer_latest.isoformat()})"
-    return None
 
 
 def classify_regime(efficiency_ratio: float, volatility_ratio: float, thresholds: RegimeThresholds) -> Regime:
@@ -344,13 +313,6 @@ def _atr(history: PriceHistory) -> float:
     # Wilder's average forgets the past within a few periods; its loop need not walk the whole history.
     high, low, close = (column[-ATR_HISTORY_BARS:] for column in (history.high, history.low, history.close))
     return float(indicators.atr(high, low, close, ATR_WINDOW)[-1])
-
-
-def _interval_seconds(steps: np.ndarray, bar_interval: timedelta | None) -> float | None:
-    if bar_interval is not None:
-        return bar_interval.total_seconds()
-    forward = steps[steps > 0]
-    return float(np.median(forward)) if len(forward) else None
 
 
 def _as_datetime(timestamp: np.datetime64) -> datetime:

@@ -123,8 +123,8 @@ async def _enable(names: list[str], account: str | None, requested_by: str, as_j
 
     from orch.cli.commands import EXIT_BAD_INPUT, CliError
     from orch.cli.cycle import _set_config
+    from orch.clients.system_state import SystemStateClient
     from orch.contracts.engine import EngineConfigChange
-    from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
     from orch.contracts.system import EnableAgentsRequest
 
     client, snapshot, _, engine, engine_disabled = await _disabled_everywhere(account)
@@ -141,9 +141,7 @@ async def _enable(names: list[str], account: str | None, requested_by: str, as_j
     if in_state:
         request = EnableAgentsRequest(agents=in_state, requested_by=requested_by)
         try:
-            still = await client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
-                "enable_agents", request, result_type=list[str]
-            )
+            still = await SystemStateClient(client).enable_agents(request)
         except WorkflowUpdateFailedError as err:
             raise CliError(f"SystemState refused: {err.cause}", EXIT_BAD_INPUT) from err
     if in_engine and engine is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 
+from orch.clients.system_state import SystemStateClient
 from orch.contracts.commands import CommandStatus, Progress
 from orch.contracts.names import (
     COMMAND_WORKFLOW_TYPES,
@@ -41,9 +42,7 @@ def new_workflow_id(prefix: str) -> str:
 
 async def system_state(client: Client) -> SystemStateSnapshot:
     try:
-        return await client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).query(
-            "state", result_type=SystemStateSnapshot
-        )
+        return await SystemStateClient(client).snapshot()
     except Exception as err:
         raise CliError(
             f"SystemState ({SYSTEM_STATE_WORKFLOW_ID}) is not reachable: is `orch up` (or `orch worker`) "

@@ -28,6 +28,8 @@ class ErrorType(StrEnum):
     UNKNOWN_STRATEGY = "UnknownStrategy", False
     COMMAND_REJECTED = "CommandRejected", False  # no command slot, or SystemState refused the update
     COMMAND_FAILED = "CommandFailed", False  # a command workflow's own failure, carrying its result
+    # SystemState refused a scan's candidates: their strategy is no longer the active one.
+    STRATEGY_NOT_ACTIVE = "StrategyNotActive", False
     NOTHING_TO_RESUME = "NothingToResume", False
     # ---- orch hft ------------------------------------------------------------------------------
     HFT_REQUEST_REJECTED = "HftRequestRejected", False  # orch hft answered 4xx to the cycle

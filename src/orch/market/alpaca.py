@@ -26,7 +26,14 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from orch.contracts.market import Bar
-from orch.market.base import MarketDataError, MarketDataSource, PriceHistory, UnknownSymbolError, is_crypto
+from orch.market.base import (
+    CredentialsRefused,
+    MarketDataError,
+    MarketDataSource,
+    PriceHistory,
+    UnknownSymbolError,
+    is_crypto,
+)
 from orch.resources import BlockingCalls, CallsClosed, CallTimeout, RateLimited, ResourcePool, bound_session
 
 T = TypeVar("T")
@@ -185,7 +192,8 @@ class AlpacaMarketData(MarketDataSource):
         except RateLimited as error:
             raise MarketDataError(str(error)) from None
         except APIError as error:
-            raise MarketDataError(_describe_api_error(error)) from None
+            refused = getattr(error, "status_code", None) in (401, 403)
+            raise (CredentialsRefused if refused else MarketDataError)(_describe_api_error(error)) from None
         except RequestException as error:
             raise MarketDataError(f"alpaca unreachable: {type(error).__name__}: {error}") from None
         except Exception as error:  # alpaca-py could not read the answer

@@ -10,6 +10,8 @@
   one-bar move undone the next day is 9 %, the largest move of any kind is AAPL's 52 % fall of
   2000-09-29 (which stayed, so it is confirmed), while a slip is at least x10. The first and last
   bar have one neighbour only, so they cannot be judged.
+- `staleness`: why a series' newest bar is too old to trade on (the market-conditions agent's rule,
+  and the fallback chain's, which must agree on it).
 - `missing_sessions`: the days between the first and last bar on which the market was open but
   the series has no bar: the NYSE's sessions (exchange-calendars, via `calendars`) for equities,
   every day for crypto.
@@ -17,16 +19,64 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
 from orch.market.base import PriceHistory
-from orch.market.calendars import equity_sessions, is_crypto
+from orch.market.calendars import equity_sessions, freshness_moment, is_crypto, open_seconds_between
 
-__all__ = ["JUMP_FACTOR", "inconsistent_bars", "missing_sessions", "unconfirmed_jumps"]
+__all__ = [
+    "JUMP_FACTOR",
+    "bar_seconds",
+    "inconsistent_bars",
+    "missing_sessions",
+    "staleness",
+    "unconfirmed_jumps",
+]
 
 JUMP_FACTOR = 3.0
+STALE_AFTER_BARS = 3.0
+# An equity's age is counted only to the last session close while its market is closed
+# (`freshness_moment`); daily bars keep this allowance, as a Friday's bar is 2.6 days old at
+# Monday's open and 3.6 after a Monday holiday, where three bars would call it stale.
+EQUITY_CLOSURE = timedelta(hours=72)
+
+
+def bar_seconds(steps: np.ndarray, declared: timedelta | None) -> float | None:
+    """The bar length: the declared one, else the median forward step between bars (seconds)."""
+    if declared is not None:
+        return declared.total_seconds()
+    forward = steps[steps > 0]
+    return float(np.median(forward)) if len(forward) else None
+
+
+def staleness(
+    history: PriceHistory,
+    now: datetime,
+    interval: timedelta,
+    stale_after: timedelta | None = None,
+    peer_latest: datetime | None = None,
+) -> str | None:
+    """Why the data is stale at `now`, or None: its last bar ended longer ago than `stale_after` (by
+    default three bars, plus a weekend for daily equities), or it lags `peer_latest` by three bars."""
+    crypto = is_crypto(history.symbol)
+    last = datetime.fromtimestamp(int(history.timestamps.max().astype("datetime64[s]").astype(np.int64)), UTC)
+    daily_equity = not crypto and interval >= timedelta(days=1)
+    limit = stale_after or STALE_AFTER_BARS * interval + (EQUITY_CLOSURE if daily_equity else timedelta(0))
+    measured_at = datetime.fromtimestamp(freshness_moment(history.symbol, now.timestamp()), UTC)
+    ended = last + interval
+    if daily_equity or crypto:
+        age = measured_at - ended
+        closed = "" if measured_at == now else f", counted to the last close {measured_at.isoformat()}"
+    else:  # intraday equities: only session time ages a bar (09:31 Monday: Friday's last bar is 1 min old)
+        age = timedelta(seconds=open_seconds_between(history.symbol, ended.timestamp(), now.timestamp()))
+        closed = " in session time"
+    if age > limit:
+        return f"last bar at {last.isoformat()} ended {age} ago{closed} (limit {limit})"
+    if peer_latest is not None and peer_latest - last > STALE_AFTER_BARS * interval:
+        return f"last bar at {last.isoformat()} lags the newest of its peers ({peer_latest.isoformat()})"
+    return None
 
 
 def inconsistent_bars(history: PriceHistory) -> np.ndarray:

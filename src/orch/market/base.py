@@ -15,7 +15,14 @@ import numpy as np
 from orch.contracts.market import Bar
 from orch.market.calendars import is_crypto
 
-__all__ = ["MarketDataError", "MarketDataSource", "PriceHistory", "UnknownSymbolError", "is_crypto"]
+__all__ = [
+    "CredentialsRefused",
+    "MarketDataError",
+    "MarketDataSource",
+    "PriceHistory",
+    "UnknownSymbolError",
+    "is_crypto",
+]
 
 
 class MarketDataError(RuntimeError):
@@ -24,6 +31,10 @@ class MarketDataError(RuntimeError):
 
 class UnknownSymbolError(MarketDataError):
     pass
+
+
+class CredentialsRefused(MarketDataError):
+    """The source refused the keys it was given: no retry can help until an operator changes them."""
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@
 - `FallbackMarket(primary, fallbacks, staleness)` answers from the primary, and from the next source
   in order when the primary fails or its newest bar is stale; every fallback taken is recorded
   (`events`, and the resource pool's statistics).
-- `ConfiguredMarket` is the worker's market: the data sources SystemState says are in force, looked
-  up at activity time (at most every `data_sources_refresh_seconds`), so `orch integrate-real-data`
-  changes what every worker reads without a restart.
+- `ConfiguredMarket` is the worker's market: the data sources in force (SystemState's, read by the
+  function the worker hands it, so this layer never talks to Temporal), looked up at activity time
+  (at most every `data_sources_refresh_seconds`), so `orch integrate-real-data` changes what every
+  worker reads without a restart.
 
 Reading bars blocks (files, HTTP): call `history` from a thread (`asyncio.to_thread`), as the trading
 cycle's activities do. From a thread, a configured market looks SystemState up and Alpaca calls wait
@@ -23,21 +24,19 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from orch.agents.conditions import validate_history
-from orch.contracts.cycle import DataIssueKind
+import numpy as np
+
 from orch.contracts.data import AVAILABLE_SOURCES, FallbackEvent
-from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
-from orch.contracts.system import DataSources, SystemStateSnapshot
+from orch.contracts.system import DataSources
+from orch.market.bar_checks import bar_seconds, staleness
 from orch.market.base import MarketDataError, MarketDataSource, PriceHistory, UnknownSymbolError
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
-
     from orch.config import Settings
     from orch.resources import ResourcePool
 
@@ -120,9 +119,9 @@ def stale_reason(
     longer ago than `stale_after`, by default three bars plus a weekend for equities)."""
     if not len(history):
         return "no bars"
-    quality = validate_history(history, now, bar_interval=interval, stale_after=stale_after, min_bars=0)
-    stale = [issue.message for issue in quality.issues if issue.kind is DataIssueKind.STALE]
-    return stale[0] if stale else None
+    steps = np.diff(history.timestamps).astype("timedelta64[s]").astype(np.int64)
+    seconds = bar_seconds(steps, interval)
+    return None if seconds is None else staleness(history, now, timedelta(seconds=seconds), stale_after)
 
 
 # ---- Falling back --------------------------------------------------------------------------------
@@ -316,8 +315,14 @@ class ConfiguredMarket(MarketDataSource):
     """The sources SystemState says are in force, as one `FallbackMarket`; one adapter per source name,
     opened on first use and kept (their caches and connections survive a switch back and forth)."""
 
-    def __init__(self, client: Client, settings: Settings, resources: ResourcePool) -> None:
-        self._client = client
+    def __init__(
+        self,
+        read_sources: Callable[[], Awaitable[DataSources]] | None,
+        settings: Settings,
+        resources: ResourcePool,
+    ) -> None:
+        # None: no configuration to follow (tests of one worker's adapters); the default sources stay.
+        self._read_sources = read_sources
         self._settings = settings
         self._resources = resources
         self._opened: dict[str, MarketDataSource] = {}
@@ -388,17 +393,13 @@ class ConfiguredMarket(MarketDataSource):
         # Looked up (or tried) now: a SystemState that does not answer is asked again next interval,
         # not on every read.
         self._checked_at = time.monotonic()
+        if self._read_sources is None:
+            return self._market
         try:
-            snapshot = await asyncio.wait_for(
-                self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).query(
-                    "state", result_type=SystemStateSnapshot
-                ),
-                STATE_QUERY_TIMEOUT_SECONDS,
-            )
+            wanted = await asyncio.wait_for(self._read_sources(), STATE_QUERY_TIMEOUT_SECONDS)
         except Exception as err:
             log.warning("data sources not refreshed (SystemState did not answer: %s); keeping %s", err, self)
             return self._market
-        wanted = snapshot.config.data_sources
         if wanted != self._sources:
             market = self.market_for(wanted)
             log.info("data sources now %s (were %s)", market, self._market)

@@ -27,6 +27,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from orch.agents.discovery import known_strategies
+from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
 from orch.contracts.discovery import DiscoveryScanInput
 from orch.contracts.emergency import ReviewInput, pause_note
@@ -59,7 +60,7 @@ async def ensure_system_state(client: Client, settings: Settings) -> SystemState
         known_strategies=known_strategies(),
         reap_interval_seconds=settings.command_reap_interval_seconds,
     )
-    handle = await client.start_workflow(
+    await client.start_workflow(
         SYSTEM_STATE,
         initial,
         id=SYSTEM_STATE_WORKFLOW_ID,
@@ -67,8 +68,9 @@ async def ensure_system_state(client: Client, settings: Settings) -> SystemState
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary="The system's live configuration; its history is the audit trail",
     )
-    await handle.execute_update("register_strategies", known_strategies())
-    return await handle.query("state", result_type=SystemStateSnapshot)
+    system_state = SystemStateClient(client)
+    await system_state.register_strategies(known_strategies())
+    return await system_state.snapshot()
 
 
 async def ensure_discovery_schedule(client: Client, settings: Settings, strategy: str) -> None:

@@ -28,8 +28,10 @@ from orch.activities.hft import HftLink
 from orch.activities.reviews import ReviewActivities
 from orch.activities.system import SystemActivities
 from orch.client import connect
+from orch.clients.system_state import SystemStateClient
 from orch.config import Settings, get_settings
 from orch.contracts.names import ALL_QUEUES, BACKTEST_QUEUE, COMMANDS_QUEUE, CRITICAL_QUEUE, DISCOVERY_QUEUE
+from orch.contracts.system import DataSources
 from orch.market.base import MarketDataSource
 from orch.market.sources import ConfiguredMarket
 from orch.resources import ResourcePool
@@ -89,7 +91,12 @@ def build_workers(
     resources = resources or ResourcePool.from_settings(settings)
     # The worker's market: SystemState's data sources, looked up at activity time, so a switch by
     # `orch integrate-real-data` reaches every activity without a restart. A test may pin another.
-    markets = ConfiguredMarket(client, settings, resources)
+    system_state = SystemStateClient(client)
+
+    async def data_sources() -> DataSources:
+        return (await system_state.snapshot()).config.data_sources
+
+    markets = ConfiguredMarket(data_sources, settings, resources)
     market = market or markets
     # One link to orch hft per worker process, shared by the data, emergency, health and review activities.
     hft = HftLink(settings)

@@ -11,11 +11,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from orch.activities.system import SystemActivities
     from orch.contracts.data import source_problems
     from orch.contracts.discovery import CandidateSet
+    from orch.contracts.errors import ErrorType
     from orch.contracts.system import (
         AgentErrorsUpdate,
         CommandSlot,
@@ -126,8 +128,11 @@ class SystemStateWorkflow:
     def _validate_publish_candidates(self, candidates: CandidateSet) -> None:
         active = self._state.config.active_strategy
         if candidates.strategy != active:
-            raise ValueError(
-                f"candidates from {candidates.strategy!r} refused: the active strategy is {active!r}"
+            # Typed, so a publisher tells this ordinary race from a fault without reading the message.
+            raise ApplicationError(
+                f"candidates from {candidates.strategy!r} refused: the active strategy is {active!r}",
+                type=ErrorType.STRATEGY_NOT_ACTIVE,
+                non_retryable=True,
             )
 
     @workflow.update
