@@ -246,3 +246,33 @@ def test_schemathesis_finds_no_disagreement(running: HftUnderTest, tmp_path: har
     operations = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", report)
     assert operations and operations[1] == operations[2] == operations[3], report
     assert summary and int(summary[1]) > 100, report
+
+
+# ---- Issue 10, item 3: refusals carry a machine-readable code -------------------------------------
+
+
+def test_every_refusal_carries_its_code_and_the_client_raises_it(running: HftUnderTest) -> None:
+    import asyncio
+
+    from orch.contracts.errors import RefusalCode
+    from orch.hft.client import HftApiError, HftClient
+
+    answers = {
+        RefusalCode.MALFORMED_REQUEST: raw_post(running, "/orders", "{not json"),
+        RefusalCode.UNSUPPORTED_MEDIA_TYPE: raw_post(running, "/orders", "{}", "text/plain"),
+        RefusalCode.INVALID_BODY: raw_post(running, "/orders", '{"symbol": "BTC/USD"}'),
+        RefusalCode.NO_SUCH_ROUTE: httpx.get(running.url + "/nowhere", headers=running.headers, timeout=5),
+        RefusalCode.UNAUTHORIZED: httpx.get(running.url + "/state", timeout=5),
+    }
+    for code, answer in answers.items():
+        assert answer.json()["code"] == code.value, (code, answer.text)
+
+    async def cancel_unknown() -> HftApiError:
+        async with HftClient(running.url, token=TOKEN) as client:
+            with pytest.raises(HftApiError) as raised:
+                await client.cancel_order("never-sent")
+        return raised.value
+
+    refused = asyncio.run(cancel_unknown())
+    assert refused.status == 404 and refused.code is RefusalCode.NO_SUCH_ORDER
+    assert "never-sent" in refused.message  # the human message stays beside the code

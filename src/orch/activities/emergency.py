@@ -42,7 +42,7 @@ from orch.contracts.emergency import (
     paused_by,
 )
 from orch.contracts.engine import EngineStatus
-from orch.contracts.errors import ErrorType
+from orch.contracts.errors import ErrorType, RefusalCode
 from orch.contracts.names import TRADING_ENGINE
 from orch.contracts.system import EmergencyLevel, ResumeRequest, SystemStateSnapshot
 from orch.contracts.trading import Order, OrderStatus, Position, Side, TradingState, TradingStatus
@@ -226,7 +226,7 @@ class EmergencyActivities:
         try:
             await self._hft.client().cancel_order(client_order_id)
         except HftApiError as err:
-            if err.status not in (404, 409):  # unknown (404) or no longer open (409): what we wanted
+            if err.code not in (RefusalCode.NO_SUCH_ORDER, RefusalCode.ORDER_NOT_OPEN):  # gone: as wanted
                 raise
 
     async def _call(self, action):

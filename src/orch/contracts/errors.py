@@ -57,6 +57,25 @@ class ErrorType(StrEnum):
     AGENT_ERROR = "AgentError", False  # the agent's own code raised: counted, and retrying repeats it
 
 
+class RefusalCode(StrEnum):
+    """Why `orch hft` refused a request: the `code` of its error body and of `HftApiError`, and of each
+    plan `POST /plans` did not take. Callers switch on it; the message beside it is for people."""
+
+    UNAUTHORIZED = "unauthorized"
+    MALFORMED_REQUEST = "malformed_request"  # empty or not JSON, or a query parameter out of range
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    INVALID_BODY = "invalid_body"  # the body does not match its schema
+    INVALID_INSTRUMENT = "invalid_instrument"  # no instrument rule allows this symbol, size or price
+    NO_SUCH_ROUTE = "no_such_route"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NO_SUCH_ORDER = "no_such_order"
+    ORDER_NOT_OPEN = "order_not_open"  # nothing left to cancel
+    NOT_RECONCILED = "not_reconciled"  # the journal and the broker disagree: no resume yet
+    # ---- Plans (`PlanAck.codes`) -----------------------------------------------------------------
+    PLAN_EXISTS = "plan_exists"  # accepted before: a retried send finds it there
+    PLAN_REFUSED = "plan_refused"  # expired, unknown symbol, or exits that do not bracket the entry
+
+
 # One list for every retry policy: a type's name is unique, so a workflow whose activities never raise
 # one loses nothing by listing it, and no policy can forget one that they do.
 NON_RETRYABLE_ERROR_TYPES: list[str] = [t.value for t in ErrorType if not t.retryable]

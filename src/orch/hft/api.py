@@ -4,8 +4,8 @@ Every route is declared once in `ROUTES`, which both mounts it and describes it 
 OpenAPI schema (`GET /openapi.json`), its query parameters and every answer it can give included,
 so what the schema calls valid the server accepts and what it refuses the schema documents.
 Everything but `/health` and `/openapi.json` needs `Authorization: Bearer <ORCH_HFT_TOKEN>`.
-Malformed requests get a 4xx whose body says what is wrong:
-`{"error": "...", "details": [{"loc": "...", "msg": "..."}]}`.
+Malformed requests get a 4xx whose body says what is wrong, with a machine-readable `RefusalCode`:
+`{"error": "...", "code": "invalid_body", "details": [{"loc": "...", "msg": "..."}]}`.
 
 Bodies are parsed strictly (pydantic's strict mode on the JSON itself): no string for a number or
 a boolean, no 0 or 1 for false or true, no NaN or Infinity, and only `application/json`. A lax
@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orch.contracts.errors import RefusalCode
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import (
     FillPage,
@@ -59,16 +60,40 @@ PUBLIC_PATHS = frozenset({"/health", "/openapi.json"})
 M = TypeVar("M", bound=BaseModel)
 
 
+# The HTTP status of each refusal the API answers with (plan refusals travel inside a 200's PlanAck).
+REFUSAL_STATUS: dict[RefusalCode, int] = {
+    RefusalCode.UNAUTHORIZED: 401,
+    RefusalCode.MALFORMED_REQUEST: 400,
+    RefusalCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    RefusalCode.INVALID_BODY: 422,
+    RefusalCode.INVALID_INSTRUMENT: 422,
+    RefusalCode.NO_SUCH_ROUTE: 404,
+    RefusalCode.METHOD_NOT_ALLOWED: 405,
+    RefusalCode.NO_SUCH_ORDER: 404,
+    RefusalCode.ORDER_NOT_OPEN: 409,
+    RefusalCode.NOT_RECONCILED: 409,
+}
+
+
+# Starlette's own refusals (no route, wrong method) by their status.
+ROUTING_REFUSALS: dict[int, RefusalCode] = {
+    404: RefusalCode.NO_SUCH_ROUTE,
+    405: RefusalCode.METHOD_NOT_ALLOWED,
+}
+
+
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, code: RefusalCode, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.code = code
+        self.status = REFUSAL_STATUS[code]
         self.message = message
         self.details = details or []
 
 
-def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "details": details or []}, status_code=status)
+def _error(code: RefusalCode, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body = {"error": message, "code": code.value, "details": details or []}
+    return JSONResponse(body, status_code=REFUSAL_STATUS[code])
 
 
 class ErrorDetail(BaseModel):
@@ -81,6 +106,7 @@ class ErrorBody(BaseModel):
     """Every refusal's body."""
 
     error: str
+    code: RefusalCode
     details: list[ErrorDetail] = Field(default_factory=list)
 
 
@@ -99,17 +125,20 @@ async def parse_body(request: Request, model: type[M]) -> M:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     raw = await request.body()
     if not raw:
-        raise ApiError(400, f"request body is empty: expected a JSON {model.__name__}")
+        raise ApiError(
+            RefusalCode.MALFORMED_REQUEST, f"request body is empty: expected a JSON {model.__name__}"
+        )
     try:
         # Also refuses NaN, Infinity and numbers too large for a float (1e400) with a clear word.
         json.loads(raw, parse_constant=_not_finite, parse_float=_finite_float)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ApiError(400, f"request body is not valid JSON: {error}") from None
+        raise ApiError(RefusalCode.MALFORMED_REQUEST, f"request body is not valid JSON: {error}") from None
     except ValueError as error:
-        raise ApiError(422, f"invalid {model.__name__}: {error}") from None
+        raise ApiError(RefusalCode.INVALID_BODY, f"invalid {model.__name__}: {error}") from None
     if media_type != "application/json":
         raise ApiError(
-            415, f"request body must be application/json, got {clip(media_type or '(no Content-Type)')}"
+            RefusalCode.UNSUPPORTED_MEDIA_TYPE,
+            f"request body must be application/json, got {clip(media_type or '(no Content-Type)')}",
         )
     try:
         return model.model_validate_json(raw, strict=True)
@@ -119,7 +148,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
             for e in error.errors(include_url=False)
         ]
         summary = "; ".join(f"{d['loc']}: {d['msg']}" for d in details)
-        raise ApiError(422, f"invalid {model.__name__}: {summary}", details) from None
+        raise ApiError(RefusalCode.INVALID_BODY, f"invalid {model.__name__}: {summary}", details) from None
 
 
 @dataclass(frozen=True)
@@ -149,12 +178,15 @@ class Query:
             return self.default
         if self.kind == "boolean":
             if raw not in ("true", "false"):
-                raise ApiError(400, f"query parameter {self.name!r} must be true or false, got {clip(raw)}")
+                raise ApiError(
+                    RefusalCode.MALFORMED_REQUEST,
+                    f"query parameter {self.name!r} must be true or false, got {clip(raw)}",
+                )
             return raw == "true"
         if self.kind == "string":
             if self.choices and raw not in self.choices:
                 raise ApiError(
-                    400,
+                    RefusalCode.MALFORMED_REQUEST,
                     f"query parameter {self.name!r} must be one of {'|'.join(self.choices)}, got {clip(raw)}",
                 )
             return raw
@@ -162,13 +194,14 @@ class Query:
             value = int(raw)
         except ValueError:
             raise ApiError(
-                400, f"query parameter {self.name!r} must be an integer, got {clip(raw)}"
+                RefusalCode.MALFORMED_REQUEST,
+                f"query parameter {self.name!r} must be an integer, got {clip(raw)}",
             ) from None
         low = self.minimum if self.minimum is not None else -math.inf
         high = self.maximum if self.maximum is not None else math.inf
         if not low <= value <= high:
             raise ApiError(
-                400,
+                RefusalCode.MALFORMED_REQUEST,
                 f"query parameter {self.name!r} must be from {self.minimum} to {self.maximum}, got {value}",
             )
         return value
@@ -202,7 +235,9 @@ class BearerTokenMiddleware:
             supplied = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(supplied, self.expected):
                 message = "missing bearer token" if not supplied else "wrong bearer token"
-                response = _error(401, f"{message}: send 'Authorization: Bearer <ORCH_HFT_TOKEN>'")
+                response = _error(
+                    RefusalCode.UNAUTHORIZED, f"{message}: send 'Authorization: Bearer <ORCH_HFT_TOKEN>'"
+                )
                 response.headers["WWW-Authenticate"] = "Bearer"
                 await response(scope, receive, send)
                 return
@@ -265,7 +300,7 @@ async def submit_order(engine: Engine, request: Request) -> Response:
     # What no limit can make valid is a wrong request (422), not a risk denial (200, not accepted).
     problem = engine.instruments.problem(intent.symbol, intent.quantity, intent.limit_price)
     if problem is not None:
-        raise ApiError(422, f"invalid OrderIntent: {problem}")
+        raise ApiError(RefusalCode.INVALID_INSTRUMENT, f"invalid OrderIntent: {problem}")
     order, denial = engine.router.submit(
         intent.symbol,
         intent.side,
@@ -290,8 +325,11 @@ async def cancel_order(engine: Engine, request: Request) -> Response:
     if not engine.router.cancel(client_order_id):
         known = engine.journal.order(client_order_id)
         if known is not None:
-            raise ApiError(409, f"order {clip(client_order_id)} is {known.status.value}: nothing to cancel")
-        raise ApiError(404, f"no order {clip(client_order_id)}")
+            raise ApiError(
+                RefusalCode.ORDER_NOT_OPEN,
+                f"order {clip(client_order_id)} is {known.status.value}: nothing to cancel",
+            )
+        raise ApiError(RefusalCode.NO_SUCH_ORDER, f"no order {clip(client_order_id)}")
     return JSONResponse({"cancelling": client_order_id}, status_code=202)
 
 
@@ -347,7 +385,9 @@ async def kill(engine: Engine, request: Request) -> Response:
 
 async def _resume(engine: Engine, reason: str, requested_by: str) -> Response:
     if not engine.gate.reconciled:
-        raise ApiError(409, "cannot resume: reconciliation with the broker is not clean yet")
+        raise ApiError(
+            RefusalCode.NOT_RECONCILED, "cannot resume: reconciliation with the broker is not clean yet"
+        )
     engine.resume(reason, requested_by)
     return _json(engine.gate.status())
 
@@ -572,11 +612,12 @@ def create_app(engine: Engine, token: str) -> Starlette:
 
     async def api_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ApiError)
-        return _error(error.status, error.message, error.details)
+        return _error(error.code, error.message, error.details)
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
-        response = _error(error.status_code, f"{error.detail}: {request.method} {clip(request.url.path)}")
+        code = ROUTING_REFUSALS.get(error.status_code, RefusalCode.MALFORMED_REQUEST)
+        response = _error(code, f"{error.detail}: {request.method} {clip(request.url.path)}")
         response.headers.update(error.headers or {})  # 405's Allow
         return response
 

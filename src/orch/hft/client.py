@@ -1,7 +1,8 @@
 """`HftClient`: the typed async client of the control API, for the workflows' activities and the CLI.
 
-Every call has a timeout; an answer other than 2xx raises `HftApiError` with the server's message,
-and a process that cannot be reached raises `HftUnavailable` (retryable).
+Every call has a timeout; an answer other than 2xx raises `HftApiError` with the server's message and
+its `RefusalCode` (what a caller switches on), and a process that cannot be reached raises
+`HftUnavailable` (retryable).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from orch.contracts.errors import RefusalCode
 from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import (
     FillPage,
@@ -44,13 +46,28 @@ class HftUnavailable(HftClientError):
 
 
 class HftApiError(HftClientError):
-    """The process answered with an error; `status` 4xx means the request itself is wrong."""
+    """The process answered with an error; `status` 4xx means the request itself is wrong, and `code`
+    says which refusal it was (None: no code in the answer, as from a proxy in between)."""
 
-    def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        code: RefusalCode | None = None,
+    ) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
         self.details = details or []
+        self.code = code
+
+
+def _refusal_code(value: Any) -> RefusalCode | None:
+    try:
+        return RefusalCode(value)
+    except ValueError:
+        return None
 
 
 class HftClient:
@@ -94,7 +111,10 @@ class HftClient:
             try:
                 payload = response.json()
                 raise HftApiError(
-                    response.status_code, payload.get("error", response.text), payload.get("details")
+                    response.status_code,
+                    payload.get("error", response.text),
+                    payload.get("details"),
+                    _refusal_code(payload.get("code")),
                 )
             except ValueError:
                 raise HftApiError(response.status_code, response.text) from None
