@@ -109,9 +109,8 @@ async def _resume(confirm: bool, reason: str, requested_by: str, no_wait: bool, 
     from orch.cli.main import _client, _validation_message
     from orch.config import get_settings
     from orch.contracts.commands import CommandOptions
-    from orch.contracts.emergency import ResumeTradingInput
+    from orch.contracts.emergency import CONFIRM_NEEDED, ResumeTradingInput
     from orch.contracts.names import CRITICAL_QUEUE, RESUME_TRADING, TaskPriority
-    from orch.workflows.resume_trading import CONFIRM_NEEDED
 
     if not confirm:
         raise CliError(f"{CONFIRM_NEEDED} (nothing was changed)", EXIT_BAD_INPUT)

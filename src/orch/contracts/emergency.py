@@ -26,6 +26,8 @@ from orch.contracts.names import (
 )
 from orch.contracts.system import EmergencyIncident
 
+# The resume's refusal without `confirm`: the CLI says it before starting, the workflow if started anyway.
+CONFIRM_NEEDED = "resuming trading needs an explicit confirmation: orch resume --confirm"
 STOP_LEVELS = tuple(level for level in EmergencyLevel if level is not EmergencyLevel.NONE)
 
 # What an emergency stop pauses and a resume unpauses (only where the stop's note is on the schedule).

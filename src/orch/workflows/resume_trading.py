@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from orch.activities.emergency import EmergencyActivities
     from orch.contracts.emergency import (
+        CONFIRM_NEEDED,
         EMERGENCY_PAUSED_SCHEDULES,
         ActiveEmergency,
         EmergencyResolved,
@@ -42,8 +43,6 @@ RESUME_HFT = Step("resuming_hft", "Resume orch hft")
 RESOLVE = Step("resolving_emergency", "Resolve the emergency in SystemState")
 SCHEDULES = Step("resuming_schedules", "Unpause the schedules the emergency paused")
 ENGINES = Step("signalling_engines", "Signal resume to every TradingEngine")
-
-CONFIRM_NEEDED = "resuming trading needs an explicit confirmation: orch resume --confirm"
 
 
 @workflow.defn(name=RESUME_TRADING, failure_exception_types=[ValidationError])
