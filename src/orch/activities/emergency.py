@@ -396,8 +396,7 @@ class EmergencyActivities:
 
 def kill_confirmed(level: EmergencyLevel, status: TradingStatus) -> bool:
     """Did orch hft take the kill: its level at least the one asked for, its gate in the level's state."""
-    levels = list(EmergencyLevel)
-    if levels.index(status.emergency_level) < levels.index(level):
+    if level.stricter_than(status.emergency_level):
         return False
     if level is EmergencyLevel.PAUSE_ENTRIES:
         return status.entries_paused

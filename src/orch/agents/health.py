@@ -39,11 +39,9 @@ BREAKER_LEVELS: dict[BreakerName, EmergencyLevel] = {
     BreakerName.MARKET_DATA: EmergencyLevel.PAUSE_ENTRIES,
 }
 
-_LEVEL_ORDER = list(EmergencyLevel)  # declared from the mildest to the strictest
-
 
 def strictest(levels: list[EmergencyLevel]) -> EmergencyLevel:
-    return max(levels, key=_LEVEL_ORDER.index, default=EmergencyLevel.NONE)
+    return EmergencyLevel.strictest(levels)
 
 
 def evaluate_health(

@@ -1,5 +1,8 @@
 """The trading modes and emergency levels: the vocabulary of every layer, from SystemState to `orch hft`."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -20,4 +23,12 @@ class EmergencyLevel(StrEnum):
 
     @property
     def severity(self) -> int:
+        """The level's rank, declared from the mildest to the strictest: the one ordering of levels."""
         return list(EmergencyLevel).index(self)
+
+    def stricter_than(self, other: EmergencyLevel) -> bool:
+        return self.severity > other.severity
+
+    @staticmethod
+    def strictest(levels: Iterable[EmergencyLevel]) -> EmergencyLevel:
+        return max(levels, key=lambda level: level.severity, default=EmergencyLevel.NONE)

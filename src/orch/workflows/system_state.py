@@ -190,7 +190,7 @@ class SystemStateWorkflow:
         kept = [i for i in self._state.incidents if i.incident_id != incident.incident_id]
         self._state.incidents = [*kept, incident][-INCIDENTS_KEPT:]
         current = self._state.config.emergency_level
-        if incident.level.severity > current.severity:
+        if incident.level.stricter_than(current):
             self._state.config.emergency_level = incident.level
             self._record(incident.requested_by, "emergency_level", current.value, incident.level.value)
         return self._state.config.emergency_level
