@@ -39,7 +39,7 @@ from temporalio.worker import Worker
 
 from orch.activities.cycle import CycleActivities
 from orch.config import Settings
-from orch.contracts.cycle import PortfolioRiskLimits, SchedulerState
+from orch.contracts.cycle import ExecutionLedger, PortfolioRiskLimits, SchedulerState
 from orch.contracts.engine import (
     ComposeRequest,
     EngineConfig,
@@ -113,8 +113,7 @@ class BareLoop:
         self.activities = activities
         self.config = config
         self.env = ActivityEnvironment()
-        self.cursor: int | None = None
-        self.pending: list[Any] = []
+        self.ledger = ExecutionLedger()
 
     async def _step(
         self, name: str, call: Callable[[Any], Awaitable[Any]], request: Any, record: bool
@@ -140,10 +139,11 @@ class BareLoop:
                 symbols=config.symbols,
                 top_n=config.top_n,
                 lookback_bars=config.lookback_bars,
-                fill_cursor=self.cursor,
+                fill_cursor=self.ledger.fill_cursor,
             ),
             record,
         )
+        self.ledger = self.ledger.model_copy(update={"fill_cursor": context.fill_cursor})
         symbols = sorted({c.symbol for c in context.candidates} | {p.symbol for p in context.positions})
         sensed = await step(
             "sense_market",
@@ -206,8 +206,7 @@ class BareLoop:
                 cycle_number=number,
                 hft=hft,
                 plans=plans,
-                pending=self.pending,
-                fill_cursor=context.fill_cursor,
+                ledger=self.ledger,
             ),
             record,
         )
@@ -215,7 +214,11 @@ class BareLoop:
             "monitor_health",
             acts.monitor_health,
             HealthRequest(
-                hft=hft, as_of=datetime.now(UTC), thresholds=config.health, window_fees=executed.window_fees
+                hft=hft,
+                as_of=datetime.now(UTC),
+                thresholds=config.health,
+                ledger=executed.ledger,
+                window_fees=executed.window_fees,
             ),
             record,
         )
@@ -228,12 +231,11 @@ class BareLoop:
                 as_of=datetime.now(UTC),
                 learning=context.learning,
                 settings=config.learning,
-                pending=executed.pending,
-                fill_cursor=executed.fill_cursor,
+                ledger=checked.ledger,
             ),
             record,
         )
-        self.pending, self.cursor = learned.pending, learned.fill_cursor
+        self.ledger = learned.ledger
         await step(
             "log_and_report",
             acts.log_and_report,
@@ -310,7 +312,7 @@ async def main(args: argparse.Namespace) -> None:
             await bootstrap(client, settings)
             bare = BareLoop(CycleActivities(client, settings, market), config)
             await bare.cycle(0, record=True)  # warm-up, and the outcomes the no-op shapes replay
-            cursor: dict[str, Any] = {"fill_cursor": None, "pending": []}
+            carried = {"ledger": ExecutionLedger()}
             number = iter(range(1, 10_000))
 
             async def temporal_cycle(queue: str = "orch") -> None:
@@ -320,15 +322,14 @@ async def main(args: argparse.Namespace) -> None:
                         cycle_number=next(number),
                         account=ACCOUNT,
                         config=config,
-                        fill_cursor=cursor["fill_cursor"],
-                        pending_plans=cursor["pending"],
+                        ledger=carried["ledger"],
                     ),
                     id=f"bench-cycle-{uuid.uuid4().hex}",
                     task_queue=queue,
                     result_type=TradingCycleResult,
                 )
                 if queue == "orch":
-                    cursor["fill_cursor"], cursor["pending"] = result.fill_cursor, result.pending_plans
+                    carried["ledger"] = result.ledger
 
             async def plain() -> None:
                 await client.execute_workflow(

@@ -89,10 +89,10 @@ async def test_a_cycle_runs_all_nine_steps_and_its_orders_come_back_as_fills(
     execute = next(s for s in report.steps if s.name == CycleStep.EXECUTE.value)
     assert "scaled to orch hft's limits" in execute.summary
     limit = RiskLimits().max_order_notional  # what this worker's ORCH_HFT_RISK__* say (the defaults)
-    for pending in result.pending_plans:
+    for pending in result.ledger.pending_plans:
         assert pending.composed.plan.quantity * (pending.composed.plan.entry_price or 0) <= limit
     # What the engine carries to the next cycle: the plans whose outcome is still open, the fill cursor.
-    assert {p.plan_id for p in result.pending_plans} <= sent and result.fill_cursor
+    assert {p.plan_id for p in result.ledger.pending_plans} <= sent and result.ledger.fill_cursor
     assert result.health is not None and result.scheduler is not None
     # The report is durable twice: in the workflow's history (its result) and as a file.
     path = cycle_report_path(bare_stack.settings.home, ACCOUNT, 1)

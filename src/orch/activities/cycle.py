@@ -15,11 +15,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio import activity
@@ -28,9 +28,18 @@ from temporalio.exceptions import ApplicationError
 
 from orch.activities.hft import hft_address
 from orch.activities.steps import step_activity
-from orch.agents.composition import compose, round_down_quantity
+from orch.agents.composition import compose
 from orch.agents.conditions import sense_market
 from orch.agents.discovery import get_strategy, rank
+from orch.agents.execution import (
+    Dispatch,
+    OrderIdOf,
+    fit_to_gate,
+    record_execution,
+    record_health,
+    refusals,
+    settle_plans,
+)
 from orch.agents.health import AgentErrorTracker, count_step_errors, evaluate_health
 from orch.agents.learning import learn
 from orch.agents.patterns import analyse_patterns
@@ -47,7 +56,6 @@ from orch.contracts.cycle import (
     HealthFigures,
     LearningState,
     SchedulerSignals,
-    TradeOutcome,
     UniverseFilter,
 )
 from orch.contracts.discovery import Candidate
@@ -57,6 +65,7 @@ from orch.contracts.engine import (
     CycleContext,
     Executed,
     ExecuteRequest,
+    ExecutionSettings,
     HealthChecked,
     HealthRequest,
     HftTarget,
@@ -66,7 +75,6 @@ from orch.contracts.engine import (
     LearnRequest,
     PatternsFound,
     PatternsRequest,
-    PendingPlan,
     Reported,
     ReportRequest,
     RiskEvaluated,
@@ -80,7 +88,7 @@ from orch.contracts.levels import EmergencyLevel, TradingMode
 from orch.contracts.market import MarketStatus
 from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import LearningRecord, SystemStateSnapshot
-from orch.contracts.trading import Account, Fill, Position, RiskLimits, Side, StrategyPlan, TradingState
+from orch.contracts.trading import Account, Fill, PlanState, Position, StrategyPlan, TradingState
 from orch.hft.client import HftApiError, HftClient, HftClientError, HftUnavailable
 from orch.hft.config import HftSettings
 from orch.market.base import MarketDataError, MarketDataSource, PriceHistory
@@ -89,20 +97,9 @@ from orch.market.calendars import is_tradable, market_status
 log = logging.getLogger(__name__)
 
 FILL_PAGE = 5_000
-# orch hft's tier-2 handler retries a denied exit with a new key each time; attempts beyond this many
-# are not attributed to the plan (its outcome is then counted without them).
-MAX_EXIT_ATTEMPTS = 20
 SETTLE_POLL_SECONDS = 0.2
 # How often the first cycle asks whether orch hft is up yet.
 HFT_READY_POLL_SECONDS = 0.25
-# Plans are shrunk to this share of orch hft's limits, so price moves before the entry stay inside them.
-GATE_MARGIN = 0.98
-# Plan states in orch hft after which nothing more happens to the entry.
-ENTRY_SETTLED = {"open", "exiting", "closed", "failed", "expired"}
-# Denials that mean a request could not be processed at all (the gate's limits working are not errors).
-ERROR_DENIALS = ("invalid_order", "no_price")
-# The counters the health step measures over its window.
-WINDOW_COUNTERS = ("orders_sent_total", "denials_total", "errors_total", "pnl_total", "fees_total")
 
 
 class CycleActivities:
@@ -391,37 +388,14 @@ class CycleActivities:
     async def execute(self, request: ExecuteRequest) -> Executed:
         """Send the approved plans to orch hft, watch them enter, and attribute the fills that come back."""
         account = request.hft.account
-        new: list[PendingPlan] = []
-        accepted: list[str] = []
-        rejected: dict[str, str] = {}
-        statuses: dict[str, str] = {}
-        round_trip_ms: float | None = None
-        composed_plans, scaled = fit_to_gate(request.plans, self.hft_settings(account).risk)
+        plans, scaled = fit_to_gate(request.plans, self.hft_settings(account).risk)
+        dispatch: Dispatch | None = None
         async with self.hft_client(request.hft) as client:
             try:
                 await _hft_call(client.heartbeat(sender=f"cycle-{request.cycle_number}"))
-                if composed_plans and request.blocked is None:
-                    plans = [_outgoing(c.plan, request.hft.execution.limit_entries) for c in composed_plans]
-                    started = time.perf_counter()
-                    ack = await _hft_call(client.send_plans(plans))
-                    round_trip_ms = (time.perf_counter() - started) * 1e3
-                    sent_at = datetime.now(UTC)
-                    for composed in composed_plans:
-                        plan_id = composed.plan.plan_id
-                        reason = ack.rejected.get(plan_id)
-                        # A retried step finds its plans already there: they were accepted the first time.
-                        if reason is None or reason.startswith(f"plan {plan_id} is already"):
-                            accepted.append(plan_id)
-                            new.append(
-                                PendingPlan(
-                                    composed=composed, cycle_number=request.cycle_number, sent_at=sent_at
-                                )
-                            )
-                        else:
-                            rejected[plan_id] = reason
-                    statuses = await self._settle(client, accepted, request.hft.execution.settle_seconds)
-                pending = [*request.pending, *new]
-                cursor, fills = await _read_fills(client, request.fill_cursor)
+                if plans and request.blocked is None:
+                    dispatch = await self._dispatch(client, plans, request)
+                cursor, fills = await _read_fills(client, request.ledger.fill_cursor or 0)
             except HftUnavailable:
                 if request.plans and request.blocked is None:
                     raise
@@ -429,65 +403,46 @@ class CycleActivities:
                 return Executed(
                     summary="nothing to send; orch hft unreachable, fills not read",
                     execution=ExecutionSummary(),
-                    pending=list(request.pending),
-                    fill_cursor=request.fill_cursor,
+                    ledger=request.ledger,
                 )
-        attribute_fills(account, pending, fills)
-        mine = {p.plan_id: p for p in pending if p.plan_id in set(accepted)}
-        latencies = [
-            (p.first_fill_at - p.sent_at).total_seconds() * 1e3
-            for p in mine.values()
-            if p.first_fill_at is not None
-        ]
-        slippages = [s for p in mine.values() if (s := _entry_slippage_bps(p)) is not None]
-        execution = ExecutionSummary(
-            plans_sent=len(accepted),
-            orders=sum(
-                1 for plan_id in accepted if statuses.get(plan_id, "waiting") not in ("waiting", "expired")
-            ),
-            fills=sum(p.fills for p in mine.values()),
-            rejected_orders=len(rejected)
-            + sum(1 for plan_id in accepted if statuses.get(plan_id) == "failed"),
-            latency_ms_p50=statistics.median(latencies) if latencies else None,
-            slippage_bps_mean=statistics.fmean(slippages) if slippages else None,
-            fees=sum(p.fees for p in mine.values()),
-        )
-        if request.blocked is not None:
-            summary = f"nothing sent: {request.blocked.detail}"
-        elif not request.plans:
-            summary = "no approved plans to send"
-        else:
-            summary = (
-                f"{len(accepted)} plans accepted by orch hft, {len(rejected)} rejected; "
-                f"{execution.orders} entered, {execution.fills} fills"
-                + (f"; control API {round_trip_ms:.1f} ms" if round_trip_ms is not None else "")
-                + (f"; scaled to orch hft's limits: {'; '.join(scaled)}" if scaled else "")
-            )
+        ledger, execution = record_execution(request.ledger, dispatch, fills, cursor, _order_id_of(account))
         return Executed(
-            summary=summary,
+            summary=_execute_summary(request, dispatch, execution, scaled),
             execution=execution,
-            accepted=accepted,
-            rejected=rejected,
-            pending=pending,
-            fill_cursor=cursor,
+            accepted=[c.plan.plan_id for c in dispatch.accepted] if dispatch is not None else [],
+            rejected=dict(dispatch.refused) if dispatch is not None else {},
+            ledger=ledger,
             window_fills=len(fills),
             window_fees=sum(f.fee for f in fills),
         )
 
-    async def _settle(self, client: HftClient, plan_ids: list[str], seconds: float) -> dict[str, str]:
+    async def _dispatch(
+        self, client: HftClient, plans: list[ComposedPlan], request: ExecuteRequest
+    ) -> Dispatch:
+        """Send the plans and watch them until their entries settled or the settle time is up."""
+        settings = request.hft.execution
+        started = time.perf_counter()
+        ack = await _hft_call(client.send_plans([_outgoing(c.plan, settings) for c in plans]))
+        round_trip_ms = (time.perf_counter() - started) * 1e3
+        sent_at = datetime.now(UTC)
+        # Only a refusal needs the plans orch hft holds: an earlier attempt of this step may have sent it.
+        held = {s.plan.plan_id: s.status for s in await _hft_call(client.plans())} if ack.rejected else {}
+        refused = refusals(ack.rejected, held)
+        dispatch = Dispatch(request.cycle_number, sent_at, round_trip_ms, plans, refused)
+        accepted = [c.plan.plan_id for c in dispatch.accepted]
+        return replace(dispatch, states=await self._settle(client, accepted, settings.settle_seconds))
+
+    async def _settle(self, client: HftClient, plan_ids: list[str], seconds: float) -> dict[str, PlanState]:
         """Watch the plans until every entry settled or `seconds` passed; their last known states."""
         deadline = time.monotonic() + seconds
-        statuses: dict[str, str] = {}
         wanted = set(plan_ids)
         while True:
-            statuses = {
+            states = {
                 s.plan.plan_id: s.status for s in await _hft_call(client.plans()) if s.plan.plan_id in wanted
             }
-            activity.heartbeat(
-                f"{sum(1 for s in statuses.values() if s in ENTRY_SETTLED)}/{len(wanted)} settled"
-            )
-            if all(statuses.get(p) in ENTRY_SETTLED for p in wanted) or time.monotonic() >= deadline:
-                return statuses
+            activity.heartbeat(f"{sum(1 for s in states.values() if s.entry_settled)}/{len(wanted)} settled")
+            if all(p in states and states[p].entry_settled for p in wanted) or time.monotonic() >= deadline:
+                return states
             await asyncio.sleep(SETTLE_POLL_SECONDS)
 
     # ---- Step 7: health ------------------------------------------------------------------------------
@@ -500,31 +455,27 @@ class CycleActivities:
             status = await _hft_call(client.status())
             status_ms = (time.perf_counter() - started) * 1e3
             metrics = await _hft_call(client.metrics())
-        denials = {k: v for k, v in metrics.items() if k.startswith("denials_total")}
-        previous = request.counters
-        counters = {
-            "at": request.as_of.timestamp(),
-            "orders_sent_total": metrics.get("orders_sent_total", 0.0),
-            "denials_total": sum(denials.values()),
-            "errors_total": sum(v for k, v in denials.items() if any(e in k for e in ERROR_DENIALS)),
-            "pnl_total": status.realized_pnl + status.unrealized_pnl,
-            # orch hft reports no fee total: the cycles add up the fees of the fills they read.
-            "fees_total": previous.get("fees_total", 0.0) + request.window_fees,
-        }
-        counters |= _window_base(counters, previous, request.window_seconds)
-        window = {k: counters[k] - counters[f"base.{k}"] for k in WINDOW_COUNTERS}
-        equity = self.hft_settings(request.hft.account).sim_starting_cash + counters["pnl_total"]
-        data_source = await self._probe_market()
+        pnl = status.realized_pnl + status.unrealized_pnl
+        equity = self.hft_settings(request.hft.account).sim_starting_cash + pnl
+        ledger, window = record_health(
+            request.ledger,
+            metrics,
+            at=request.as_of,
+            pnl=pnl,
+            new_fees=request.window_fees,
+            equity=equity,
+            window_seconds=request.window_seconds,
+        )
         figures = HealthFigures(
             latency_ms_p50=metrics.get("tick_to_order_p50_us", 0.0) / 1e3,
             latency_ms_p99=metrics.get("tick_to_order_p99_us", 0.0) / 1e3,
-            requests=int(window["orders_sent_total"] + window["denials_total"]),
-            errors=int(window["errors_total"]),
-            fees=window["fees_total"],
-            gross_pnl=window["pnl_total"],
+            requests=int(window.orders_sent + window.denials),
+            errors=int(window.errors),
+            fees=window.fees,
+            gross_pnl=window.pnl,
             equity=max(equity, 1e-9),
             broker=AdapterHealth(name=status.broker, reachable=True, latency_ms=status_ms),
-            data_sources=[data_source],
+            data_sources=[await self._probe_market()],
         )
         assessment = evaluate_health(figures, request.thresholds, request.as_of, request.previous)
         tripped = ", ".join(b.value for b in assessment.tripped)
@@ -537,7 +488,7 @@ class CycleActivities:
         return HealthChecked(
             summary=summary,
             assessment=assessment,
-            counters=counters,
+            ledger=ledger,
             equity=equity,
             pnl_fraction=(figures.gross_pnl - figures.fees) / figures.equity,
         )
@@ -561,24 +512,19 @@ class CycleActivities:
         """Credit closed plans with their realised P&L, update the weights, persist them in SystemState."""
         async with self.hft_client(request.hft) as client:
             states = {s.plan.plan_id: s.status for s in await _hft_call(client.plans())}
-            cursor, fills = await _read_fills(client, request.fill_cursor)
-        pending = [p.model_copy(deep=True) for p in request.pending]
-        attribute_fills(request.hft.account, pending, fills)
-        outcomes: list[TradeOutcome] = []
-        keep: list[PendingPlan] = []
-        dropped = 0
-        too_old = request.as_of - timedelta(seconds=request.max_age_seconds)
-        for plan in pending:
-            status = states.get(plan.plan_id)
-            if status == "closed" and plan.exit_quantity > 0:
-                outcomes.append(TradeOutcome.of(plan.composed, plan.realised_pnl))
-            elif status in ("expired", "failed", None) or plan.sent_at < too_old:
-                dropped += 1  # never entered (or forgotten by orch hft): nothing to learn from
-            else:
-                keep.append(plan)
-        update = await asyncio.to_thread(learn, request.learning, outcomes, request.settings)
+            cursor, fills = await _read_fills(client, request.ledger.fill_cursor or 0)
+        ledger, settled = settle_plans(
+            request.ledger,
+            fills,
+            cursor,
+            _order_id_of(request.hft.account),
+            states,
+            request.as_of,
+            request.max_age_seconds,
+        )
+        update = await asyncio.to_thread(learn, request.learning, settled.outcomes, request.settings)
         persisted = False
-        if outcomes:
+        if settled.outcomes:
             record = LearningRecord(cycle_id=request.cycle_id, state=update.state)
             # What SystemState holds is what the engine carries on: an earlier attempt's write wins.
             stored = await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
@@ -587,15 +533,15 @@ class CycleActivities:
             update = update.model_copy(update={"state": stored})
             persisted = True
         summary = (
-            f"{len(outcomes)} outcomes learned from, {len(keep)} plans still open, {dropped} never entered"
+            f"{len(settled.outcomes)} outcomes learned from, {settled.still_open} plans still open, "
+            f"{settled.never_entered} never entered"
             + ("; weights persisted in SystemState" if persisted else "")
         )
         return Learned(
             summary=summary,
             update=update,
-            outcomes=outcomes,
-            pending=keep,
-            fill_cursor=cursor,
+            outcomes=settled.outcomes,
+            ledger=ledger,
             persisted=persisted,
         )
 
@@ -774,104 +720,29 @@ async def _read_fills(client: HftClient, cursor: int) -> tuple[int, list[Fill]]:
             activity.heartbeat(f"read fills up to {cursor}")
 
 
-def plan_order_ids(account: str, plan_id: str) -> dict[str, str]:
-    """orch hft's client order ids for a plan's entry and exits (it keys them by plan id, idempotently)."""
-    ids = {make_client_order_id(account, idempotency_key=f"{plan_id}:entry"): "entry"}
-    for attempt in range(1, MAX_EXIT_ATTEMPTS + 1):
-        ids[make_client_order_id(account, idempotency_key=f"{plan_id}:exit:{attempt}")] = "exit"
-    return ids
+def _execute_summary(
+    request: ExecuteRequest, dispatch: Dispatch | None, execution: ExecutionSummary, scaled: list[str]
+) -> str:
+    if request.blocked is not None:
+        return f"nothing sent: {request.blocked.detail}"
+    if not request.plans:
+        return "no approved plans to send"
+    return (
+        f"{execution.plans_sent} plans accepted by orch hft, "
+        f"{len(dispatch.refused) if dispatch is not None else 0} rejected; "
+        f"{execution.orders} entered, {execution.fills} fills"
+        + (f"; control API {dispatch.round_trip_ms:.1f} ms" if dispatch is not None else "")
+        + (f"; scaled to orch hft's limits: {'; '.join(scaled)}" if scaled else "")
+    )
 
 
-def attribute_fills(account: str, pending: list[PendingPlan], fills: Sequence[Fill]) -> None:
-    """Add each fill of a pending plan's orders to that plan (in place)."""
-    owners: dict[str, tuple[int, str]] = {}
-    for index, plan in enumerate(pending):
-        for order_id, leg in plan_order_ids(account, plan.plan_id).items():
-            owners[order_id] = (index, leg)
-    for fill in fills:
-        owner = owners.get(fill.client_order_id)
-        if owner is None:
-            continue
-        index, leg = owner
-        plan = pending[index]
-        if leg == "entry":
-            plan.entry_quantity += fill.quantity
-            plan.entry_value += fill.quantity * fill.price
-        else:
-            plan.exit_quantity += fill.quantity
-            plan.exit_value += fill.quantity * fill.price
-        plan.fees += fill.fee
-        plan.fills += 1
-        if plan.first_fill_at is None or fill.timestamp < plan.first_fill_at:
-            plan.first_fill_at = fill.timestamp
+def _order_id_of(account: str) -> OrderIdOf:
+    """orch hft's client order id of an idempotency key: how it ids the orders it places for a plan."""
+    return lambda key: make_client_order_id(account, idempotency_key=key)
 
 
-def fit_to_gate(plans: Sequence[ComposedPlan], limits: RiskLimits) -> tuple[list[ComposedPlan], list[str]]:
-    """Plans shrunk to fit orch hft's per-order and per-position limits, and a line per plan shrunk.
-
-    The cycle sizes from the account; the process's pre-trade gate would deny an entry above its own
-    limits (as ORCH_HFT_RISK__* tell this worker), leaving the plan to fail there. Shrinking it here,
-    a little inside the limits, sends what can actually trade.
-    """
-    fitted, lines = [], []
-    for composed in plans:
-        plan = composed.plan
-        price = plan.entry_price
-        if not price:
-            fitted.append(composed)
-            continue
-        cap = GATE_MARGIN * min(
-            min(limits.max_order_notional, limits.max_position_notional) / price, limits.max_position_quantity
-        )
-        if plan.quantity <= cap:
-            fitted.append(composed)
-            continue
-        quantity = round_down_quantity(cap)
-        if quantity <= 0:
-            lines.append(f"{plan.symbol} dropped (orch hft's limits leave nothing)")
-            continue
-        scale = quantity / plan.quantity
-        fitted.append(
-            composed.model_copy(
-                update={
-                    "plan": plan.model_copy(update={"quantity": quantity}),
-                    "risk_amount": composed.risk_amount * scale,
-                }
-            )
-        )
-        lines.append(f"{plan.symbol} {plan.quantity:g} -> {quantity:g}")
-    return fitted, lines
-
-
-def _outgoing(plan: StrategyPlan, limit_entries: bool) -> StrategyPlan:
-    return plan if limit_entries else plan.model_copy(update={"entry_price": None})
-
-
-def _entry_slippage_bps(plan: PendingPlan) -> float | None:
-    """How much worse than the plan's price the entry filled, in basis points (negative: better)."""
-    reference = plan.composed.plan.entry_price
-    if plan.entry_quantity <= 0 or not reference:
-        return None
-    price = plan.entry_value / plan.entry_quantity
-    direction = 1.0 if plan.composed.plan.side is Side.BUY else -1.0
-    return direction * (price - reference) / reference * 1e4
-
-
-def _window_base(now: dict[str, float], before: dict[str, float], window_seconds: float) -> dict[str, float]:
-    """Where the health window starts: a baseline of the counters at most `window_seconds` old.
-
-    The window spans several cycles, so one cycle's noise (a fill's fee against a few cents of profit)
-    does not trip a breaker; the first look, or a restarted orch hft (counters went backwards), starts a
-    fresh window at the current counters.
-    """
-    base = {k: before[f"base.{k}"] for k in ("at", *WINDOW_COUNTERS) if f"base.{k}" in before}
-    restarted = any(now[k] < before.get(k, 0.0) for k in ("orders_sent_total", "denials_total"))
-    if len(base) < len(WINDOW_COUNTERS) + 1 or restarted:
-        base = {k: now[k] for k in ("at", *WINDOW_COUNTERS)}
-    elif now["at"] - base["at"] > window_seconds and "at" in before:
-        # Move the start up to the previous look: the window stays between one and two cycles longer.
-        base = {k: before[k] for k in ("at", *WINDOW_COUNTERS)}
-    return {f"base.{k}": v for k, v in base.items()}
+def _outgoing(plan: StrategyPlan, execution: ExecutionSettings) -> StrategyPlan:
+    return plan if execution.limit_entries else plan.model_copy(update={"entry_price": None})
 
 
 def _write_atomically(path: Path, text: str) -> None:

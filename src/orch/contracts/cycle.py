@@ -384,6 +384,88 @@ class ExecutionSummary(_Summary):
     fees: float = Field(default=0.0, ge=0)
 
 
+# ---- The execution ledger: what execution leaves for the next cycle --------------------------------
+
+
+class PendingPlan(_Summary):
+    """A plan sent to `orch hft` whose outcome is not known yet, and the fills seen for it so far."""
+
+    composed: ComposedPlan
+    cycle_number: int
+    sent_at: datetime
+    entry_quantity: float = 0.0
+    entry_value: float = 0.0
+    exit_quantity: float = 0.0
+    exit_value: float = 0.0
+    fees: float = 0.0
+    fills: int = 0
+    first_fill_at: datetime | None = None
+
+    @property
+    def realised_pnl(self) -> float:
+        """Profit of the closed part, after every fee paid so far."""
+        plan = self.composed.plan
+        closed = min(self.entry_quantity, self.exit_quantity)
+        if closed <= 0:
+            return -self.fees
+        entry_price = self.entry_value / self.entry_quantity
+        exit_price = self.exit_value / self.exit_quantity
+        direction = 1.0 if plan.side is Side.BUY else -1.0
+        return direction * (exit_price - entry_price) * closed - self.fees
+
+    @property
+    def plan_id(self) -> str:
+        return self.composed.plan.plan_id
+
+
+class HealthCounters(_Summary):
+    """Running totals since `orch hft` started (fees: of the fills the cycles read, which it does not
+    total); the health window is the difference between two readings."""
+
+    orders_sent: float = 0.0
+    denials: float = 0.0
+    errors: float = 0.0  # denials meaning a request could not be processed at all
+    pnl: float = 0.0
+    fees: float = 0.0
+
+    def minus(self, earlier: HealthCounters) -> HealthCounters:
+        return HealthCounters(
+            orders_sent=self.orders_sent - earlier.orders_sent,
+            denials=self.denials - earlier.denials,
+            errors=self.errors - earlier.errors,
+            pnl=self.pnl - earlier.pnl,
+            fees=self.fees - earlier.fees,
+        )
+
+
+class HealthReading(_Summary):
+    at: datetime
+    counters: HealthCounters
+
+
+class HealthWindow(_Summary):
+    """The health step's window: from `start` to the `latest` reading, spanning several cycles."""
+
+    start: HealthReading
+    latest: HealthReading
+
+    @property
+    def change(self) -> HealthCounters:
+        return self.latest.counters.minus(self.start.counters)
+
+
+class ExecutionLedger(_Summary):
+    """The cycles' execution bookkeeping, handed from each cycle to the next through the engine (and
+    continue-as-new): the plans whose outcome is open, where reading fills goes on, the health window
+    and the highest equity seen."""
+
+    pending_plans: list[PendingPlan] = Field(default_factory=list)
+    # None: a new engine, whose first cycle skips the account's fill history.
+    fill_cursor: int | None = None
+    health_window: HealthWindow | None = None
+    peak_equity: float | None = None
+
+
 # ---- Step 7: health --------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from orch.contracts.cycle import (
     CycleOutcome,
     CycleReport,
     CycleStep,
+    ExecutionLedger,
     ExecutionSummary,
     HealthAssessment,
     HealthThresholds,
@@ -50,7 +51,7 @@ from orch.contracts.cycle import (
 from orch.contracts.discovery import Candidate
 from orch.contracts.emergency import EmergencyStopSignal
 from orch.contracts.levels import EmergencyLevel, TradingMode
-from orch.contracts.trading import Account, Position, Side, StrategyPlan, TradingState
+from orch.contracts.trading import Account, Position, StrategyPlan, TradingState
 
 ACCOUNT_PATTERN = r"^[A-Za-z0-9_.-]{1,20}$"  # the same rule as `orch hft`'s account
 
@@ -221,37 +222,6 @@ class EngineRunState(StrEnum):
     STOPPED = "stopped"
 
 
-class PendingPlan(_Summary):
-    """A plan sent to `orch hft` whose outcome is not known yet, and the fills seen for it so far."""
-
-    composed: ComposedPlan
-    cycle_number: int
-    sent_at: datetime
-    entry_quantity: float = 0.0
-    entry_value: float = 0.0
-    exit_quantity: float = 0.0
-    exit_value: float = 0.0
-    fees: float = 0.0
-    fills: int = 0
-    first_fill_at: datetime | None = None
-
-    @property
-    def realised_pnl(self) -> float:
-        """Profit of the closed part, after every fee paid so far."""
-        plan = self.composed.plan
-        closed = min(self.entry_quantity, self.exit_quantity)
-        if closed <= 0:
-            return -self.fees
-        entry_price = self.entry_value / self.entry_quantity
-        exit_price = self.exit_value / self.exit_quantity
-        direction = 1.0 if plan.side is Side.BUY else -1.0
-        return direction * (exit_price - entry_price) * closed - self.fees
-
-    @property
-    def plan_id(self) -> str:
-        return self.composed.plan.plan_id
-
-
 class EngineState(_Summary):
     """Everything the engine knows; the one value continue-as-new carries."""
 
@@ -279,11 +249,8 @@ class EngineState(_Summary):
     weights_override: StrategyWeights | None = None
     # Why the last cycle sent no plans (None: it could send).
     trading_blocked: TradingBlock | None = None
-    pending_plans: list[PendingPlan] = Field(default_factory=list)
-    fill_cursor: int | None = None
-    hft_counters: dict[str, float] = Field(default_factory=dict)
+    ledger: ExecutionLedger = Field(default_factory=ExecutionLedger)
     agent_errors: AgentErrorLog = Field(default_factory=AgentErrorLog)
-    peak_equity: float | None = None
     last_pnl_fraction: float = 0.0
     runs: int = Field(default=1, ge=1)  # how many runs (continue-as-new) this engine has had
     config_changes: int = 0
@@ -480,11 +447,8 @@ class TradingCycleInput(_Summary):
     success_rate: float = Field(default=1.0, ge=0, le=1)
     last_pnl_fraction: float = 0.0
     previous_health: HealthAssessment | None = None
-    pending_plans: list[PendingPlan] = Field(default_factory=list)
-    fill_cursor: int | None = None
-    hft_counters: dict[str, float] = Field(default_factory=dict)
+    ledger: ExecutionLedger = Field(default_factory=ExecutionLedger)
     agent_errors: AgentErrorLog = Field(default_factory=AgentErrorLog)
-    peak_equity: float | None = None
     weights_override: StrategyWeights | None = None
     # Why the engine wants no new entries this cycle (an open circuit breaker), if it does.
     entries_blocked: TradingBlock | None = None
@@ -498,9 +462,7 @@ class TradingCycleResult(_Summary):
     scheduler: SchedulerState | None = None
     health: HealthAssessment | None = None
     learning: LearningState | None = None
-    pending_plans: list[PendingPlan] = Field(default_factory=list)
-    fill_cursor: int | None = None
-    hft_counters: dict[str, float] = Field(default_factory=dict)
+    ledger: ExecutionLedger = Field(default_factory=ExecutionLedger)
     agent_errors: AgentErrorLog = Field(default_factory=AgentErrorLog)
     equity: float | None = None
     pnl_fraction: float = 0.0
@@ -611,16 +573,14 @@ class ExecuteRequest(_Summary):
     # Composed plans carrying the quantity risk approved.
     plans: list[ComposedPlan] = Field(default_factory=list)
     blocked: TradingBlock | None = None  # why nothing may be sent this cycle
-    pending: list[PendingPlan] = Field(default_factory=list)
-    fill_cursor: int = 0
+    ledger: ExecutionLedger = Field(default_factory=ExecutionLedger)
 
 
 class Executed(StepOutcome):
     execution: ExecutionSummary
     accepted: list[str] = Field(default_factory=list)
     rejected: dict[str, str] = Field(default_factory=dict)
-    pending: list[PendingPlan] = Field(default_factory=list)
-    fill_cursor: int = 0
+    ledger: ExecutionLedger = Field(default_factory=ExecutionLedger)
     # Every fill of the account since the cursor (not only ours): the health step's window.
     window_fills: int = 0
     window_fees: float = 0.0
@@ -631,14 +591,15 @@ class HealthRequest(_Summary):
     as_of: datetime
     thresholds: HealthThresholds
     previous: HealthAssessment | None = None
-    counters: dict[str, float] = Field(default_factory=dict)
+    ledger: ExecutionLedger = Field(default_factory=ExecutionLedger)
+    # The fees of the fills the execute step read: orch hft reports no fee total.
     window_fees: float = 0.0
     window_seconds: float = Field(default=900.0, gt=0)
 
 
 class HealthChecked(StepOutcome):
     assessment: HealthAssessment
-    counters: dict[str, float] = Field(default_factory=dict)
+    ledger: ExecutionLedger
     equity: float
     pnl_fraction: float = 0.0
 
@@ -649,16 +610,14 @@ class LearnRequest(_Summary):
     as_of: datetime
     learning: LearningState
     settings: LearningSettings
-    pending: list[PendingPlan] = Field(default_factory=list)
-    fill_cursor: int = 0
+    ledger: ExecutionLedger = Field(default_factory=ExecutionLedger)
     max_age_seconds: float = 86_400.0
 
 
 class Learned(StepOutcome):
     update: LearningUpdate
     outcomes: list[TradeOutcome] = Field(default_factory=list)
-    pending: list[PendingPlan] = Field(default_factory=list)
-    fill_cursor: int = 0
+    ledger: ExecutionLedger = Field(default_factory=ExecutionLedger)
     persisted: bool = False
 
 

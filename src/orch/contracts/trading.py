@@ -386,8 +386,25 @@ class ResumeRequest(BaseModel):
     requested_by: str = Field(default="api", max_length=64)
 
 
+class PlanState(StrEnum):
+    """Where a plan stands in `orch hft`: waiting -> entering -> open -> exiting -> closed, or expired (never
+    entered before `valid_until`) or failed (its entry ended unfilled)."""
+
+    WAITING = "waiting"
+    ENTERING = "entering"
+    OPEN = "open"
+    EXITING = "exiting"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+    @property
+    def entry_settled(self) -> bool:
+        """Nothing more happens to the entry: it filled, or never will."""
+        return self not in (PlanState.WAITING, PlanState.ENTERING)
+
+
 class PlanStatus(BaseModel):
     plan: StrategyPlan
-    # waiting, entering, open, exiting, closed, expired, failed
-    status: str
+    status: PlanState
     exit_reason: str | None = None

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from orch.contracts import trading
 from orch.contracts.trading import OrderType, Side, StrategyKind, StrategyPlan
 from orch.hft.instruments import clip
 from orch.hft.ticks import QUOTE, Tick
@@ -197,7 +198,8 @@ class ArbitrageDetector:
 @dataclass
 class PlanState:
     plan: StrategyPlan
-    status: str = "waiting"  # waiting -> entering -> open -> exiting -> closed | expired | failed
+    # The contract's enum, spelled in full: this dataclass took the name PlanState first.
+    status: trading.PlanState = trading.PlanState.WAITING
     entry_order: str | None = None
     exit_order: str | None = None
     exit_attempts: int = 0
@@ -242,10 +244,10 @@ class Tier2:
         if plan.entry_price is not None and not low < plan.entry_price < high:
             return "entry_price must lie between stop_loss and take_profit"
         current = self.plans.get(plan.plan_id)
-        if current is not None and current.status != "waiting":
+        if current is not None and current.status != trading.PlanState.WAITING:
             return f"plan {plan.plan_id} is already {current.status}"
         self.plans[plan.plan_id] = PlanState(plan)
-        self.engine.journal.save_plan(plan, "waiting")
+        self.engine.journal.save_plan(plan, trading.PlanState.WAITING)
         return None
 
     def sample(self) -> None:
@@ -278,14 +280,14 @@ class Tier2:
         router = self.engine.router
         for state in self.plans.values():
             plan = state.plan
-            if state.status == "entering":
+            if state.status == trading.PlanState.ENTERING:
                 self._follow_entry(state)
                 continue
-            if state.status != "waiting":
+            if state.status != trading.PlanState.WAITING:
                 continue
             if plan.valid_until.timestamp() <= now:
-                state.status = "expired"
-                self.engine.journal.set_plan_status(plan.plan_id, "expired")
+                state.status = trading.PlanState.EXPIRED
+                self.engine.journal.set_plan_status(plan.plan_id, state.status)
                 continue
             if not is_tradable(plan.symbol, now) or not self.entry_signal(state):
                 continue
@@ -303,15 +305,15 @@ class Tier2:
                 idempotency_key=f"{plan.plan_id}:entry",
             )
             if order is not None:
-                state.status = "entering"
+                state.status = trading.PlanState.ENTERING
                 state.entry_order = order.client_order_id
-                self.engine.journal.set_plan_status(plan.plan_id, "entering")
+                self.engine.journal.set_plan_status(plan.plan_id, state.status)
 
     def _follow_entry(self, state: PlanState) -> None:
         order = self.engine.order(state.entry_order)
         if order is None or not order.status.terminal:
             return
-        state.status = "open" if order.filled_quantity > 0 else "failed"
+        state.status = trading.PlanState.OPEN if order.filled_quantity > 0 else trading.PlanState.FAILED
         self.engine.journal.set_plan_status(state.plan.plan_id, state.status)
 
 
@@ -358,7 +360,7 @@ class PositionManager:
             price = engine.portfolio.marks.get(symbol)
             if state is None or price is None:
                 continue
-            if state.status == "exiting":
+            if state.status == trading.PlanState.EXITING:
                 exit_order = engine.order(state.exit_order)
                 if exit_order is not None and not exit_order.status.terminal:
                     continue
@@ -383,7 +385,7 @@ class PositionManager:
                 idempotency_key=f"{state.plan.plan_id}:exit:{state.exit_attempts}",
             )
             if order is not None:
-                state.status = "exiting"
+                state.status = trading.PlanState.EXITING
                 state.exit_order = order.client_order_id
                 state.exit_reason = reason
                 engine.journal.record_event("exit", plan_id=state.plan.plan_id, reason=reason, price=price)
@@ -391,6 +393,7 @@ class PositionManager:
             else:
                 log.warning("exit of %s denied: %s", state.plan.plan_id, denial)
         for state in tier2.plans.values():
-            if state.status == "exiting" and engine.portfolio.quantity(state.plan.symbol) == 0:
-                state.status = "closed"
-                engine.journal.set_plan_status(state.plan.plan_id, "closed")
+            closed = engine.portfolio.quantity(state.plan.symbol) == 0
+            if state.status == trading.PlanState.EXITING and closed:
+                state.status = trading.PlanState.CLOSED
+                engine.journal.set_plan_status(state.plan.plan_id, state.status)

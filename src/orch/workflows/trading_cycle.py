@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -37,11 +38,13 @@ with workflow.unsafe.imports_passed_through():
     from orch.agents.reporting import cycle_outcome
     from orch.contracts.commands import CommandOptions, CommandStatus, StepOutcome
     from orch.contracts.cycle import (
+        AgentErrorLog,
         BlockReason,
         CompositionResult,
         CycleOutcome,
         CycleReport,
         CycleStep,
+        ExecutionLedger,
         ExecutionSummary,
         HealthAssessment,
         LearningState,
@@ -49,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         PatternAnalysis,
         RiskAssessment,
         SchedulerState,
+        StrategyWeights,
         TradingBlock,
         WeightsSource,
     )
@@ -97,6 +101,30 @@ TITLES = {
 STEP = {step: Step(step.value, TITLES[step]) for step in CycleStep}
 
 
+@dataclass
+class _Found:
+    """What one cycle has found so far: each phase fills in its part; the report and the result read it.
+
+    `ledger` is the execution bookkeeping as of the last step that returned it; a step that failed
+    leaves it as it was.
+    """
+
+    ledger: ExecutionLedger
+    pnl_fraction: float
+    notes: list[str] = field(default_factory=list)
+    context: CycleContext | None = None
+    snapshot: MarketSnapshot | None = None
+    patterns: PatternAnalysis | None = None
+    composition: CompositionResult | None = None
+    risk: RiskAssessment | None = None
+    blocked: TradingBlock | None = None  # why no entries were sent (None: they could be)
+    execution: ExecutionSummary | None = None
+    window_fees: float = 0.0  # of the fills the execute step read, for the health window
+    health: HealthAssessment | None = None
+    equity: float | None = None
+    learning: LearningState | None = None
+
+
 @workflow.defn(name="TradingCycle", failure_exception_types=[ValidationError])
 class TradingCycle(CommandWorkflow):
     command_type = "trading_cycle"
@@ -113,6 +141,7 @@ class TradingCycle(CommandWorkflow):
             details_prefix=f"Cycle {request.cycle_number}, ",
         )
         self._request = request
+        self._hft = HftTarget(account=request.account, execution=request.config.execution)
         self._disabled = {name for name, record in request.agent_errors.agents.items() if record.disabled}
 
     @workflow.run
@@ -131,228 +160,253 @@ class TradingCycle(CommandWorkflow):
             raise
 
     async def _cycle(self, request: TradingCycleInput) -> TradingCycleResult:
-        config = request.config
         started = workflow.now()
-        info = workflow.info()
-        cycle_id = info.workflow_id
-        hft = HftTarget(account=request.account, execution=config.execution)
-        notes: list[str] = []
+        found = _Found(ledger=request.ledger, pnl_fraction=request.last_pnl_fraction)
+        await self._prepare(found, started)
+        if found.context is not None and found.composition is not None and found.risk is not None:
+            await self._execute(found, found.context, found.composition, found.risk)
+        else:
+            self._skip_what_a_failed_critical_step_feeds()
+        await self._monitor_health(found)
+        await self._learn(found)
+        report, report_path, scheduler, agent_errors = await self._report(found, started)
+        self._finish(report)
+        return TradingCycleResult(
+            report=report,
+            report_path=report_path,
+            scheduler=scheduler,
+            health=found.health,
+            learning=found.learning,
+            ledger=found.ledger,
+            agent_errors=agent_errors,
+            equity=found.equity,
+            pnl_fraction=found.pnl_fraction,
+            duration_seconds=(workflow.now() - started).total_seconds(),
+            blocked=found.blocked,
+        )
 
-        snapshot: MarketSnapshot | None = None
-        patterns: PatternAnalysis | None = None
-        composition: CompositionResult | None = None
-        risk: RiskAssessment | None = None
-        execution: ExecutionSummary | None = None
-        health: HealthAssessment | None = None
-        learning: LearningState | None = None
-        pending = list(request.pending_plans)
-        cursor = request.fill_cursor
-        counters = dict(request.hft_counters)
-        window_fees = 0.0
-        equity: float | None = None
-        pnl_fraction = request.last_pnl_fraction
-        blocked: TradingBlock | None = None
-        # The operator's weights win over learning's while they are set (set_config).
-        pinned = config.strategy_weights
-        weights_source = WeightsSource.OPERATOR if pinned is not None else WeightsSource.LEARNED
+    # ---- Phases --------------------------------------------------------------------------------------
 
+    async def _prepare(self, found: _Found, started: datetime) -> None:
+        """Steps 1 to 5: from the configuration and the market to plans judged by risk."""
+        request, config = self._request, self._request.config
         context = await self._step(
             CycleStep.INITIALIZE,
             CycleActivities.initialize,
             InitializeRequest(
-                cycle_id=cycle_id,
+                cycle_id=workflow.info().workflow_id,
                 cycle_number=request.cycle_number,
-                hft=hft,
+                hft=self._hft,
                 as_of=started,
                 symbols=config.symbols,
                 top_n=config.top_n,
                 lookback_bars=config.lookback_bars,
                 weights_override=request.weights_override,
-                fill_cursor=request.fill_cursor,
+                fill_cursor=found.ledger.fill_cursor,
                 first_cycle=request.first_cycle,
                 hft_ready_timeout_seconds=config.hft_ready_timeout_seconds,
             ),
             CycleContext,
         )
-        if context is not None:
-            notes += context.notes
-            cursor = context.fill_cursor
-            symbols = sorted({c.symbol for c in context.candidates} | {p.symbol for p in context.positions})
-            sensed = await self._step(
-                CycleStep.SENSE_MARKET,
-                CycleActivities.sense_market,
-                SenseRequest(
-                    as_of=started,
-                    symbols=symbols,
-                    lookback_bars=config.lookback_bars,
-                    thresholds=context.learning.thresholds,
-                ),
-                Sensed,
-                detail=f"{len(symbols)} symbols",
-            )
-            snapshot = sensed.snapshot if sensed is not None else None
-        if context is not None and snapshot is not None:
-            found = await self._step(
-                CycleStep.ANALYSE_PATTERNS,
-                CycleActivities.analyse_patterns,
-                PatternsRequest(snapshot=snapshot, seed=request.cycle_number),
-                PatternsFound,
-            )
-            patterns = found.analysis if found is not None else None
-            composed = await self._step(
-                CycleStep.COMPOSE_STRATEGY,
-                CycleActivities.compose_strategy,
-                ComposeRequest(
-                    candidates=context.candidates,
-                    snapshot=snapshot,
-                    patterns=patterns,
-                    account=context.account,
-                    positions=context.positions,
-                    limits=config.risk_limits,
-                    weights=pinned if pinned is not None else context.learning.weights,
-                    as_of=started,
-                    # Unique per run, the same on every retry: orch hft deduplicates plans by id.
-                    plan_id_prefix=f"{request.account}-c{request.cycle_number}-{info.run_id[:6]}",
-                ),
-                Composed,
-                local=True,
-            )
-            composition = composed.composition if composed is not None else None
-        if context is not None and composition is not None:
-            evaluated = await self._step(
-                CycleStep.EVALUATE_RISKS,
-                CycleActivities.evaluate_risks,
-                RiskRequest(
-                    plans=[c.plan for c in composition.plans],
-                    account=context.account,
-                    positions=context.positions,
-                    as_of=started,
-                    lookback_bars=config.lookback_bars,
-                    limits=config.risk_limits,
-                    peak_equity=request.peak_equity,
-                ),
-                RiskEvaluated,
-            )
-            risk = evaluated.assessment if evaluated is not None else None
+        if context is None:
+            return
+        found.context = context
+        found.notes += context.notes
+        found.ledger = found.ledger.model_copy(update={"fill_cursor": context.fill_cursor})
+        symbols = sorted({c.symbol for c in context.candidates} | {p.symbol for p in context.positions})
+        sensed = await self._step(
+            CycleStep.SENSE_MARKET,
+            CycleActivities.sense_market,
+            SenseRequest(
+                as_of=started,
+                symbols=symbols,
+                lookback_bars=config.lookback_bars,
+                thresholds=context.learning.thresholds,
+            ),
+            Sensed,
+            detail=f"{len(symbols)} symbols",
+        )
+        if sensed is None:
+            return
+        found.snapshot = sensed.snapshot
+        patterns = await self._step(
+            CycleStep.ANALYSE_PATTERNS,
+            CycleActivities.analyse_patterns,
+            PatternsRequest(snapshot=sensed.snapshot, seed=request.cycle_number),
+            PatternsFound,
+        )
+        found.patterns = patterns.analysis if patterns is not None else None
+        composed = await self._step(
+            CycleStep.COMPOSE_STRATEGY,
+            CycleActivities.compose_strategy,
+            ComposeRequest(
+                candidates=context.candidates,
+                snapshot=sensed.snapshot,
+                patterns=found.patterns,
+                account=context.account,
+                positions=context.positions,
+                limits=config.risk_limits,
+                weights=self._composing_weights(context),
+                as_of=started,
+                # Unique per run, the same on every retry: orch hft deduplicates plans by id.
+                plan_id_prefix=f"{request.account}-c{request.cycle_number}-{workflow.info().run_id[:6]}",
+            ),
+            Composed,
+            local=True,
+        )
+        if composed is None:
+            return
+        found.composition = composed.composition
+        evaluated = await self._step(
+            CycleStep.EVALUATE_RISKS,
+            CycleActivities.evaluate_risks,
+            RiskRequest(
+                plans=[c.plan for c in composed.composition.plans],
+                account=context.account,
+                positions=context.positions,
+                as_of=started,
+                lookback_bars=config.lookback_bars,
+                limits=config.risk_limits,
+                peak_equity=found.ledger.peak_equity,
+            ),
+            RiskEvaluated,
+        )
+        found.risk = evaluated.assessment if evaluated is not None else None
 
-        if context is not None and composition is not None and risk is not None:
-            approved = {d.plan.plan_id: d.approved for d in risk.decisions if d.approved is not None}
-            plans = [
-                c.model_copy(update={"plan": approved[c.plan.plan_id]})
-                for c in composition.plans
-                if c.plan.plan_id in approved
-            ]
-            blocked = self._entries_blocked(context, request)
-            executed = await self._step(
-                CycleStep.EXECUTE,
-                CycleActivities.execute,
-                ExecuteRequest(
-                    cycle_number=request.cycle_number,
-                    hft=hft,
-                    plans=plans,
-                    blocked=blocked,
-                    pending=pending,
-                    fill_cursor=cursor or 0,
-                ),
-                Executed,
-                detail=f"{len(plans)} approved plans" if blocked is None else "entries blocked",
+    async def _execute(
+        self, found: _Found, context: CycleContext, composition: CompositionResult, risk: RiskAssessment
+    ) -> None:
+        """Step 6: the approved plans, at the size risk approved, to orch hft unless entries are blocked."""
+        approved = {d.plan.plan_id: d.approved for d in risk.decisions if d.approved is not None}
+        plans = [
+            c.model_copy(update={"plan": approved[c.plan.plan_id]})
+            for c in composition.plans
+            if c.plan.plan_id in approved
+        ]
+        found.blocked = blocked = self._entries_blocked(context)
+        executed = await self._step(
+            CycleStep.EXECUTE,
+            CycleActivities.execute,
+            ExecuteRequest(
+                cycle_number=self._request.cycle_number,
+                hft=self._hft,
+                plans=plans,
+                blocked=blocked,
+                ledger=found.ledger,
+            ),
+            Executed,
+            detail=f"{len(plans)} approved plans" if blocked is None else "entries blocked",
+        )
+        if executed is not None:
+            found.execution, found.ledger, found.window_fees = (
+                executed.execution,
+                executed.ledger,
+                executed.window_fees,
             )
-            if executed is not None:
-                execution = executed.execution
-                pending, cursor, window_fees = executed.pending, executed.fill_cursor, executed.window_fees
-            if blocked is not None:
-                notes.append(f"no entries this cycle: {blocked.detail}")
-        else:
-            failures = [r.name for r in self._run.reports.values() if r.status is CommandStatus.FAILED]
-            failed = failures[0] if failures else "a critical step"
-            for step in CycleStep:
-                if step.critical and self._run.reports[step.value].status is CommandStatus.QUEUED:
-                    self._skip(step, f"{failed} failed, nothing is executed this cycle")
-            if self._run.reports[CycleStep.ANALYSE_PATTERNS.value].status is CommandStatus.QUEUED:
-                self._skip(CycleStep.ANALYSE_PATTERNS, f"{failed} failed")
+        if blocked is not None:
+            found.notes.append(f"no entries this cycle: {blocked.detail}")
 
+    def _skip_what_a_failed_critical_step_feeds(self) -> None:
+        failures = [r.name for r in self._run.reports.values() if r.status is CommandStatus.FAILED]
+        failed = failures[0] if failures else "a critical step"
+        for step in CycleStep:
+            if step.critical and self._run.reports[step.value].status is CommandStatus.QUEUED:
+                self._skip(step, f"{failed} failed, nothing is executed this cycle")
+        if self._run.reports[CycleStep.ANALYSE_PATTERNS.value].status is CommandStatus.QUEUED:
+            self._skip(CycleStep.ANALYSE_PATTERNS, f"{failed} failed")
+
+    async def _monitor_health(self, found: _Found) -> None:
+        """Step 7."""
+        config = self._request.config
         checked = await self._step(
             CycleStep.MONITOR_HEALTH,
             CycleActivities.monitor_health,
             HealthRequest(
-                hft=hft,
+                hft=self._hft,
                 as_of=workflow.now(),
                 thresholds=config.health,
-                previous=request.previous_health,
-                counters=counters,
-                window_fees=window_fees,
+                previous=self._request.previous_health,
+                ledger=found.ledger,
+                window_fees=found.window_fees,
                 window_seconds=config.health_window_seconds,
             ),
             HealthChecked,
         )
-        if checked is not None:
-            health, counters = checked.assessment, checked.counters
-            equity, pnl_fraction = checked.equity, checked.pnl_fraction
-            if health.tripped:
-                notes.append(
-                    f"circuit breakers tripped: {', '.join(b.value for b in health.tripped)} "
-                    f"(asks for {health.recommended_level.value})"
-                )
+        if checked is None:
+            return
+        found.health, found.ledger = checked.assessment, checked.ledger
+        found.equity, found.pnl_fraction = checked.equity, checked.pnl_fraction
+        if checked.assessment.tripped:
+            found.notes.append(
+                f"circuit breakers tripped: {', '.join(b.value for b in checked.assessment.tripped)} "
+                f"(asks for {checked.assessment.recommended_level.value})"
+            )
 
-        if context is None:
+    async def _learn(self, found: _Found) -> None:
+        """Step 8."""
+        if found.context is None:
             # Without the learned state loaded, learning would overwrite SystemState with defaults.
             self._skip(CycleStep.LEARN_AND_ADAPT, "initialize failed, no learning state loaded")
-        else:
-            learned = await self._step(
-                CycleStep.LEARN_AND_ADAPT,
-                CycleActivities.learn_and_adapt,
-                LearnRequest(
-                    cycle_id=cycle_id,
-                    hft=hft,
-                    as_of=workflow.now(),
-                    learning=context.learning,
-                    settings=config.learning,
-                    pending=pending,
-                    fill_cursor=cursor or 0,
-                    max_age_seconds=config.pending_plan_max_age_seconds,
-                ),
-                Learned,
-            )
-            learning = learned.update.state if learned is not None else context.learning
-            if learned is not None:
-                pending, cursor = learned.pending, learned.fill_cursor
-                notes += learned.update.notes
-
-        composed_with = (
-            pinned if pinned is not None else context.learning.weights if context is not None else None
+            return
+        learned = await self._step(
+            CycleStep.LEARN_AND_ADAPT,
+            CycleActivities.learn_and_adapt,
+            LearnRequest(
+                cycle_id=workflow.info().workflow_id,
+                hft=self._hft,
+                as_of=workflow.now(),
+                learning=found.context.learning,
+                settings=self._request.config.learning,
+                ledger=found.ledger,
+                max_age_seconds=self._request.config.pending_plan_max_age_seconds,
+            ),
+            Learned,
         )
-        base_interval = config.scheduler.base_interval_seconds
-        scheduler = request.scheduler or SchedulerState(interval_seconds=base_interval)
+        found.learning = learned.update.state if learned is not None else found.context.learning
+        if learned is not None:
+            found.ledger = learned.ledger
+            found.notes += learned.update.notes
+
+    async def _report(
+        self, found: _Found, started: datetime
+    ) -> tuple[CycleReport, str | None, SchedulerState, AgentErrorLog]:
+        """Step 9; when it fails, the report the workflow can still make (it is in the result, in history)."""
+        request, config = self._request, self._request.config
+        weights = self._composing_weights(found.context) if found.context is not None else None
+        weights_source = self._weights_source if weights is not None else None
+        universe = found.context.universe if found.context is not None else None
+        scheduler = request.scheduler or SchedulerState(
+            interval_seconds=config.scheduler.base_interval_seconds
+        )
         finished = workflow.now()
-        duration = (finished - started).total_seconds()
         reported = await self._step(
             CycleStep.LOG_AND_REPORT,
             CycleActivities.log_and_report,
             ReportRequest(
                 cycle_number=request.cycle_number,
-                cycle_id=cycle_id,
+                cycle_id=workflow.info().workflow_id,
                 account=request.account,
                 steps=list(self._run.reports.values()),
                 started_at=started,
                 finished_at=finished,
-                snapshot=snapshot,
-                patterns=patterns,
-                composition=composition,
-                risk=risk,
-                execution=execution,
-                health=health,
-                learning=learning,
-                weights=composed_with,
-                weights_source=weights_source if composed_with is not None else None,
-                universe=context.universe if context is not None else None,
-                blocked=blocked,
-                notes=notes,
+                snapshot=found.snapshot,
+                patterns=found.patterns,
+                composition=found.composition,
+                risk=found.risk,
+                execution=found.execution,
+                health=found.health,
+                learning=found.learning,
+                weights=weights,
+                weights_source=weights_source,
+                universe=universe,
+                blocked=found.blocked,
+                notes=found.notes,
                 scheduler=SchedulerInput(
                     settings=config.scheduler,
                     state=scheduler,
                     success_rate=request.success_rate,
-                    pnl_fraction=pnl_fraction,
-                    utilisation=duration / scheduler.interval_seconds,
+                    pnl_fraction=found.pnl_fraction,
+                    utilisation=(finished - started).total_seconds() / scheduler.interval_seconds,
                 ),
                 agent_errors=request.agent_errors,
                 error_threshold=config.error_threshold,
@@ -361,55 +415,46 @@ class TradingCycle(CommandWorkflow):
             local=True,
         )
         if reported is not None:
-            report, report_path = reported.report, reported.path
-            scheduler, agent_errors = reported.decision.state, reported.agent_errors
-        else:
-            # The report could not be written; the result (in history) still carries what happened.
-            steps = list(self._run.reports.values())
-            report = CycleReport(
-                cycle_number=request.cycle_number,
-                outcome=cycle_outcome(steps),
-                started_at=started,
-                finished_at=workflow.now(),
-                steps=steps,
-                execution=execution,
-                health_status=health.status if health is not None else None,
-                breakers_tripped=health.tripped if health is not None else [],
-                trading_blocked=blocked,
-                universe=context.universe if context is not None else None,
-                weights=composed_with,
-                weights_source=weights_source if composed_with is not None else None,
-                learned_weights=learning.weights
-                if learning is not None and weights_source is WeightsSource.OPERATOR
-                else None,
-                notes=notes[:20],
-            )
-            # Counted here as the report step would have (its own failure included).
-            report_path = None
-            agent_errors = count_step_errors(
-                request.agent_errors, steps, config.error_threshold, workflow.now()
-            )
-
-        self._finish(report)
-        return TradingCycleResult(
-            report=report,
-            report_path=report_path,
-            scheduler=scheduler,
-            health=health,
-            learning=learning,
-            pending_plans=pending,
-            fill_cursor=cursor,
-            hft_counters=counters,
-            agent_errors=agent_errors,
-            equity=equity,
-            pnl_fraction=pnl_fraction,
-            duration_seconds=(workflow.now() - started).total_seconds(),
-            blocked=blocked,
+            return reported.report, reported.path, reported.decision.state, reported.agent_errors
+        steps = list(self._run.reports.values())
+        report = CycleReport(
+            cycle_number=request.cycle_number,
+            outcome=cycle_outcome(steps),
+            started_at=started,
+            finished_at=workflow.now(),
+            steps=steps,
+            execution=found.execution,
+            health_status=found.health.status if found.health is not None else None,
+            breakers_tripped=found.health.tripped if found.health is not None else [],
+            trading_blocked=found.blocked,
+            universe=universe,
+            weights=weights,
+            weights_source=weights_source,
+            learned_weights=found.learning.weights
+            if found.learning is not None and weights_source is WeightsSource.OPERATOR
+            else None,
+            notes=found.notes[:20],
         )
+        # Counted here as the report step would have (its own failure included).
+        agent_errors = count_step_errors(request.agent_errors, steps, config.error_threshold, workflow.now())
+        return report, None, scheduler, agent_errors
 
     # ---- Steps -----------------------------------------------------------------------------------------
 
-    def _entries_blocked(self, context: CycleContext, request: TradingCycleInput) -> TradingBlock | None:
+    @property
+    def _weights_source(self) -> WeightsSource:
+        return (
+            WeightsSource.OPERATOR
+            if self._request.config.strategy_weights is not None
+            else WeightsSource.LEARNED
+        )
+
+    def _composing_weights(self, context: CycleContext) -> StrategyWeights:
+        """The operator's weights win over learning's while they are set (set_config)."""
+        pinned = self._request.config.strategy_weights
+        return pinned if pinned is not None else context.learning.weights
+
+    def _entries_blocked(self, context: CycleContext) -> TradingBlock | None:
         """Why no new entries may be sent this cycle, or None."""
         if context.emergency_level is not EmergencyLevel.NONE:
             return TradingBlock(
@@ -431,7 +476,7 @@ class TradingCycle(CommandWorkflow):
                 f"{context.hft_trading_mode.value} ({context.hft_broker} broker); run orch hft on the "
                 "matching broker, or set the mode with orch integrate-real-data",
             )
-        return request.entries_blocked
+        return self._request.entries_blocked
 
     async def _step(
         self,

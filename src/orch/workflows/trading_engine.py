@@ -187,11 +187,8 @@ class TradingEngine:
             success_rate=self._recent_success_rate(),
             last_pnl_fraction=state.last_pnl_fraction,
             previous_health=state.health,
-            pending_plans=state.pending_plans,
-            fill_cursor=state.fill_cursor,
-            hft_counters=state.hft_counters,
+            ledger=state.ledger,
             agent_errors=state.agent_errors,
-            peak_equity=state.peak_equity,
             weights_override=state.weights_override,
             entries_blocked=self._breakers_open(),
             first_cycle=state.cycles_total == 0,
@@ -258,14 +255,10 @@ class TradingEngine:
             state.scheduler = result.scheduler or state.scheduler
             state.health = result.health or state.health
             state.learning = result.learning or state.learning
-            state.pending_plans = result.pending_plans
-            state.fill_cursor = result.fill_cursor
-            state.hft_counters = result.hft_counters or state.hft_counters
+            state.ledger = result.ledger
             state.agent_errors = result.agent_errors
             state.last_pnl_fraction = result.pnl_fraction
             state.trading_blocked = result.blocked
-            if result.equity is not None:
-                state.peak_equity = max(state.peak_equity or result.equity, result.equity)
             # Recorded in SystemState by that cycle, if it was given these weights: weights set while it
             # ran (it started without them) must still reach the next cycle.
             initialized = any(s.name == "initialize" and s.status.value == "completed" for s in report.steps)
@@ -507,7 +500,7 @@ class TradingEngine:
             if state.config.strategy_weights is not None
             else WeightsSource.LEARNED,
             learned_weights=state.learning.weights if state.learning is not None else None,
-            pending_plans=len(state.pending_plans),
+            pending_plans=len(state.ledger.pending_plans),
             disabled_agents=sorted(name for name, r in state.agent_errors.agents.items() if r.disabled),
             breakers_tripped=[b.value for b in state.health.tripped] if state.health else [],
             breakers=[b for b in state.health.breakers if b.tripped] if state.health else [],
