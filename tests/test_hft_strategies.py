@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from orch.contracts.trading import OrderStatus, Side, StrategyKind, StrategyPlan
 from orch.hft.strategies import (
     MarketMaker,
-    PlanState,
+    TrackedPlan,
     breakout_level,
     exit_reason,
     market_maker_quotes,
@@ -39,7 +39,7 @@ def quote(symbol: str, mid: float, venue: int = 0, received_ns: int = 10**12) ->
     return Tick(QUOTE, venue, symbol, mid * 0.9999, mid * 1.0001, mid, 10, WEDNESDAY, received_ns)
 
 
-async def enter(engine, the_plan: StrategyPlan, now: float = WEDNESDAY) -> PlanState:
+async def enter(engine, the_plan: StrategyPlan, now: float = WEDNESDAY) -> TrackedPlan:
     """Take a plan, let tier 2 enter it, and let the venue fill the entry."""
     engine.broker.update_quote(the_plan.symbol, 99.99, 100.01, now)
     assert engine.tier2.accept(the_plan, now) is None
@@ -163,11 +163,11 @@ async def test_no_exit_inside_the_band() -> None:
 
 
 def test_strategy_exits() -> None:
-    trend = PlanState(plan(kind=StrategyKind.TREND))
+    trend = TrackedPlan(plan(kind=StrategyKind.TREND))
     falling = [float(110 - i * 0.1) for i in range(30)]
     assert exit_reason(trend, 100.0, falling, 5, 20) == "trend_reversal"
-    reversion = PlanState(plan(kind=StrategyKind.MEAN_REVERSION))
+    reversion = TrackedPlan(plan(kind=StrategyKind.MEAN_REVERSION))
     assert exit_reason(reversion, 100.0, [*([99.0, 101.0] * 10), 100.5], 5, 20) == "returned_to_mean"
-    breakout = PlanState(plan(kind=StrategyKind.BREAKOUT), breakout_level=101.0)
+    breakout = TrackedPlan(plan(kind=StrategyKind.BREAKOUT), breakout_level=101.0)
     assert exit_reason(breakout, 100.5, [], 5, 20) == "failed_breakout"
     assert exit_reason(breakout, 102.0, [], 5, 20) is None

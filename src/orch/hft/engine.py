@@ -29,6 +29,7 @@ from orch.contracts.trading import (
     Order,
     OrderStatus,
     OrderType,
+    PlanState,
     Side,
     TradingState,
 )
@@ -37,7 +38,7 @@ from orch.hft.instruments import Instruments
 from orch.hft.journal import Journal
 from orch.hft.portfolio import Portfolio, crosses, standing_price
 from orch.hft.risk import Denial, RiskGate
-from orch.hft.strategies import ArbitrageDetector, MarketMaker, PlanState, PositionManager, Tier2
+from orch.hft.strategies import ArbitrageDetector, MarketMaker, PositionManager, Tier2, TrackedPlan
 from orch.hft.ticks import QUOTE, Tick
 from orch.market.calendars import current_sessions, day_order_expiry, market_status
 
@@ -367,7 +368,7 @@ class Engine:
     def restore(self) -> None:
         self.load_portfolio()
         for plan, status in self.journal.plans():
-            self.tier2.plans[plan.plan_id] = PlanState(plan, status=status)
+            self.tier2.plans[plan.plan_id] = TrackedPlan(plan, status=PlanState(status))
         for order in self.journal.all_orders():
             if order.plan_id in self.tier2.plans and order.source == "exit":
                 self.tier2.plans[order.plan_id].exit_attempts += 1

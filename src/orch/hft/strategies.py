@@ -12,8 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orch.contracts import trading
-from orch.contracts.trading import OrderType, Side, StrategyKind, StrategyPlan
+from orch.contracts.trading import OrderType, PlanState, Side, StrategyKind, StrategyPlan
 from orch.hft.instruments import clip
 from orch.hft.ticks import QUOTE, Tick
 from orch.market.calendars import is_tradable
@@ -196,10 +195,9 @@ class ArbitrageDetector:
 
 
 @dataclass
-class PlanState:
+class TrackedPlan:
     plan: StrategyPlan
-    # The contract's enum, spelled in full: this dataclass took the name PlanState first.
-    status: trading.PlanState = trading.PlanState.WAITING
+    status: PlanState = PlanState.WAITING
     entry_order: str | None = None
     exit_order: str | None = None
     exit_attempts: int = 0
@@ -222,7 +220,7 @@ class Tier2:
         self.fast = settings.tier2_fast_window
         self.slow = settings.tier2_slow_window
         self.z_entry = settings.tier2_zscore_entry
-        self.plans: dict[str, PlanState] = {}
+        self.plans: dict[str, TrackedPlan] = {}
         self.samples: dict[str, PriceSamples] = {}
 
     def accept(self, plan: StrategyPlan, now: float) -> str | None:
@@ -244,10 +242,10 @@ class Tier2:
         if plan.entry_price is not None and not low < plan.entry_price < high:
             return "entry_price must lie between stop_loss and take_profit"
         current = self.plans.get(plan.plan_id)
-        if current is not None and current.status != trading.PlanState.WAITING:
+        if current is not None and current.status != PlanState.WAITING:
             return f"plan {plan.plan_id} is already {current.status}"
-        self.plans[plan.plan_id] = PlanState(plan)
-        self.engine.journal.save_plan(plan, trading.PlanState.WAITING)
+        self.plans[plan.plan_id] = TrackedPlan(plan)
+        self.engine.journal.save_plan(plan, PlanState.WAITING)
         return None
 
     def sample(self) -> None:
@@ -258,7 +256,7 @@ class Tier2:
         samples = self.samples.get(symbol)
         return [] if samples is None else samples.as_list()
 
-    def entry_signal(self, state: PlanState) -> bool:
+    def entry_signal(self, state: TrackedPlan) -> bool:
         plan = state.plan
         direction = 1 if plan.side is Side.BUY else -1
         prices = self.prices(plan.symbol)
@@ -280,13 +278,13 @@ class Tier2:
         router = self.engine.router
         for state in self.plans.values():
             plan = state.plan
-            if state.status == trading.PlanState.ENTERING:
+            if state.status == PlanState.ENTERING:
                 self._follow_entry(state)
                 continue
-            if state.status != trading.PlanState.WAITING:
+            if state.status != PlanState.WAITING:
                 continue
             if plan.valid_until.timestamp() <= now:
-                state.status = trading.PlanState.EXPIRED
+                state.status = PlanState.EXPIRED
                 self.engine.journal.set_plan_status(plan.plan_id, state.status)
                 continue
             if not is_tradable(plan.symbol, now) or not self.entry_signal(state):
@@ -305,22 +303,22 @@ class Tier2:
                 idempotency_key=f"{plan.plan_id}:entry",
             )
             if order is not None:
-                state.status = trading.PlanState.ENTERING
+                state.status = PlanState.ENTERING
                 state.entry_order = order.client_order_id
                 self.engine.journal.set_plan_status(plan.plan_id, state.status)
 
-    def _follow_entry(self, state: PlanState) -> None:
+    def _follow_entry(self, state: TrackedPlan) -> None:
         order = self.engine.order(state.entry_order)
         if order is None or not order.status.terminal:
             return
-        state.status = trading.PlanState.OPEN if order.filled_quantity > 0 else trading.PlanState.FAILED
+        state.status = PlanState.OPEN if order.filled_quantity > 0 else PlanState.FAILED
         self.engine.journal.set_plan_status(state.plan.plan_id, state.status)
 
 
 # ---- The position manager ------------------------------------------------------------------------
 
 
-def exit_reason(state: PlanState, price: float, prices: list[float], fast: int, slow: int) -> str | None:
+def exit_reason(state: TrackedPlan, price: float, prices: list[float], fast: int, slow: int) -> str | None:
     """Why the plan's position should close now, or None: stops first, then the strategy's own exit."""
     plan = state.plan
     long = plan.side is Side.BUY
@@ -360,7 +358,7 @@ class PositionManager:
             price = engine.portfolio.marks.get(symbol)
             if state is None or price is None:
                 continue
-            if state.status == trading.PlanState.EXITING:
+            if state.status == PlanState.EXITING:
                 exit_order = engine.order(state.exit_order)
                 if exit_order is not None and not exit_order.status.terminal:
                     continue
@@ -385,7 +383,7 @@ class PositionManager:
                 idempotency_key=f"{state.plan.plan_id}:exit:{state.exit_attempts}",
             )
             if order is not None:
-                state.status = trading.PlanState.EXITING
+                state.status = PlanState.EXITING
                 state.exit_order = order.client_order_id
                 state.exit_reason = reason
                 engine.journal.record_event("exit", plan_id=state.plan.plan_id, reason=reason, price=price)
@@ -394,6 +392,6 @@ class PositionManager:
                 log.warning("exit of %s denied: %s", state.plan.plan_id, denial)
         for state in tier2.plans.values():
             closed = engine.portfolio.quantity(state.plan.symbol) == 0
-            if state.status == trading.PlanState.EXITING and closed:
-                state.status = trading.PlanState.CLOSED
+            if state.status == PlanState.EXITING and closed:
+                state.status = PlanState.CLOSED
                 engine.journal.set_plan_status(state.plan.plan_id, state.status)
