@@ -2,7 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orch.agents.health import AgentErrorTracker, evaluate_health
+from orch.agents.health import evaluate_health
+from orch.contracts.agent_errors import AgentErrorTracker
 from orch.contracts.cycle import (
     AdapterHealth,
     AgentErrorLog,

@@ -40,7 +40,7 @@ from orch.agents.execution import (
     refusals,
     settle_plans,
 )
-from orch.agents.health import AgentErrorTracker, count_step_errors, evaluate_health
+from orch.agents.health import evaluate_health
 from orch.agents.learning import learn
 from orch.agents.patterns import analyse_patterns
 from orch.agents.reporting import build_cycle_report
@@ -48,6 +48,7 @@ from orch.agents.risk import evaluate_risk
 from orch.agents.scheduler import load_signal, market_activity, next_interval, performance_signal
 from orch.brokers.base import make_client_order_id
 from orch.config import Settings
+from orch.contracts.agent_errors import AgentErrorTracker, count_step_errors
 from orch.contracts.commands import CommandStatus
 from orch.contracts.cycle import (
     AdapterHealth,

@@ -22,11 +22,11 @@ from temporalio.exceptions import ApplicationError
 from orch.activities.hft import HftLink
 from orch.activities.steps import heartbeating
 from orch.agents.conditions import sense_market
-from orch.agents.health import AgentErrorTracker
 from orch.agents.reviews import assess_portfolio, optimise_portfolio, review_strategies, summarise_conditions
 from orch.agents.risk import portfolio_risk
 from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
+from orch.contracts.agent_errors import AgentErrorTracker
 from orch.contracts.cycle import PortfolioRiskLimits, RegimeThresholds
 from orch.contracts.emergency import AgentHealth, AgentOutcomes, ReviewContext, ReviewFinding, ReviewInput
 from orch.contracts.errors import ErrorType

@@ -11,12 +11,13 @@ that steps produce accept unknown fields, so a history written by a newer worker
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
-from orch.contracts.commands import StepReport
+from orch.contracts.commands import CommandStatus, StepReport
 from orch.contracts.levels import EmergencyLevel
 from orch.contracts.market import MarketStatus, Regime
 from orch.contracts.trading import Side, StrategyKind, StrategyPlan
@@ -774,3 +775,21 @@ class CycleReport(_Summary):
     learned_weights: StrategyWeights | None = None
     next_interval_seconds: float | None = None
     notes: list[str] = Field(default_factory=list)
+
+
+# ---- A cycle's outcome from its steps (the workflow and the report decide it the same way) ----------
+
+
+def cycle_outcome(steps: Sequence[StepReport]) -> CycleOutcome:
+    failed = [s for s in steps if s.status is CommandStatus.FAILED]
+    if any(_critical(s.name) for s in failed):
+        return CycleOutcome.FAILED
+    return CycleOutcome.DEGRADED if failed else CycleOutcome.COMPLETED
+
+
+def _critical(step_name: str) -> bool:
+    # A step this module does not know is counted as critical: better to over-report a failure.
+    try:
+        return CycleStep(step_name).critical
+    except ValueError:
+        return True

@@ -33,9 +33,8 @@ from temporalio.exceptions import ActivityError, CancelledError, is_cancelled_ex
 with workflow.unsafe.imports_passed_through():
     from orch.activities.cycle import CycleActivities
 
-    # The outcome rule (critical steps) has one home; it is pure and imports contracts only.
-    from orch.agents.health import count_step_errors
-    from orch.agents.reporting import cycle_outcome
+    # The outcome and error-count rules are pure, in contracts: the workflow decides as the report does.
+    from orch.contracts.agent_errors import count_step_errors
     from orch.contracts.commands import CommandOptions, CommandStatus, StepOutcome
     from orch.contracts.cycle import (
         AgentErrorLog,
@@ -55,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         StrategyWeights,
         TradingBlock,
         WeightsSource,
+        cycle_outcome,
     )
     from orch.contracts.engine import (
         Composed,
