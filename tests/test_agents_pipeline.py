@@ -8,8 +8,9 @@ import pytest
 from orch.agents.composition import compose, held_values, validate_plan
 from orch.agents.conditions import sense_market
 from orch.agents.patterns import analyse_patterns
-from orch.agents.reporting import build_cycle_report, render_markdown
+from orch.agents.reporting import build_cycle_report
 from orch.agents.risk import evaluate_risk
+from orch.cli.cycle_report import render_markdown
 from orch.contracts.cycle import (
     CompositionResult,
     MarketSnapshot,

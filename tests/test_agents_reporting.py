@@ -6,8 +6,9 @@ from orch.agents.composition import compose
 from orch.agents.conditions import sense_market
 from orch.agents.health import evaluate_health
 from orch.agents.patterns import analyse_patterns
-from orch.agents.reporting import build_cycle_report, cycle_outcome, render_markdown, render_text
+from orch.agents.reporting import build_cycle_report
 from orch.agents.risk import evaluate_risk
+from orch.cli.cycle_report import render_markdown, render_text
 from orch.contracts.commands import CommandStatus, StepReport
 from orch.contracts.cycle import (
     AdapterHealth,
@@ -21,6 +22,7 @@ from orch.contracts.cycle import (
     PortfolioRiskLimits,
     RegimeThresholds,
     RiskVerdict,
+    cycle_outcome,
 )
 from orch.contracts.discovery import Candidate
 from orch.contracts.market import Regime

@@ -20,7 +20,7 @@ from orch.backtest.engine import BacktestCancelled, build_cerebro, run_backtest
 from orch.backtest.metrics import buy_and_hold, performance
 from orch.backtest.optimise import candidate_params
 from orch.backtest.process import JobFailed, run_job
-from orch.backtest.report import write_report
+from orch.cli.validation_report import write_report
 from orch.contracts.validation import (
     BacktestRequest,
     DataWarningKind,

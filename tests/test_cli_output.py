@@ -94,6 +94,34 @@ async def test_the_progress_bar_moves_with_the_steps(stack, settings):
         )
 
 
+async def test_the_live_view_shows_a_skipped_step_in_its_place(stack, orch, tmp_path):
+    """A skipped step is neither done nor failed: the live view says it was skipped, and why."""
+    done = await orch(
+        "validate-algorithms",
+        "--strategies",
+        "legacy_v0",
+        "--source",
+        "sample",
+        "--no-optimise",
+        "--report-dir",
+        str(tmp_path / "reports"),
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    marks = ("✓", "✗", render.SKIPPED_MARK)
+    steps = [
+        line.strip() for line in done.stdout.splitlines() if line.startswith(tuple(f"  {m}" for m in marks))
+    ]
+    assert steps == [
+        "✓ preparing_validation_data",
+        "✓ running_backtests",
+        "✓ analysing_performance",
+        f"{render.SKIPPED_MARK} optimising_parameters: skipped: optimisation off"
+        " (the defaults are recommended)",
+        "✓ generating_recommendations",
+    ], done.stdout
+
+
 async def _orch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,

@@ -60,17 +60,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "package": set(),
 }
 
-# Known violations in files other engineers were changing while this test was written: each is to be
-# moved to its layer, and then removed from here (a stale entry fails, so the list only shrinks).
-TEMPORARY_ALLOWANCES: set[tuple[str, str]] = {
-    # The cycle workflow calls agents' pure rules (health breakers, report building); contracts' job.
-    ("workflows/trading_cycle.py", "orch.agents.health"),
-    ("workflows/trading_cycle.py", "orch.agents.reporting"),
-    # The CLI renders a cycle report with the reporting agent's text and Markdown renderers.
-    ("cli/cycle.py", "orch.agents.reporting"),
-    # The CLI writes a validation's report folder with the backtest layer's writer.
-    ("cli/validate.py", "orch.backtest.report"),
-}
+# Known violations, each to be moved to its layer and then removed from here (a stale entry fails, so
+# the list only shrinks). None is left: an import the table forbids fails the test.
+TEMPORARY_ALLOWANCES: set[tuple[str, str]] = set()
 
 
 def _layer(module: str) -> str | None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from orch.cli.options import JsonFlag
+from orch.cli.run import EXIT_BAD_INPUT, CliError, run_to_exit
 from orch.cli.values import ACCOUNT
 
 agents_app = typer.Typer(help="The agents' error counts; re-enable a disabled agent.", no_args_is_help=True)
@@ -29,9 +30,7 @@ AccountOption = Annotated[
 @agents_app.command("list")
 def list_agents(account: AccountOption = None, as_json: JsonFlag = False) -> None:
     """Error counts per agent and source (the reviews in SystemState, the trading engine)."""
-    from orch.cli.main import _run
-
-    _run(_list(account, as_json))
+    run_to_exit(_list(account, as_json))
 
 
 @agents_app.command("enable")
@@ -42,9 +41,7 @@ def enable(
     as_json: JsonFlag = False,
 ) -> None:
     """Re-enable agents disabled after repeated errors, in SystemState and in the trading engine."""
-    from orch.cli.main import _run
-
-    _run(_enable(names, account, requested_by, as_json))
+    run_to_exit(_enable(names, account, requested_by, as_json))
 
 
 async def _disabled_everywhere(account: str | None) -> tuple[Any, Any, list[Any], Any, list[str]]:
@@ -52,12 +49,11 @@ async def _disabled_everywhere(account: str | None) -> tuple[Any, Any, list[Any]
     disabled agents."""
     from temporalio.client import WorkflowExecutionStatus
 
-    from orch.cli.commands import CliError, system_state
-    from orch.cli.cycle import _account, _engine
-    from orch.cli.main import _client
+    from orch.cli.commands import connect_client, system_state
+    from orch.cli.cycle import account_or_default, find_engine
     from orch.contracts.engine import EngineStatus
 
-    client = await _client()
+    client = await connect_client()
     snapshot = await system_state(client)
     records = [
         (source, record)
@@ -66,7 +62,7 @@ async def _disabled_everywhere(account: str | None) -> tuple[Any, Any, list[Any]
     ]
     engine, engine_disabled = None, []
     try:
-        _, handle, description = await _engine(_account(account))
+        _, handle, description = await find_engine(account_or_default(account))
     except CliError:
         return client, snapshot, records, None, []  # no engine for the account: nothing disabled there
     if description.status == WorkflowExecutionStatus.RUNNING:
@@ -121,8 +117,7 @@ async def _list(account: str | None, as_json: bool) -> None:
 async def _enable(names: list[str], account: str | None, requested_by: str, as_json: bool) -> None:
     from temporalio.client import WorkflowUpdateFailedError
 
-    from orch.cli.commands import EXIT_BAD_INPUT, CliError
-    from orch.cli.cycle import _set_config
+    from orch.cli.cycle import set_engine_config
     from orch.clients.system_state import SystemStateClient
     from orch.contracts.engine import EngineConfigChange
     from orch.contracts.system import EnableAgentsRequest
@@ -145,7 +140,9 @@ async def _enable(names: list[str], account: str | None, requested_by: str, as_j
         except WorkflowUpdateFailedError as err:
             raise CliError(f"SystemState refused: {err.cause}", EXIT_BAD_INPUT) from err
     if in_engine and engine is not None:
-        await _set_config(engine, EngineConfigChange(enable_agents=in_engine, requested_by=requested_by))
+        await set_engine_config(
+            engine, EngineConfigChange(enable_agents=in_engine, requested_by=requested_by)
+        )
     outcome = {"enabled_in_system_state": in_state, "enabled_in_engine": in_engine, "still_disabled": still}
     if as_json:
         print(json.dumps(outcome))

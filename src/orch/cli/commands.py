@@ -1,6 +1,8 @@
 """Starting, following and reading command workflows: what every `orch` command shares.
 
-Exit codes: 0 success, 1 the workflow failed (or was refused), 2 bad input.
+`start_follow_print` is the one sequence of a command that starts a workflow: start it, then print its
+id (--no-wait), or follow it (the live bar, or nothing until one JSON document with --json), print its
+result and exit with the code it earned. Exit codes are in `orch.cli.run`.
 """
 
 from __future__ import annotations
@@ -8,14 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+import typer
+from pydantic import BaseModel, ValidationError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.service import RPCError
 
+from orch.cli.run import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, validation_message
 from orch.clients.system_state import SystemStateClient
-from orch.contracts.commands import CommandStatus, Progress
+from orch.contracts.commands import CommandOptions, CommandStatus, Progress, StepReport
 from orch.contracts.names import (
     COMMAND_WORKFLOW_TYPES,
     COMMANDS_QUEUE,
@@ -24,16 +36,56 @@ from orch.contracts.names import (
 )
 from orch.contracts.system import SystemStateSnapshot
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 POLL_SECONDS = 0.2
 # Temporal's own deadline backs up the workflow's timeout, in case a worker never picks it up at all.
 EXECUTION_TIMEOUT_MARGIN = timedelta(seconds=60)
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
-class CliError(Exception):
-    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+
+class CommandInput(Protocol):
+    """Every command workflow's input carries its tuning."""
+
+    options: CommandOptions
+
+
+# What a command shows after its result, given the workflow and the exit code so far; returns the
+# exit code (a report that cannot be written, or a winner not applied, turns a success into 1).
+AfterResult = Callable[[WorkflowHandle[Any, Any], int], Awaitable[int]]
+
+
+async def connect_client() -> Client:
+    from orch.client import connect
+    from orch.config import get_settings
+
+    settings = get_settings()
+    try:
+        return await connect(settings)
+    except RuntimeError as err:
+        raise CliError(
+            f"cannot reach Temporal at {settings.temporal_address} (namespace {settings.namespace}): {err}. "
+            "Start the stack with `orch up`."
+        ) from err
+
+
+def checked_input(model: type[ModelT], **fields: Any) -> ModelT:
+    """The model, or exit code 2 naming each bad field: refused before anything starts."""
+    try:
+        return model(**fields)
+    except ValidationError as err:
+        raise CliError(validation_message(err), EXIT_BAD_INPUT) from err
+
+
+def command_options(max_retries: int | None, timeout: float | None) -> CommandOptions:
+    """--max-retries and --timeout, each defaulting to its ORCH_* setting."""
+    from orch.config import get_settings
+
+    settings = get_settings()
+    return checked_input(
+        CommandOptions,
+        max_retries=settings.max_retries if max_retries is None else max_retries,
+        workflow_timeout_seconds=settings.workflow_timeout_seconds if timeout is None else timeout,
+    )
 
 
 def new_workflow_id(prefix: str) -> str:
@@ -50,6 +102,26 @@ async def system_state(client: Client) -> SystemStateSnapshot:
         ) from err
 
 
+def refuse_unknown_strategies(state: SystemStateSnapshot, strategies: Sequence[str]) -> None:
+    unknown = [s for s in strategies if s not in state.known_strategies]
+    if unknown:
+        raise CliError(
+            f"unknown strateg{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+            f"known strategies: {', '.join(state.known_strategies)}",
+            EXIT_BAD_INPUT,
+        )
+
+
+def refuse_if_running(state: SystemStateSnapshot, workflow_type: str) -> None:
+    """A command that may run only once at a time: name the running one and how to follow it."""
+    running = next((c for c in state.running_commands if c.command_type == workflow_type), None)
+    if running is not None:
+        raise CliError(
+            f"{workflow_type} {running.workflow_id} is already running; "
+            f"watch it with: orch watch {running.workflow_id}"
+        )
+
+
 async def start_command(
     client: Client,
     workflow_type: str,
@@ -60,6 +132,7 @@ async def start_command(
     timeout_seconds: float,
     task_queue: str = COMMANDS_QUEUE,
     priority: TaskPriority = TaskPriority.NORMAL,
+    result_type: type | None = None,
 ) -> WorkflowHandle[Any, Any]:
     from temporalio.common import Priority
 
@@ -71,11 +144,67 @@ async def start_command(
         execution_timeout=timedelta(seconds=timeout_seconds) + EXECUTION_TIMEOUT_MARGIN,
         static_summary=summary,
         priority=Priority(priority_key=int(priority)),
+        result_type=result_type,
     )
+
+
+async def start_follow_print(
+    client: Client,
+    workflow_type: str,
+    request: CommandInput,
+    *,
+    id_prefix: str,
+    summary: str,
+    no_wait: bool,
+    as_json: bool,
+    announce: str | None = "",
+    task_queue: str = COMMANDS_QUEUE,
+    priority: TaskPriority = TaskPriority.NORMAL,
+    after_result: AfterResult | None = None,
+) -> None:
+    """Start the command; with --no-wait print its id, else follow it, print its result and exit 1 when
+    it did not complete.
+
+    `announce` ends the "Started <type> <id>" line (None: no such line); `after_result` shows what the
+    command adds after the result and may change the exit code.
+    """
+    handle = await start_command(
+        client,
+        workflow_type,
+        request,
+        id_prefix=id_prefix,
+        summary=summary,
+        timeout_seconds=request.options.workflow_timeout_seconds,
+        task_queue=task_queue,
+        priority=priority,
+    )
+    if no_wait:
+        print(
+            json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}) if as_json else handle.id
+        )
+        return
+    if announce is not None and not as_json:
+        from orch.cli.render import console
+
+        console.print(f"Started {workflow_type} [bold]{handle.id}[/bold]{announce}")
+    code = await follow(client, handle.id, as_json=as_json)
+    if after_result is not None:
+        code = await after_result(handle, code)
+    if code:
+        raise typer.Exit(code)
 
 
 async def read_progress(handle: WorkflowHandle[Any, Any]) -> Progress:
     return await handle.query("progress", result_type=Progress)
+
+
+async def read_steps(handle: WorkflowHandle[Any, Any]) -> list[StepReport]:
+    """Each step's report so far; none from a workflow that does not answer `steps` (a worker older than
+    the query): the live view then shows what `progress` says."""
+    try:
+        return await handle.query("steps", result_type=list[StepReport])
+    except (WorkflowQueryFailedError, RPCError):
+        return []
 
 
 async def follow(client: Client, workflow_id: str, *, as_json: bool) -> int:
@@ -86,7 +215,7 @@ async def follow(client: Client, workflow_id: str, *, as_json: bool) -> int:
     if as_json:
         await _wait_closed(handle)
     else:
-        await render.live_progress(lambda: read_progress(handle), POLL_SECONDS)
+        await render.live_progress(lambda: read_progress(handle), lambda: read_steps(handle), POLL_SECONDS)
     return await report_outcome(handle, as_json=as_json)
 
 

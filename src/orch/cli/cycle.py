@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from orch.cli.options import JsonFlag
+from orch.cli.run import EXIT_BAD_INPUT, CliError, run_to_exit
 from orch.cli.values import ACCOUNT, count, seconds
 
 cycle_app = typer.Typer(help="The trading engine: one TradingCycle per interval.", no_args_is_help=True)
@@ -24,7 +25,7 @@ AccountOption = Annotated[
 ]
 
 
-def _account(account: str | None) -> str:
+def account_or_default(account: str | None) -> str:
     if account is not None:
         return account
     from orch.hft.config import HftSettings
@@ -32,15 +33,14 @@ def _account(account: str | None) -> str:
     return HftSettings().account
 
 
-async def _engine(account: str) -> Any:
+async def find_engine(account: str) -> Any:
     """A handle on the account's engine, and its description; CliError when there is none."""
     from temporalio.service import RPCError, RPCStatusCode
 
-    from orch.cli.commands import CliError
-    from orch.cli.main import _client
+    from orch.cli.commands import connect_client
     from orch.contracts.engine import engine_workflow_id
 
-    client = await _client()
+    client = await connect_client()
     handle = client.get_workflow_handle(engine_workflow_id(account))
     try:
         description = await handle.describe()
@@ -68,18 +68,14 @@ def start(
     as_json: JsonFlag = False,
 ) -> None:
     """Start the account's TradingEngine; if it runs already, set its interval (when given)."""
-    from orch.cli.main import _run
-
-    _run(_start(interval, account, as_json))
+    run_to_exit(_start(interval, account, as_json))
 
 
 async def _start(interval: float | None, account_name: str | None, as_json: bool) -> None:
-    from pydantic import ValidationError
     from temporalio.common import WorkflowIDConflictPolicy
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
-    from orch.cli.commands import EXIT_BAD_INPUT, CliError
-    from orch.cli.main import _client, _validation_message
+    from orch.cli.commands import checked_input, connect_client
     from orch.config import get_settings
     from orch.contracts.engine import (
         EngineConfigChange,
@@ -90,18 +86,16 @@ async def _start(interval: float | None, account_name: str | None, as_json: bool
     from orch.contracts.names import COMMANDS_QUEUE, TRADING_ENGINE
 
     settings = get_settings()
-    account = _account(account_name)
-    try:
-        request = TradingEngineInput(
-            account=account,
-            cycle_interval_seconds=settings.cycle_interval_seconds if interval is None else interval,
-            error_threshold=settings.agent_error_threshold,
-            first_cycle_number=next_cycle_number(settings.home, account),
-        )
-    except ValidationError as err:
-        raise CliError(_validation_message(err), EXIT_BAD_INPUT) from err
+    account = account_or_default(account_name)
+    request = checked_input(
+        TradingEngineInput,
+        account=account,
+        cycle_interval_seconds=settings.cycle_interval_seconds if interval is None else interval,
+        error_threshold=settings.agent_error_threshold,
+        first_cycle_number=next_cycle_number(settings.home, account),
+    )
     engine_id = engine_workflow_id(account)
-    client = await _client()
+    client = await connect_client()
     try:
         handle = await client.start_workflow(
             TRADING_ENGINE,
@@ -116,7 +110,7 @@ async def _start(interval: float | None, account_name: str | None, as_json: bool
         handle = client.get_workflow_handle(engine_id)
         started, message = False, f"{engine_id} is already running"
         if interval is not None:
-            await _set_config(handle, EngineConfigChange(cycle_interval_seconds=interval))
+            await set_engine_config(handle, EngineConfigChange(cycle_interval_seconds=interval))
             message += f"; its interval is now {interval:g} s"
     if as_json:
         print(json.dumps({"workflow_id": engine_id, "started": started, "message": message}))
@@ -127,10 +121,8 @@ async def _start(interval: float | None, account_name: str | None, as_json: bool
         console.print(f"Follow it with `orch cycle status` or in the Temporal UI ({engine_id}).")
 
 
-async def _set_config(handle: Any, change: Any) -> Any:
+async def set_engine_config(handle: Any, change: Any) -> Any:
     from temporalio.client import WorkflowUpdateFailedError
-
-    from orch.cli.commands import EXIT_BAD_INPUT, CliError
 
     try:
         return await handle.execute_update("set_config", change)
@@ -143,18 +135,14 @@ async def _set_config(handle: Any, change: Any) -> Any:
 
 
 def _signal(name: str, account: str | None, as_json: bool, message: str) -> None:
-    from orch.cli.main import _run
-
-    _run(_send(name, _account(account), as_json, message))
+    run_to_exit(_send(name, account_or_default(account), as_json, message))
 
 
 async def _send(name: str, account: str, as_json: bool, message: str) -> None:
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 
-    from orch.cli.commands import CliError
-
-    _, handle, description = await _engine(account)
+    _, handle, description = await find_engine(account)
     if description.status != WorkflowExecutionStatus.RUNNING:
         raise CliError(f"{handle.id} is not running ({description.status.name.lower()})")
     try:
@@ -198,16 +186,13 @@ def resume(account: AccountOption = None, as_json: JsonFlag = False) -> None:
 @cycle_app.command("status")
 def status(account: AccountOption = None, as_json: JsonFlag = False) -> None:
     """Cycles run, completed, degraded and failed; success rate, average duration, the last report."""
-    from orch.cli.main import _run
-
-    _run(_status(_account(account), as_json))
+    run_to_exit(_status(account_or_default(account), as_json))
 
 
 async def _status(account: str, as_json: bool) -> None:
-    from orch.cli.commands import CliError
     from orch.contracts.engine import EngineStatus
 
-    _, handle, description = await _engine(account)
+    _, handle, description = await find_engine(account)
     try:
         engine = await handle.query("status", result_type=EngineStatus)
     except Exception as err:
@@ -248,7 +233,7 @@ async def _status(account: str, as_json: bool) -> None:
             + ("; resume requested, waiting for SystemState" if engine.resume_requested else "")
         )
     if engine.weights is not None:
-        from orch.agents.reporting import format_weights
+        from orch.cli.cycle_report import format_weights
         from orch.contracts.cycle import WeightsSource
 
         line = f"weights: {format_weights(engine.weights)} ({engine.weights_source.value})"
@@ -264,7 +249,7 @@ async def _status(account: str, as_json: bool) -> None:
     if engine.disabled_agents:
         console.print(f"[yellow]disabled agents[/yellow]: {', '.join(engine.disabled_agents)}")
     if engine.last_report is not None:
-        from orch.agents.reporting import render_text
+        from orch.cli.cycle_report import render_text
 
         console.print(render_text(engine.last_report), end="")
 
@@ -282,13 +267,10 @@ def report(
     as_json: JsonFlag = False,
 ) -> None:
     """One cycle's report: steps, market, plans and verdicts, execution, health, adaptation."""
-    from orch.cli.main import _run
-
-    _run(_report(number, _account(account), as_json))
+    run_to_exit(_report(number, account_or_default(account), as_json))
 
 
 async def _report(number: int | None, account: str, as_json: bool) -> None:
-    from orch.cli.commands import CliError
     from orch.config import get_settings
     from orch.contracts.cycle import CycleReport
     from orch.contracts.engine import cycle_report_path, cycle_reports_dir
@@ -311,7 +293,7 @@ async def _report(number: int | None, account: str, as_json: bool) -> None:
         return
     from rich.markdown import Markdown
 
-    from orch.agents.reporting import render_markdown
+    from orch.cli.cycle_report import render_markdown
     from orch.cli.render import console
 
     console.print(Markdown(render_markdown(found)))
@@ -322,7 +304,7 @@ async def _report_from_temporal(account: str, number: int | None) -> Any:
     from orch.contracts.engine import EngineStatus, TradingCycleResult, cycle_workflow_id
 
     try:
-        client, handle, _ = await _engine(account)
+        client, handle, _ = await find_engine(account)
     except Exception:
         return None
     if number is None:

@@ -7,12 +7,12 @@ exit code 2 before anything starts (no workflow, SystemState untouched). Otherwi
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
 from orch.cli.options import JsonFlag, MaxRetries, NoWait, WorkflowTimeout
+from orch.cli.run import EXIT_BAD_INPUT, CliError, run_to_exit
 from orch.cli.values import seconds
 
 
@@ -45,9 +45,7 @@ def integrate_real_data(
     as_json: JsonFlag = False,
 ) -> None:
     """Move onto real market data (IntegrateRealData): probe, switch, recalibrate, dry-run, paper trading."""
-    from orch.cli.main import _run
-
-    _run(
+    run_to_exit(
         _integrate(
             primary,
             _names(fallback),
@@ -75,66 +73,51 @@ async def _integrate(
     no_wait: bool,
     as_json: bool,
 ) -> None:
-    from pydantic import ValidationError
-
-    from orch.cli.commands import EXIT_BAD_INPUT, CliError, follow, start_command, system_state
-    from orch.cli.main import _client, _validation_message
-    from orch.config import get_settings
-    from orch.contracts.commands import CommandOptions
+    from orch.cli.commands import (
+        checked_input,
+        command_options,
+        connect_client,
+        refuse_if_running,
+        start_follow_print,
+        system_state,
+    )
     from orch.contracts.data import IntegrateRealDataInput, integration_problems
     from orch.contracts.names import INTEGRATE_REAL_DATA
 
-    settings = get_settings()
-    try:
-        request = IntegrateRealDataInput(
-            primary_source=primary,
-            fallback_sources=fallbacks,
-            live=live,
-            confirm_live=confirm_live,
-            symbols=symbols,
-            max_data_age_seconds=max_data_age,
-            options=CommandOptions(
-                max_retries=settings.max_retries if max_retries is None else max_retries,
-                workflow_timeout_seconds=settings.workflow_timeout_seconds if timeout is None else timeout,
-            ),
-        )
-    except ValidationError as err:
-        raise CliError(_validation_message(err), EXIT_BAD_INPUT) from err
+    request = checked_input(
+        IntegrateRealDataInput,
+        primary_source=primary,
+        fallback_sources=fallbacks,
+        live=live,
+        confirm_live=confirm_live,
+        symbols=symbols,
+        max_data_age_seconds=max_data_age,
+        options=command_options(max_retries, timeout),
+    )
     problems = integration_problems(request)
     if problems:
         raise CliError("; ".join(problems) + " (nothing was changed)", EXIT_BAD_INPUT)
 
-    client = await _client()
-    state = await system_state(client)
-    running = next((c for c in state.running_commands if c.command_type == INTEGRATE_REAL_DATA), None)
-    if running is not None:
-        raise CliError(
-            f"{INTEGRATE_REAL_DATA} {running.workflow_id} is already running; "
-            f"watch it with: orch watch {running.workflow_id}"
-        )
+    client = await connect_client()
+    refuse_if_running(await system_state(client), INTEGRATE_REAL_DATA)
+
+    async def show_probes(handle: Any, code: int) -> int:
+        if not as_json:
+            await _show_probes(handle)
+        return code
+
     chain = " -> ".join([primary, *fallbacks])
-    handle = await start_command(
+    await start_follow_print(
         client,
         INTEGRATE_REAL_DATA,
         request,
         id_prefix="integrate-real-data",
         summary=f"Integrate real data: {chain}, then {request.target_mode.value} trading",
-        timeout_seconds=request.options.workflow_timeout_seconds,
+        no_wait=no_wait,
+        as_json=as_json,
+        announce=f" ({chain})",
+        after_result=show_probes,
     )
-    if no_wait:
-        print(
-            json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}) if as_json else handle.id
-        )
-        return
-    if not as_json:
-        from orch.cli.render import console
-
-        console.print(f"Started {INTEGRATE_REAL_DATA} [bold]{handle.id}[/bold] ({chain})")
-    code = await follow(client, handle.id, as_json=as_json)
-    if not as_json:
-        await _show_probes(handle)
-    if code:
-        raise typer.Exit(code)
 
 
 async def _show_probes(handle: Any) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from orch.cli.options import JsonFlag, NoWait
+from orch.cli.run import EXIT_BAD_INPUT, EXIT_FAILED, CliError, run_to_exit
 from orch.contracts.emergency import STOP_LEVELS, stop_level_error
+from orch.contracts.names import CRITICAL_QUEUE, TaskPriority
 
 LEVEL_HELP = "How hard to stop: " + ", ".join(level.value for level in STOP_LEVELS) + " (default halt)."
 
@@ -27,66 +29,48 @@ def emergency_stop(
     as_json: JsonFlag = False,
 ) -> None:
     """Stop trading everywhere (EmergencyStop): orch hft, engines, schedules; recorded in SystemState."""
-    from orch.cli.main import _run
-
-    _run(_emergency_stop(reason, level, requested_by, no_wait, as_json))
+    run_to_exit(_emergency_stop(reason, level, requested_by, no_wait, as_json))
 
 
 async def _emergency_stop(reason: str, level: str, requested_by: str, no_wait: bool, as_json: bool) -> None:
-    from pydantic import ValidationError
-
-    from orch.cli.commands import EXIT_BAD_INPUT, CliError, follow, start_command
-    from orch.cli.main import _client, _validation_message
+    from orch.cli.commands import checked_input, connect_client, start_follow_print
     from orch.config import get_settings
-    from orch.contracts.commands import CommandOptions
     from orch.contracts.emergency import EmergencyStopInput
-    from orch.contracts.names import CRITICAL_QUEUE, EMERGENCY_STOP, TaskPriority
+    from orch.contracts.names import EMERGENCY_STOP
 
     if level not in {lv.value for lv in STOP_LEVELS}:
         raise CliError(stop_level_error(level), EXIT_BAD_INPUT)
-    settings = get_settings()
-    try:
-        request = EmergencyStopInput(
-            reason=reason,
-            level=level,
-            requested_by=requested_by,
-            options=CommandOptions(
-                max_retries=settings.max_retries,
-                initial_retry_interval_seconds=0.5,
-                max_retry_interval_seconds=5.0,
-                step_timeout_seconds=settings.emergency_confirm_seconds + 30,
-                workflow_timeout_seconds=settings.emergency_confirm_seconds + 120,
-            ),
-        )
-    except ValidationError as err:
-        raise CliError(_validation_message(err), EXIT_BAD_INPUT) from err
-    client = await _client()
-    handle = await start_command(
-        client,
+    confirm_seconds = get_settings().emergency_confirm_seconds
+    request = checked_input(
+        EmergencyStopInput,
+        reason=reason,
+        level=level,
+        requested_by=requested_by,
+        options=_critical_options(
+            step_timeout_seconds=confirm_seconds + 30, workflow_timeout_seconds=confirm_seconds + 120
+        ),
+    )
+
+    async def remind(_: Any, code: int) -> int:
+        if not as_json:
+            from orch.cli.render import console
+
+            console.print("Trading stays stopped until [bold]orch resume --confirm[/bold].")
+        return code
+
+    await start_follow_print(
+        await connect_client(),
         EMERGENCY_STOP,
         request,
         id_prefix="emergency-stop",
         summary=f"Emergency stop ({request.level.value}): {request.reason}"[:200],
-        timeout_seconds=request.options.workflow_timeout_seconds,
+        no_wait=no_wait,
+        as_json=as_json,
+        announce=f" ({request.level.value})",
         task_queue=CRITICAL_QUEUE,
         priority=TaskPriority.CRITICAL,
+        after_result=remind,
     )
-    if no_wait:
-        print(
-            json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}) if as_json else handle.id
-        )
-        return
-    if not as_json:
-        from orch.cli.render import console
-
-        console.print(f"Started {EMERGENCY_STOP} [bold]{handle.id}[/bold] ({request.level.value})")
-    code = await follow(client, handle.id, as_json=as_json)
-    if not as_json:
-        from orch.cli.render import console
-
-        console.print("Trading stays stopped until [bold]orch resume --confirm[/bold].")
-    if code:
-        raise typer.Exit(code)
 
 
 def resume(
@@ -97,100 +81,92 @@ def resume(
     as_json: JsonFlag = False,
 ) -> None:
     """Resume trading after an emergency stop (ResumeTrading): orch hft, SystemState, schedules, engines."""
-    from orch.cli.main import _run
-
-    _run(_resume(confirm, reason, requested_by, no_wait, as_json))
+    run_to_exit(_resume(confirm, reason, requested_by, no_wait, as_json))
 
 
 async def _resume(confirm: bool, reason: str, requested_by: str, no_wait: bool, as_json: bool) -> None:
-    from pydantic import ValidationError
-
-    from orch.cli.commands import EXIT_BAD_INPUT, CliError, follow, start_command
-    from orch.cli.main import _client, _validation_message
-    from orch.config import get_settings
-    from orch.contracts.commands import CommandOptions
+    from orch.cli.commands import checked_input, connect_client, start_follow_print
     from orch.contracts.emergency import CONFIRM_NEEDED, ResumeTradingInput
-    from orch.contracts.names import CRITICAL_QUEUE, RESUME_TRADING, TaskPriority
+    from orch.contracts.names import RESUME_TRADING
 
     if not confirm:
         raise CliError(f"{CONFIRM_NEEDED} (nothing was changed)", EXIT_BAD_INPUT)
-    settings = get_settings()
-    try:
-        request = ResumeTradingInput(
-            confirm=True,
-            reason=reason,
-            requested_by=requested_by,
-            options=CommandOptions(
-                max_retries=settings.max_retries,
-                initial_retry_interval_seconds=0.5,
-                max_retry_interval_seconds=5.0,
-                step_timeout_seconds=60,
-                workflow_timeout_seconds=300,
-            ),
-        )
-    except ValidationError as err:
-        raise CliError(_validation_message(err), EXIT_BAD_INPUT) from err
-    client = await _client()
-    handle = await start_command(
-        client,
+    request = checked_input(
+        ResumeTradingInput,
+        confirm=True,
+        reason=reason,
+        requested_by=requested_by,
+        options=_critical_options(step_timeout_seconds=60, workflow_timeout_seconds=300),
+    )
+    await start_follow_print(
+        await connect_client(),
         RESUME_TRADING,
         request,
         id_prefix="resume-trading",
         summary=f"Resume trading: {request.reason}"[:200],
-        timeout_seconds=request.options.workflow_timeout_seconds,
+        no_wait=no_wait,
+        as_json=as_json,
+        announce=None,
         task_queue=CRITICAL_QUEUE,
         priority=TaskPriority.CRITICAL,
     )
-    if no_wait:
-        print(
-            json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}) if as_json else handle.id
-        )
-        return
-    code = await follow(client, handle.id, as_json=as_json)
-    if code:
-        raise typer.Exit(code)
+
+
+def _critical_options(*, step_timeout_seconds: float, workflow_timeout_seconds: float) -> Any:
+    """Quick retries: a stop or a resume that waits half a minute between attempts is too late."""
+    from orch.cli.commands import checked_input
+    from orch.config import get_settings
+    from orch.contracts.commands import CommandOptions
+
+    return checked_input(
+        CommandOptions,
+        max_retries=get_settings().max_retries,
+        initial_retry_interval_seconds=0.5,
+        max_retry_interval_seconds=5.0,
+        step_timeout_seconds=step_timeout_seconds,
+        workflow_timeout_seconds=workflow_timeout_seconds,
+    )
 
 
 def health_check(as_json: JsonFlag = False) -> None:
     """Check every component (HealthCheck): a table, or --json; exit 1 when anything is unhealthy."""
-    from orch.cli.main import _run
-
-    _run(_health_check(as_json))
+    run_to_exit(_health_check(as_json))
 
 
 async def _health_check(as_json: bool) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
-    from orch.cli.commands import new_workflow_id
+    from orch.cli.commands import start_command
     from orch.client import connect
     from orch.config import get_settings
     from orch.contracts.commands import CommandOptions
     from orch.contracts.emergency import ComponentHealth, HealthCheckInput, HealthCheckResult, HealthReport
     from orch.contracts.emergency import HealthStatus as Status
-    from orch.contracts.names import CRITICAL_QUEUE, HEALTH_CHECK, TaskPriority
+    from orch.contracts.names import HEALTH_CHECK
 
     settings = get_settings()
 
-    def without_worker(*components: ComponentHealth) -> HealthReport:
-        return HealthReport(
+    def unhealthy_without_a_check(*components: ComponentHealth) -> NoReturn:
+        """What kept the HealthCheck workflow from answering is the finding: report it, exit 1."""
+        report = HealthReport(
             checked_at=datetime.now(UTC), status=Status.UNHEALTHY, components=list(components)
         )
+        _show_health(report, as_json)
+        raise typer.Exit(EXIT_FAILED)
 
     try:
         client = await connect(settings)
     except RuntimeError as err:
-        report = without_worker(
+        unhealthy_without_a_check(
             ComponentHealth(
                 component="temporal",
                 status=Status.UNHEALTHY,
                 detail=f"cannot reach {settings.temporal_address} (namespace {settings.namespace}): {err}",
             )
         )
-        _show_health(report, as_json)
-        raise typer.Exit(1) from None
     # Nobody polls orch-critical: the check itself could never run, and that is the finding.
     if not await _critical_pollers(client):
-        report = without_worker(
+        unhealthy_without_a_check(
             ComponentHealth(
                 component="temporal", status=Status.HEALTHY, detail=f"{settings.temporal_address}"
             ),
@@ -200,56 +176,47 @@ async def _health_check(as_json: bool) -> None:
                 detail=f"no worker polls {CRITICAL_QUEUE}: start `orch worker` (or `orch up`)",
             ),
         )
-        _show_health(report, as_json)
-        raise typer.Exit(1)
-    from temporalio.common import Priority
-
     budget = settings.health_check_timeout_seconds
-    handle = await client.start_workflow(
+    handle = await start_command(
+        client,
         HEALTH_CHECK,
         HealthCheckInput(
             options=CommandOptions(
                 max_retries=1, step_timeout_seconds=budget / 2, workflow_timeout_seconds=budget
             )
         ),
-        id=new_workflow_id("health-check"),
+        id_prefix="health-check",
+        summary="orch health-check",
+        timeout_seconds=budget,
         task_queue=CRITICAL_QUEUE,
-        execution_timeout=timedelta(seconds=budget + 30),
-        static_summary="orch health-check",
-        priority=Priority(priority_key=int(TaskPriority.HIGH)),
+        priority=TaskPriority.HIGH,
         result_type=HealthCheckResult,
     )
     try:
         result = await asyncio.wait_for(handle.result(), timeout=budget + 5)
     except TimeoutError:
         await handle.terminate(reason="orch health-check gave up waiting")
-        report = without_worker(
+        unhealthy_without_a_check(
             ComponentHealth(
                 component="health-check",
                 status=Status.UNHEALTHY,
                 detail=f"{handle.id} did not finish within {budget:g} s: is the orch-critical worker stuck?",
             )
         )
-        _show_health(report, as_json)
-        raise typer.Exit(1) from None
     except Exception as err:
-        report = without_worker(
+        unhealthy_without_a_check(
             ComponentHealth(component="health-check", status=Status.UNHEALTHY, detail=f"{handle.id}: {err}")
         )
-        _show_health(report, as_json)
-        raise typer.Exit(1) from None
     assert result.report is not None
     _show_health(result.report, as_json, workflow_id=handle.id)
     if result.report.status is Status.UNHEALTHY:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 async def _critical_pollers(client: Any) -> bool:
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
-    from orch.contracts.names import CRITICAL_QUEUE
 
     response = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.segment import Segments
 from rich.table import Table
 
-from orch.contracts.commands import Progress
+from orch.contracts.commands import CommandStatus, Progress, StepReport
 
 console = Console()
 error_console = Console(stderr=True)
@@ -30,6 +30,9 @@ error_console = Console(stderr=True)
 FOLDED_MIN_WIDTH = 10
 # Wide enough to measure any table's own minimum width (rich caps a measurement at the width it is given).
 UNBOUNDED_WIDTH = 100_000
+
+# A skipped step's mark in the live view: neither done (✓) nor failed (✗).
+SKIPPED_MARK = "\N{EN DASH}"
 
 STATUS_STYLE = {
     "completed": "green",
@@ -45,8 +48,13 @@ def _describe(progress: Progress) -> str:
     return f"{progress.command_type} [bold]{step}[/bold]"
 
 
-async def live_progress(read: Callable[[], Awaitable[Progress]], poll_seconds: float) -> Progress:
-    """A progress bar that follows `read()` until the command finishes."""
+async def live_progress(
+    read: Callable[[], Awaitable[Progress]],
+    read_steps: Callable[[], Awaitable[list[StepReport]]],
+    poll_seconds: float,
+) -> Progress:
+    """A progress bar that follows `read()` until the command finishes, with a line for each step that
+    ends: completed, failed or skipped (`progress` does not list a skipped one: its report says so)."""
     with Bar(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -57,21 +65,34 @@ async def live_progress(read: Callable[[], Awaitable[Progress]], poll_seconds: f
         transient=False,
     ) as bar:
         task = bar.add_task("starting", total=1.0)
-        seen_steps: set[str] = set()
+        shown: set[str] = set()
+        recorded_at = None
+        step_order: list[str] = []
+        skipped: dict[str, str] = {}
         while True:
             progress = await read()
             # The bar first, redrawn now: each line printed below repeats the last drawn bar beneath it,
             # and the refresh thread rarely runs between a poll's lines, so they sat under the previous
             # poll's bar (often "queued 0%") until the command ended.
             bar.update(task, completed=progress.progress, description=_describe(progress), refresh=True)
-            for step in progress.details.steps_completed:
-                if step not in seen_steps:
-                    seen_steps.add(step)
-                    bar.console.print(f"  [green]✓[/green] {step}")
-            for step in progress.details.steps_failed:
-                if step not in seen_steps:
-                    seen_steps.add(step)
-                    bar.console.print(f"  [red]✗[/red] {step}")
+            # The reports change only when the run records something, which moves its timestamp.
+            if progress.timestamp != recorded_at:
+                recorded_at = progress.timestamp
+                reports = await read_steps()
+                step_order = [report.name for report in reports]
+                skipped = {r.name: r.summary for r in reports if r.status is CommandStatus.CANCELLED}
+            lines = {step: f"  [green]✓[/green] {step}" for step in progress.details.steps_completed}
+            lines |= {step: f"  [red]✗[/red] {step}" for step in progress.details.steps_failed}
+            lines |= {
+                step: f"  [yellow]{SKIPPED_MARK}[/yellow] {step}: {summary}"
+                for step, summary in skipped.items()
+            }
+            new = [step for step in lines if step not in shown]
+            for step in sorted(
+                new, key=lambda s: step_order.index(s) if s in step_order else len(step_order)
+            ):
+                shown.add(step)
+                bar.console.print(lines[step])
             if progress.status.finished:
                 return progress
             await asyncio.sleep(poll_seconds)

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from orch.cli.options import JsonFlag, MaxRetries, NoWait, WorkflowTimeout
+from orch.cli.run import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, run_to_exit
 from orch.cli.values import count
 from orch.contracts.validation import ACTIVE_SOURCE, BACKTEST_SOURCES, VALIDATION_PERIODS
 
@@ -75,9 +76,7 @@ def validate_algorithms(
     timeout: WorkflowTimeout = None,
 ) -> None:
     """Backtest strategies on real bars, optimise them walk-forward and recommend one (ValidateAlgorithms)."""
-    from orch.cli.main import _run
-
-    _run(
+    run_to_exit(
         _validate(
             dict(
                 # Empty entries are kept so that the input's check refuses them ("a,,b" is a typo).
@@ -110,12 +109,14 @@ async def _validate(
     max_retries: int | None,
     timeout: float | None,
 ) -> None:
-    from pydantic import ValidationError
-
-    from orch.cli.commands import EXIT_BAD_INPUT, EXIT_FAILED, CliError, follow, start_command, system_state
-    from orch.cli.main import _client
-    from orch.config import get_settings
-    from orch.contracts.commands import CommandOptions
+    from orch.cli.commands import (
+        checked_input,
+        command_options,
+        connect_client,
+        refuse_unknown_strategies,
+        start_follow_print,
+        system_state,
+    )
     from orch.contracts.names import VALIDATE_ALGORITHMS
     from orch.contracts.validation import ValidateAlgorithmsInput, parse_period
 
@@ -123,60 +124,47 @@ async def _validate(
         period = parse_period(fields["validation_period"])
     except ValueError as err:
         raise CliError(str(err), EXIT_BAD_INPUT) from err
-    settings = get_settings()
-    try:
-        request = ValidateAlgorithmsInput(
-            **fields,
-            options=CommandOptions(
-                max_retries=settings.max_retries if max_retries is None else max_retries,
-                workflow_timeout_seconds=timeout or settings.workflow_timeout_seconds,
-            ),
-        )
-    except ValidationError as err:
-        raise CliError(_message(err), EXIT_BAD_INPUT) from err
-    client = await _client()
-    known = (await system_state(client)).known_strategies
-    unknown = [s for s in request.strategies if s not in known]
-    if unknown:
-        raise CliError(
-            f"unknown strateg{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
-            f"known strategies: {', '.join(known)}",
-            EXIT_BAD_INPUT,
-        )
-    handle = await start_command(
+    request = checked_input(ValidateAlgorithmsInput, **fields, options=command_options(max_retries, timeout))
+    client = await connect_client()
+    refuse_unknown_strategies(await system_state(client), request.strategies)
+
+    async def write_and_show_report(handle: Any, code: int) -> int:
+        if code:
+            return code
+        return await _write_and_show_report(client, handle.id, report_dir, as_json)
+
+    await start_follow_print(
         client,
         VALIDATE_ALGORITHMS,
         request,
         id_prefix="validate-algorithms",
         summary=f"Validate {', '.join(request.strategies)} over {period.value}"
         + (" and apply the winner" if request.apply else ""),
-        timeout_seconds=request.options.workflow_timeout_seconds,
+        no_wait=no_wait,
+        as_json=as_json,
+        after_result=write_and_show_report,
     )
-    if no_wait:
-        print(
-            json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}) if as_json else handle.id
-        )
-        return
-    if not as_json:
-        from orch.cli.render import console
 
-        console.print(f"Started {VALIDATE_ALGORITHMS} [bold]{handle.id}[/bold]")
-    code = await follow(client, handle.id, as_json=as_json)
-    if code:
-        raise typer.Exit(code)
-    from orch.backtest.report import write_report
+
+async def _write_and_show_report(
+    client: Any, workflow_id: str, report_dir: Path | None, as_json: bool
+) -> int:
+    """The report folder; then the results, or (with --json) where the folder is. Exit 1 when the winner
+    was to be applied and was not."""
+    from orch.cli.validation_report import write_report
+    from orch.config import get_settings
     from orch.contracts.validation import ValidateAlgorithmsResult
 
-    result = await client.get_workflow_handle(handle.id, result_type=ValidateAlgorithmsResult).result()
-    folder = (report_dir or settings.report_dir or settings.home / "reports") / handle.id
+    settings = get_settings()
+    result = await client.get_workflow_handle(workflow_id, result_type=ValidateAlgorithmsResult).result()
+    folder = (report_dir or settings.report_dir or settings.home / "reports") / workflow_id
     written = write_report(result, folder)
     if as_json:
         # stdout carries the one JSON document `follow` printed; the report's place goes to stderr.
         print(json.dumps({"report": [str(p) for p in written]}), file=sys.stderr)
     else:
         show(result, folder)
-    if result.apply_requested and not result.applied:
-        raise typer.Exit(EXIT_FAILED)
+    return EXIT_FAILED if result.apply_requested and not result.applied else EXIT_OK
 
 
 def show(result: Any, folder: Path) -> None:
@@ -268,9 +256,3 @@ def show(result: Any, folder: Path) -> None:
         else:
             console.print(f"[red]not applied[/red]: {result.apply_error}")
     console.print(f"report: {folder}")
-
-
-def _message(err: Any) -> str:
-    from orch.cli.main import _validation_message
-
-    return _validation_message(err)

@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from orch.activities.discovery import DiscoveryActivities
     from orch.activities.system import SystemActivities
-    from orch.contracts.commands import CommandOptions, CommandResult, CommandStatus, Progress
+    from orch.contracts.commands import CommandOptions, CommandResult, CommandStatus, Progress, StepReport
     from orch.contracts.errors import NON_RETRYABLE_ERROR_TYPES, ErrorType
     from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
     from orch.contracts.system import CommandSlot, SlotDecision
@@ -74,6 +74,12 @@ class CommandWorkflow:
     @workflow.query(name="progress")
     def progress(self) -> Progress:
         return self._run.progress()
+
+    # Each step's report so far, in step order: what `progress` (a public shape, kept as it is) does not
+    # say, such as a skipped step and why (`orch watch` shows it).
+    @workflow.query(name="steps")
+    def step_reports(self) -> list[StepReport]:
+        return list(self._run.reports.values())
 
     # Signal, not update: a command that had to queue hears from SystemState when a slot frees, and a
     # signal is the only message one workflow can send another.
