@@ -315,7 +315,7 @@ async def test_reduce_only_cancels_resting_orders_that_would_grow_a_position(
 
     result = await (await start_stop(bare_stack.client, level="reduce_only")).result()
     assert result.hft_state == "reducing"
-    # orch hft's gate only blocks new orders at this level: the stop itself cancelled the resting entry.
+    # orch hft's own kill cancelled the resting entry; the stop confirmed it and reports it.
     assert not await _is_open(hft_client, order_id)
     assert order_id in result.orders_cancelled
     status = await hft_client.state()

@@ -459,3 +459,72 @@ def test_sigkill_after_most_of_the_days_loss_then_one_more_loss_trips_the_breake
     process.wait_state("halted", timeout=20)
     state = process.state()
     assert "daily loss breaker" in state["reason"], state["reason"]
+
+
+# ---- The kill does what its level requires, by itself --------------------------------------------
+
+
+def resting(process: HftUnderTest, symbol: str, side: str, quantity: float, limit_price: float) -> str:
+    """A limit order far from the market, open until someone cancels it."""
+    intent = {"symbol": symbol, "side": side, "quantity": quantity, "order_type": "limit"}
+    ack = process.post("/orders", {**intent, "limit_price": limit_price}).json()
+    assert ack["accepted"], f"{side} {quantity} {symbol} refused: {ack['decision']}"
+    return ack["order"]["client_order_id"]
+
+
+def open_ids(process: HftUnderTest) -> set[str]:
+    return {o["client_order_id"] for o in process.get("/orders")}
+
+
+@pytest.mark.parametrize(
+    ("level", "state", "keeps_the_reduction"),
+    [
+        ("pause_entries", "active", True),
+        ("reduce_only", "reducing", True),
+        ("halt", "halted", False),
+        ("flatten", "halted", False),
+    ],
+)
+def test_the_kill_itself_cancels_what_its_level_forbids_and_keeps_what_it_allows(
+    running: HftUnderTest, level: str, state: str, keeps_the_reduction: bool
+) -> None:
+    """No workflow: POST /kill alone. Long 3 ETH/USD; resting: a BTC/USD buy (opens a position), an
+    ETH/USD buy (grows it) and an ETH/USD sell of the whole position (shrinks it to flat)."""
+    filled_order_of(running, "ETH/USD", "buy", 3)
+    mark = next(p["market_price"] for p in running.get("/positions") if p["symbol"] == "ETH/USD")
+    opens = resting(running, "BTC/USD", "buy", 0.01, 1.0)
+    grows = resting(running, "ETH/USD", "buy", 0.5, 1.0)
+    shrinks = resting(running, "ETH/USD", "sell", 3, float(round(10 * mark)))
+    running.wait_for(lambda: open_ids(running) == {opens, grows, shrinks}, what="three resting orders")
+
+    answer = running.post("/kill", {"level": level, "reason": "the kill alone"}).json()
+    assert answer["emergency_level"] == level
+    forbidden = {opens, grows} if keeps_the_reduction else {opens, grows, shrinks}
+    assert set(answer["cancelled"]) == forbidden
+    assert answer["settlement"]["orders"] == []  # the simulated venue cancels at once
+    if level == "flatten":
+        assert answer["state"] == "reducing" and list(answer["settlement"]["positions"]) == ["ETH/USD"]
+    else:
+        assert answer["state"] == state and answer["settlement"]["positions"] == {}
+    assert open_ids(running) == (forbidden ^ {opens, grows, shrinks})
+    cancelled = {
+        o["client_order_id"] for o in running.get("/orders", open="false") if o["status"] == "cancelled"
+    }
+    assert cancelled == forbidden  # journaled as cancelled, the allowed one untouched
+    if level == "flatten":
+        running.wait_state("halted")
+        assert [p for p in running.get("/positions") if p["quantity"]] == []
+        assert open_ids(running) == set()
+    else:
+        time.sleep(3 * 0.2)  # a few of orch hft's enforcement passes: the allowed order stays
+        assert open_ids(running) == (forbidden ^ {opens, grows, shrinks})
+        assert running.state()["state"] == state
+
+
+def filled_order_of(process: HftUnderTest, symbol: str, side: str, quantity: float) -> None:
+    ack = process.post("/orders", {"symbol": symbol, "side": side, "quantity": quantity}).json()
+    assert ack["accepted"], f"{side} {quantity} {symbol} refused: {ack['decision']}"
+    process.wait_for(
+        lambda: any(p["symbol"] == symbol and p["quantity"] for p in process.get("/positions")),
+        what=f"{side} {quantity} {symbol} filled",
+    )

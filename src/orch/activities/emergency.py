@@ -42,10 +42,11 @@ from orch.contracts.emergency import (
     paused_by,
 )
 from orch.contracts.engine import EngineStatus
-from orch.contracts.errors import ErrorType, RefusalCode
+from orch.contracts.errors import ErrorType
+from orch.contracts.levels import RestingOrders
 from orch.contracts.names import TRADING_ENGINE
 from orch.contracts.system import EmergencyLevel, ResumeRequest, SystemStateSnapshot
-from orch.contracts.trading import Order, OrderStatus, Position, Side, TradingState, TradingStatus
+from orch.contracts.trading import LevelSettlement, OrderStatus, TradingState
 from orch.hft.client import HftApiError, HftClientError
 
 RUNNING_ENGINES_QUERY = f"WorkflowType = '{TRADING_ENGINE}' AND ExecutionStatus = 'Running'"
@@ -67,8 +68,6 @@ async def running_engine_statuses(
 # command then leaves it paused ("left paused as it was") and only the resume unpauses it.
 RESTART_PAUSE_PREFIX = _restart_pause_note("")
 SETTLE_POLL_SECONDS = 0.05
-# Orders orch hft was asked to cancel but still lists after this long are cancelled again by us.
-RECANCEL_AFTER_SECONDS = 1.0
 # The most recent orders read back from the journal to count what the stop cancelled.
 JOURNAL_ORDERS_READ = 10_000  # the control API's maximum
 
@@ -110,61 +109,49 @@ class EmergencyActivities:
     @activity.defn
     @step_activity
     async def kill_hft(self, request: KillHftRequest) -> HftKilled:
-        """POST /kill at the level. orch hft maps it onto its gate: pause_entries keeps ACTIVE with
-        entries paused, reduce_only REDUCING, halt HALTED (it cancels every open order itself), flatten
-        REDUCING while it cancels and closes every position, then HALTED."""
+        """POST /kill at the level: orch hft moves its gate to the level's state and cancels, itself,
+        the open orders the level forbids (flatten: then closes every position and halts)."""
         reason = f"{request.reason} (incident {request.incident_id})"[:500]
-        status = await self._call(
+        answer = await self._call(
             lambda hft: hft.kill(request.level, reason, requested_by=request.requested_by[:64])
         )
-        if not kill_confirmed(request.level, status):
+        if not answer.took_kill(request.level):
             raise ApplicationError(
-                f"orch hft answered {status.state.value} at level {status.emergency_level.value} "
+                f"orch hft answered {answer.state.value} at level {answer.emergency_level.value} "
                 f"after a {request.level.value} kill",
                 type=ErrorType.KILL_NOT_CONFIRMED,
             )
-        paused = ", entries paused" if status.entries_paused else ""
+        paused = ", entries paused" if answer.entries_paused else ""
         return HftKilled(
-            summary=f"orch hft {status.state.value} at {status.emergency_level.value}{paused}",
-            state=status.state.value,
-            emergency_level=status.emergency_level,
-            entries_paused=status.entries_paused,
+            summary=f"orch hft {answer.state.value} at {answer.emergency_level.value}{paused}; "
+            f"it cancelled {len(answer.cancelled)} open orders",
+            state=answer.state.value,
+            emergency_level=answer.emergency_level,
+            entries_paused=answer.entries_paused,
+            orders_cancelled=answer.cancelled,
         )
 
     @activity.defn
     @step_activity
     async def settle_hft(self, request: SettleHftRequest) -> HftSettled:
-        """Wait until the kill has taken effect at the broker, doing what orch hft does not do itself.
-
-        halt: orch hft cancels every open order; we wait for none to be open and cancel again any it
-        still lists after a second (a cancel the broker dropped). flatten: orch hft cancels, closes every
-        position with reduce-only orders, then halts; we wait for HALTED and flat. pause_entries and
-        reduce_only: orch hft only blocks new orders, so the resting orders that would open or grow a
-        position (market-making quotes, plan entries) are cancelled here.
-        """
+        """Confirm the kill took effect at the broker: poll orch hft until the level's conditions hold
+        (`LevelSettlement`: no open order the level forbids; at halt and flatten HALTED; at flatten
+        flat). orch hft does the cancelling and closing; this only watches, and fails naming what is
+        left when it does not settle in time."""
         level = request.level
         deadline = time.monotonic() + self._settings.emergency_confirm_seconds
-        first_seen: dict[str, float] = {}
-        last_cancel: dict[str, float] = {}
         while True:
             status = await self._call(lambda hft: hft.status())
-            positions = {p.symbol: p for p in status.positions if p.quantity}
-            targets = orders_to_cancel(level, status.open_orders, positions)
-            now = time.monotonic()
-            for order in targets:
-                first_seen.setdefault(order.client_order_id, now)
-            state = status.trading.state
-            settled = not targets
-            if level in (EmergencyLevel.HALT, EmergencyLevel.FLATTEN):
-                settled = settled and state is TradingState.HALTED and not status.open_orders
-            if level is EmergencyLevel.FLATTEN and state is TradingState.HALTED and positions:
+            settlement = LevelSettlement.of(level, status.trading.state, status.open_orders, status.positions)
+            state = settlement.state
+            if level.rules.flattens and state is TradingState.HALTED and settlement.positions:
                 raise ApplicationError(
-                    f"orch hft halted but is NOT flat: {_describe_positions(positions.values())} "
+                    f"orch hft halted but is NOT flat: {_describe_positions(settlement.positions)} "
                     f"({status.trading.reason})",
                     type=ErrorType.NOT_SETTLED,
                     non_retryable=True,
                 )
-            if settled:
+            if settlement.done:
                 cancelled, closed = await self._journal_since(request.since)
                 return HftSettled(
                     summary=_settled_summary(level, state, cancelled, closed),
@@ -172,24 +159,18 @@ class EmergencyActivities:
                     orders_cancelled=cancelled,
                     positions_closed=closed,
                 )
-            if now >= deadline:
-                left = ", ".join(o.client_order_id for o in (targets or status.open_orders)[:10])
+            if time.monotonic() >= deadline:
+                left = ", ".join(settlement.orders[:10])
                 raise ApplicationError(
                     f"after {self._settings.emergency_confirm_seconds:g} s orch hft is {state.value} with "
-                    f"{len(status.open_orders)} open orders ({left or '-'}) and "
-                    f"{_describe_positions(positions.values()) or 'no positions'}",
+                    f"{len(settlement.orders)} open orders the level forbids ({left or '-'}) and "
+                    f"{_describe_positions(settlement.positions) or 'no positions to close'}",
                     type=ErrorType.NOT_SETTLED,
                     non_retryable=True,
                 )
-            for order in targets:
-                own = level in (EmergencyLevel.PAUSE_ENTRIES, EmergencyLevel.REDUCE_ONLY)
-                waited = now - first_seen[order.client_order_id] >= RECANCEL_AFTER_SECONDS
-                recent = now - last_cancel.get(order.client_order_id, -1e9) < RECANCEL_AFTER_SECONDS
-                if (own or waited) and not recent:
-                    last_cancel[order.client_order_id] = now
-                    await self._cancel(order.client_order_id)
             activity.heartbeat(
-                f"{state.value}: {len(status.open_orders)} open orders, {len(positions)} positions"
+                f"{state.value}: {len(settlement.orders)} orders to cancel, "
+                f"{len(settlement.positions)} positions to close"
             )
             await asyncio.sleep(SETTLE_POLL_SECONDS)
 
@@ -221,13 +202,6 @@ class EmergencyActivities:
             }
         )
         return cancelled, closed
-
-    async def _cancel(self, client_order_id: str) -> None:
-        try:
-            await self._hft.client().cancel_order(client_order_id)
-        except HftApiError as err:
-            if err.code not in (RefusalCode.NO_SUCH_ORDER, RefusalCode.ORDER_NOT_OPEN):  # gone: as wanted
-                raise
 
     async def _call(self, action):
         """One control-API call; an unreachable process is retryable, a 4xx answer (but 409) is not."""
@@ -394,44 +368,16 @@ class EmergencyActivities:
         return EmergencyResolved(summary=f"resolved {', '.join(resolved) or 'nothing'}", resolved=resolved)
 
 
-def kill_confirmed(level: EmergencyLevel, status: TradingStatus) -> bool:
-    """Did orch hft take the kill: its level at least the one asked for, its gate in the level's state."""
-    if level.stricter_than(status.emergency_level):
-        return False
-    if level is EmergencyLevel.PAUSE_ENTRIES:
-        return status.entries_paused
-    if level is EmergencyLevel.HALT:
-        return status.state is TradingState.HALTED
-    return status.state in (TradingState.REDUCING, TradingState.HALTED)
-
-
-def orders_to_cancel(
-    level: EmergencyLevel, orders: list[Order], positions: dict[str, Position]
-) -> list[Order]:
-    """The open orders that must go at this level: all at halt; at flatten all but its own closing
-    orders (reduce-only); at pause_entries and reduce_only those that would open or grow a position."""
-    if level is EmergencyLevel.HALT:
-        return list(orders)
-    if level is EmergencyLevel.FLATTEN:
-        return [o for o in orders if not o.reduce_only]
-
-    def grows(order: Order) -> bool:
-        held = positions[order.symbol].quantity if order.symbol in positions else 0.0
-        return held == 0 or (held > 0) == (order.side is Side.BUY)
-
-    return [o for o in orders if not o.reduce_only and grows(o)]
-
-
-def _describe_positions(positions) -> str:
-    return ", ".join(f"{p.symbol} {p.quantity:g}" for p in positions)
+def _describe_positions(positions: dict[str, float]) -> str:
+    return ", ".join(f"{symbol} {quantity:g}" for symbol, quantity in positions.items())
 
 
 def _settled_summary(
     level: EmergencyLevel, state: TradingState, cancelled: list[str], closed: list[str]
 ) -> str:
     text = f"orch hft {state.value}; {len(cancelled)} open orders cancelled"
-    if level is EmergencyLevel.FLATTEN:
+    if level.rules.flattens:
         text += f"; {len(closed)} positions closed ({', '.join(closed) or 'none held'})"
-    elif level in (EmergencyLevel.PAUSE_ENTRIES, EmergencyLevel.REDUCE_ONLY):
+    elif level.rules.cancels is RestingOrders.OPENING:
         text = f"orch hft {state.value}; {len(cancelled)} orders that would open or grow a position cancelled"
     return text

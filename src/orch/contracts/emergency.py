@@ -120,6 +120,7 @@ class HftKilled(StepOutcome):
     state: str  # the TradingState orch hft reports after the kill
     emergency_level: EmergencyLevel
     entries_paused: bool
+    orders_cancelled: list[str] = Field(default_factory=list)  # by orch hft's kill itself
 
 
 class SettleHftRequest(BaseModel):
@@ -129,7 +130,7 @@ class SettleHftRequest(BaseModel):
 
 
 class HftSettled(StepOutcome):
-    """Open orders cancelled at the broker and, at flatten, every position closed."""
+    """The kill confirmed at the broker: what the stop cancelled and, at flatten, the positions closed."""
 
     state: str
     orders_cancelled: list[str] = Field(default_factory=list)

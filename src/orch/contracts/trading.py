@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from orch.contracts.levels import EmergencyLevel, TradingMode
+from orch.contracts.levels import EmergencyLevel, TradingMode, TradingState
 from orch.contracts.market import MarketStatus
 
 
@@ -32,14 +32,6 @@ IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
 class Side(StrEnum):
     BUY = "buy"
     SELL = "sell"
-
-
-class TradingState(StrEnum):
-    """The pre-trade risk gate's states (NautilusTrader's naming)."""
-
-    ACTIVE = "active"
-    REDUCING = "reducing"  # only orders that shrink a position
-    HALTED = "halted"  # everything denied except cancels
 
 
 class StrategyKind(StrEnum):
@@ -156,6 +148,15 @@ class Order(BaseModel):
     @property
     def remaining(self) -> float:
         return max(self.quantity - self.filled_quantity, 0.0)
+
+    def opens_or_grows(self, held: float) -> bool:
+        """Would its remaining quantity, filled, open a position, grow `held` (signed) or carry it past
+        zero? Shrinking is the gate's rule: toward zero without crossing it. Reduce-only never grows."""
+        if self.reduce_only:
+            return False
+        after = held + (self.remaining if self.side is Side.BUY else -self.remaining)
+        shrinks = held != 0 and abs(after) < abs(held) and (after == 0 or (after > 0) == (held > 0))
+        return not shrinks
 
 
 class Fill(BaseModel):
@@ -284,6 +285,48 @@ class TradingStatus(BaseModel):
     reason: str = ""
     changed_at: datetime
     reconciled: bool = False
+
+    def took_kill(self, level: EmergencyLevel) -> bool:
+        """The gate holds the level (or a stricter one) in at least the state the level puts it in."""
+        return (
+            not level.stricter_than(self.emergency_level)
+            and self.entries_paused
+            and self.state.at_least(level.rules.gate_state)
+        )
+
+
+class LevelSettlement(BaseModel):
+    """What an emergency level still waits for in `orch hft` after its kill: the open orders it
+    forbids (cancels the broker has not confirmed yet) and, at flatten, the positions not yet closed."""
+
+    level: EmergencyLevel
+    state: TradingState
+    orders: list[str] = Field(default_factory=list)
+    positions: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, level: EmergencyLevel, state: TradingState, orders: list[Order], positions: list[Position]
+    ) -> "LevelSettlement":
+        held = {p.symbol: p.quantity for p in positions if p.quantity}
+        return cls(
+            level=level,
+            state=state,
+            orders=[o.client_order_id for o in level.forbidden_orders(orders, held)],
+            positions=held if level.rules.flattens else {},
+        )
+
+    @property
+    def done(self) -> bool:
+        return not self.orders and not self.positions and self.state.at_least(self.level.rules.settled_state)
+
+
+class KillAnswer(TradingStatus):
+    """`POST /kill`'s answer: the gate after the kill, the open orders the kill cancelled (a remote
+    broker confirms later), and what the level still waits for."""
+
+    cancelled: list[str] = Field(default_factory=list)
+    settlement: LevelSettlement
 
 
 class LatencyFigures(BaseModel):

@@ -37,6 +37,7 @@ from orch.contracts.trading import (
     FillPage,
     Heartbeat,
     HftStatus,
+    KillAnswer,
     KillRequest,
     Order,
     OrderAck,
@@ -379,8 +380,7 @@ async def list_plans(engine: Engine, request: Request) -> Response:
 
 async def kill(engine: Engine, request: Request) -> Response:
     body = await parse_body(request, KillRequest)
-    engine.kill(body.level, body.reason, body.requested_by)
-    return _json(engine.gate.status())
+    return _json(engine.kill(body.level, body.reason, body.requested_by))
 
 
 async def _resume(engine: Engine, reason: str, requested_by: str) -> Response:
@@ -465,7 +465,15 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/metrics", "Counters and latency figures", metrics, query=(METRICS_FORMAT,)),
     Endpoint("POST", "/plans", "Strategy plans from the trading cycle", receive_plans, PlanBatch, PlanAck),
     Endpoint("GET", "/plans", "Plans and where each stands", list_plans, response=list[PlanStatus]),
-    Endpoint("POST", "/kill", "Emergency stop at a level, with a reason", kill, KillRequest, TradingStatus),
+    Endpoint(
+        "POST",
+        "/kill",
+        "Emergency stop at a level, with a reason: cancels what the level forbids (flatten: closes "
+        "every position, then halts); answers what it cancelled and what the level still waits for",
+        kill,
+        KillRequest,
+        KillAnswer,
+    ),
     Endpoint(
         "POST",
         "/resume",

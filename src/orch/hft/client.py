@@ -19,6 +19,7 @@ from orch.contracts.trading import (
     FillPage,
     Heartbeat,
     HftStatus,
+    KillAnswer,
     KillRequest,
     Order,
     OrderAck,
@@ -162,9 +163,9 @@ class HftClient:
 
     async def kill(
         self, level: EmergencyLevel, reason: str, requested_by: str = "orchestrator"
-    ) -> TradingStatus:
+    ) -> KillAnswer:
         return await self._call(
-            "POST", "/kill", TradingStatus, KillRequest(level=level, reason=reason, requested_by=requested_by)
+            "POST", "/kill", KillAnswer, KillRequest(level=level, reason=reason, requested_by=requested_by)
         )
 
     async def resume(self, reason: str, requested_by: str = "orchestrator") -> TradingStatus:

@@ -25,7 +25,9 @@ from orch.contracts.system import EmergencyLevel
 from orch.contracts.trading import (
     Fill,
     HftStatus,
+    KillAnswer,
     LatencyFigures,
+    LevelSettlement,
     Order,
     OrderStatus,
     OrderType,
@@ -267,11 +269,6 @@ class OrderRouter:
             self.cancel(client_order_id)
         return portfolio.own_order_crossed(symbol, side, limit_price) is not None
 
-    def cancel_all(self) -> int:
-        count = sum(self.cancel(client_order_id) for client_order_id in list(self.portfolio.open_orders))
-        self.flush()
-        return count
-
 
 # ---- The engine ----------------------------------------------------------------------------------
 
@@ -315,6 +312,8 @@ class Engine:
         self._deadman_since = time.monotonic()
         self.deadman_reducing = False
         self.reconcile_reducing = False
+        # A flatten's closing loop runs (`kill`): one at a time, and left alone by `enforce_level`.
+        self.flattening = False
         # The broker's realized P&L minus the journal's when they disagree (see reconcile).
         self.realized_pnl_mismatch: float | None = None
         # No open day order can have expired before the next session close after this moment.
@@ -515,23 +514,70 @@ class Engine:
         self.journal.record_event("trading_state", previous=previous.value, state=state.value, reason=reason)
         if state is TradingState.HALTED:
             self._persist_kill()
-            # No running loop only when tests drive the engine synchronously.
+            # Whatever halted the gate (a kill, the daily-loss breaker, a flatten's end), halt's rule
+            # holds: no order rests. No running loop only when tests drive the engine synchronously.
             with contextlib.suppress(RuntimeError):
-                self.router.cancel_all()
+                self.cancel_forbidden(EmergencyLevel.HALT)
 
     def _persist_kill(self) -> None:
         self.journal.set_meta("emergency_level", self.gate.emergency_level.value)
         self.journal.set_meta("emergency_reason", self.gate.reason)
 
-    def kill(self, level: EmergencyLevel, reason: str, requested_by: str = "api") -> None:
+    def kill(self, level: EmergencyLevel, reason: str, requested_by: str = "api") -> KillAnswer:
+        """Stop trading at the level and do, here and now, what the level requires of the account
+        (`EmergencyLevel.rules`): cancel the open orders it forbids and, at flatten, start closing every
+        position. The answer names what was cancelled and what the level still waits for."""
         self.journal.record_event("kill", level=level.value, reason=reason, requested_by=requested_by)
+        # Cancelled before the gate moves: a halt's own cancel-everything then finds them gone, and
+        # the answer can name them.
+        cancelled = self.cancel_forbidden(EmergencyLevel.strictest((level, self.gate.emergency_level)))
         self.gate.apply_kill(level, reason)
         self._persist_kill()
-        if level is EmergencyLevel.FLATTEN:
+        if level.rules.flattens and not self.flattening:
+            self.flattening = True
             self.spawn(self._flatten(reason))
+        return KillAnswer(
+            **self.gate.status().model_dump(),
+            cancelled=cancelled,
+            settlement=self.settlement(),
+        )
+
+    def settlement(self) -> LevelSettlement:
+        return LevelSettlement.of(
+            self.gate.emergency_level,
+            self.gate.state,
+            list(self.portfolio.open_orders.values()),
+            self.portfolio.snapshot(),
+        )
+
+    def cancel_forbidden(self, level: EmergencyLevel) -> list[str]:
+        """Cancel the open orders `level` forbids that have no cancel under way; their ids."""
+        held = {symbol: position.quantity for symbol, position in self.portfolio.positions.items()}
+        forbidden = [
+            order.client_order_id
+            for order in level.forbidden_orders(self.portfolio.open_orders.values(), held)
+            if order.client_order_id not in self.router.cancelling
+        ]
+        for client_order_id in forbidden:
+            self.router.cancel(client_order_id)
+        self.router.flush()
+        return forbidden
+
+    def enforce_level(self) -> list[str]:
+        """Keep the level in force: cancel again what a broker dropped, and what became forbidden
+        since the kill (a remote order that landed after it, a quote a fill turned into an entry).
+        A flatten in progress owns the account until it halts: its closing orders must stay."""
+        if self.flattening or self.gate.emergency_level is EmergencyLevel.NONE:
+            return []
+        return self.cancel_forbidden(self.gate.emergency_level)
 
     async def _flatten(self, reason: str) -> None:
-        self.router.cancel_all()
+        try:
+            await self._close_every_position(reason)
+        finally:
+            self.flattening = False
+
+    async def _close_every_position(self, reason: str) -> None:
         await self.drain(timeout=self.settings.broker_timeout_seconds)
         # Until flat or the deadline: each poll sends the next closing order of every position that
         # has none open, so a position worth more than one order may carry, an order the throttle

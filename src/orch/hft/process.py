@@ -297,6 +297,9 @@ class HftProcess:
                     min(settings.deadman_reducing_after_seconds / 4, 0.25), engine.check_deadman, "deadman"
                 )
             ),
+            asyncio.create_task(
+                self._every(settings.position_interval_seconds, engine.enforce_level, "emergency level")
+            ),
             asyncio.create_task(self._every(1.0, engine.update_tick_rate, "tick rate")),
             asyncio.create_task(self._every(1.0, self.journal.checkpoint, "journal checkpoint")),
         ]

@@ -38,20 +38,6 @@ log = logging.getLogger(__name__)
 Denial = tuple[DenialReason, str]
 StateListener = Callable[[TradingState, TradingState, str], None]
 
-# ---- Kill levels onto gate states ----------------------------------------------------------------
-# pause_entries: stay ACTIVE but deny every order that would open or grow a position.
-# reduce_only:   REDUCING (only orders that shrink a position pass).
-# halt:          HALTED (everything denied but cancels); the process cancels every open order.
-# flatten:       REDUCING while the process cancels open orders and sends closing orders through
-#                this gate, then HALTED once flat (or after the flatten timeout).
-KILL_LEVEL_STATE: dict[EmergencyLevel, TradingState] = {
-    EmergencyLevel.PAUSE_ENTRIES: TradingState.ACTIVE,
-    EmergencyLevel.REDUCE_ONLY: TradingState.REDUCING,
-    EmergencyLevel.HALT: TradingState.HALTED,
-    EmergencyLevel.FLATTEN: TradingState.REDUCING,
-}
-_LEVEL_ORDER = list(EmergencyLevel)
-
 
 class RiskGate:
     def __init__(
@@ -98,19 +84,18 @@ class RiskGate:
                 listener(previous, state, reason)
 
     def apply_kill(self, level: EmergencyLevel, reason: str) -> None:
-        """Move to the level's state; a kill never loosens a stricter one already in force.
+        """Move to the level's state (`EmergencyLevel.rules`); a kill never loosens a stricter one in force.
 
         The one exception is a flatten requested while HALTED (after a halt, or the daily-loss breaker):
         it must close positions, so the gate goes REDUCING (only orders that shrink a position pass)
         until the engine's flatten has closed them, and then HALTED again.
         """
         requested = level
-        if _LEVEL_ORDER.index(level) < _LEVEL_ORDER.index(self.emergency_level):
-            level = self.emergency_level
+        level = EmergencyLevel.strictest((level, self.emergency_level))
         self.emergency_level = level
-        self.entries_paused = True
-        target = KILL_LEVEL_STATE[level]
-        if self.state is TradingState.HALTED and requested is not EmergencyLevel.FLATTEN:
+        self.entries_paused = not level.rules.allows_entries
+        target = level.rules.gate_state
+        if self.state is TradingState.HALTED and not requested.rules.flattens:
             target = TradingState.HALTED
         self.set_state(target, f"{level.value}: {reason}")
 
@@ -223,7 +208,7 @@ class RiskGate:
         # ---- The check: daily loss circuit breaker -----------------------------------------------
         # A flatten in progress only sends what closes positions (REDUCING denied the rest above):
         # closing the losers is what the breaker wants, so the breaker lets those orders through.
-        if self.check_daily_loss() and self.emergency_level is not EmergencyLevel.FLATTEN:
+        if self.check_daily_loss() and not self.emergency_level.rules.flattens:
             return self._deny(DenialReason.DAILY_LOSS, self.reason)
 
         # ---- The check: order-rate throttle ------------------------------------------------------
@@ -268,7 +253,7 @@ class RiskGate:
         """
         pnl = self.portfolio.daily_pnl()
         if pnl <= -self.limits.max_daily_loss:
-            if self.state is not TradingState.HALTED and self.emergency_level is not EmergencyLevel.FLATTEN:
+            if self.state is not TradingState.HALTED and not self.emergency_level.rules.flattens:
                 self.emergency_level = EmergencyLevel.HALT
                 self.entries_paused = True
                 self.set_state(

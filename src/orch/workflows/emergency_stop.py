@@ -1,10 +1,11 @@
 """`EmergencyStop`: stop trading everywhere, at once, and say exactly what was done.
 
-In parallel: kill `orch hft` at the level (then wait until its open orders are cancelled at the broker
-and, at flatten, every position closed), signal `emergency_stop` to every running `TradingEngine`,
-pause the discovery and review schedules, and record the incident in SystemState. One action failing
-never holds up the others; the incident is recorded again with every action's outcome, and the
-workflow fails at the end if any action failed, so `orch emergency-stop` exits 1 and says which.
+In parallel: kill `orch hft` at the level (it cancels, itself, the open orders the level forbids and,
+at flatten, closes every position; the stop then confirms it has, at the broker), signal
+`emergency_stop` to every running `TradingEngine`, pause the discovery and review schedules, and
+record the incident in SystemState. One action failing never holds up the others; the incident is
+recorded again with every action's outcome, and the workflow fails at the end if any action failed,
+so `orch emergency-stop` exits 1 and says which.
 
 It runs on `orch-critical` (its own worker slots) and skips the command slots, so however busy the
 system is, nothing queues in front of it. Trading stays stopped until `orch resume --confirm`.
@@ -48,7 +49,9 @@ with workflow.unsafe.imports_passed_through():
 
 RECORD = Step("recording_incident", "Record the incident in SystemState")
 KILL = Step("killing_hft", "Kill orch hft at the level")
-SETTLE = Step("cancelling_orders", "Cancel open orders at the broker (flatten: close every position)")
+SETTLE = Step(
+    "cancelling_orders", "Confirm orch hft cancelled what the level forbids (flatten: every position closed)"
+)
 ENGINES = Step("signalling_engines", "Signal emergency_stop to every TradingEngine")
 SCHEDULES = Step("pausing_schedules", "Pause the discovery and review schedules")
 ACTIONS = Step("recording_actions", "Record every action's outcome with the incident")
@@ -100,8 +103,8 @@ class EmergencyStop(CommandWorkflow):
         )
 
         async def kill_then_settle() -> None:
-            # The kill goes first: it is what stops orders within milliseconds. Settling runs even if
-            # the kill was not confirmed, since cancelling what is open is still worth doing.
+            # The kill goes first: it is what stops orders within milliseconds. The confirmation runs
+            # even if the kill's answer was not the one expected: what orch hft shows is what counts.
             await self._kill(kill)
             await self._action(
                 SETTLE,
