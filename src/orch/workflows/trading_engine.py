@@ -264,9 +264,7 @@ class TradingEngine:
             initialized = any(s.name == "initialize" and s.status.value == "completed" for s in report.steps)
             if initialized and weights_sent is not None and state.weights_override == weights_sent:
                 state.weights_override = None
-            if result.health is not None and result.health.recommended_level.severity >= (
-                EmergencyLevel.HALT.severity
-            ):
+            if result.health is not None and result.health.recommended_level.at_least(EmergencyLevel.HALT):
                 # A breaker asking for a halt (the broker is gone) stops trading everywhere, like an operator.
                 tripped = ", ".join(b.value for b in result.health.tripped)
                 self._declare(
@@ -292,7 +290,7 @@ class TradingEngine:
         state = self._state
         current = state.emergency
         level = signal.level
-        if current is not None and current.level.severity > level.severity:
+        if current is not None and current.level.stricter_than(level):
             level = current.level
         incident = signal.incident_id or (current.incident_id if current is not None else None)
         state.emergency = signal.model_copy(update={"level": level, "incident_id": incident})
