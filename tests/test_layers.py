@@ -161,3 +161,28 @@ def test_the_checker_sees_imports_inside_functions_and_refuses_an_upward_one(tmp
         )
     finally:
         module.unlink()
+
+
+# What a contract may use from the standard library: describing data needs no file, process or clock.
+IO_MODULES = {"os", "pathlib", "glob", "shutil", "subprocess", "socket", "sqlite3", "io", "tempfile"}
+PURE_PATHS = {"PurePath", "PurePosixPath", "PureWindowsPath"}  # path arithmetic, no file system
+
+
+def test_contracts_do_no_file_or_process_io() -> None:
+    found = []
+    for path in sorted((ROOT / "contracts").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                modules = [(alias.name, []) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                modules = [(node.module or "", [alias.name for alias in node.names])]
+            else:
+                modules = []
+            for module, names in modules:
+                pure = module == "pathlib" and names and set(names) <= PURE_PATHS
+                if module.split(".")[0] in IO_MODULES and not pure:
+                    found.append(f"src/orch/contracts/{path.name}:{node.lineno}: imports {module}")
+            is_builtin_open = isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open"
+            if is_builtin_open:
+                found.append(f"src/orch/contracts/{path.name}:{node.lineno}: calls open()")
+    assert found == [], "file or process I/O belongs in clients/ or the activities:\n" + "\n".join(found)

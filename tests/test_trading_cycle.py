@@ -12,10 +12,11 @@ import pytest
 from temporalio.client import Client
 
 from orch.activities.cycle import filter_universe
+from orch.clients.cycle_reports import cycle_report_path
 from orch.contracts.commands import CommandStatus
 from orch.contracts.cycle import CycleOutcome, CycleStep, PortfolioRiskLimits, RiskVerdict
 from orch.contracts.discovery import Candidate
-from orch.contracts.engine import TradingCycleInput, TradingCycleResult, cycle_report_path
+from orch.contracts.engine import TradingCycleInput, TradingCycleResult
 from orch.contracts.levels import TradingMode
 from orch.contracts.names import COMMANDS_QUEUE, SYSTEM_STATE_WORKFLOW_ID, TRADING_CYCLE
 from orch.contracts.system import EmergencyIncident, EmergencyLevel, TradingModeChange

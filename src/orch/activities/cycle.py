@@ -47,6 +47,7 @@ from orch.agents.reporting import build_cycle_report
 from orch.agents.risk import evaluate_risk
 from orch.agents.scheduler import load_signal, market_activity, next_interval, performance_signal
 from orch.brokers.base import make_client_order_id
+from orch.clients.cycle_reports import cycle_report_path
 from orch.config import Settings
 from orch.contracts.agent_errors import AgentErrorTracker, count_step_errors
 from orch.contracts.commands import CommandStatus
@@ -82,7 +83,6 @@ from orch.contracts.engine import (
     RiskRequest,
     Sensed,
     SenseRequest,
-    cycle_report_path,
 )
 from orch.contracts.errors import ErrorType
 from orch.contracts.levels import EmergencyLevel, TradingMode

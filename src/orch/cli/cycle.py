@@ -76,12 +76,12 @@ async def _start(interval: float | None, account_name: str | None, as_json: bool
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
     from orch.cli.commands import checked_input, connect_client
+    from orch.clients.cycle_reports import next_cycle_number
     from orch.config import get_settings
     from orch.contracts.engine import (
         EngineConfigChange,
         TradingEngineInput,
         engine_workflow_id,
-        next_cycle_number,
     )
     from orch.contracts.names import COMMANDS_QUEUE, TRADING_ENGINE
 
@@ -271,13 +271,13 @@ def report(
 
 
 async def _report(number: int | None, account: str, as_json: bool) -> None:
+    from orch.clients.cycle_reports import cycle_report_path, cycle_reports_dir, report_paths
     from orch.config import get_settings
     from orch.contracts.cycle import CycleReport
-    from orch.contracts.engine import cycle_report_path, cycle_reports_dir
 
     home = get_settings().home
     if number is None:
-        files = sorted(cycle_reports_dir(home, account).glob("cycle-*.json"))
+        files = report_paths(home, account)
         path = files[-1] if files else None
     else:
         path = cycle_report_path(home, account, number)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -63,25 +62,6 @@ def engine_workflow_id(account: str) -> str:
 
 def cycle_workflow_id(engine_id: str, cycle_number: int) -> str:
     return f"{engine_id}-cycle-{cycle_number}"
-
-
-def cycle_reports_dir(home: Path, account: str) -> Path:
-    """Where `log_and_report` writes each cycle's report and `orch cycle report N` reads it."""
-    return home / "cycle-reports" / account
-
-
-def cycle_report_path(home: Path, account: str, cycle_number: int) -> Path:
-    return cycle_reports_dir(home, account) / f"cycle-{cycle_number:06d}.json"
-
-
-def next_cycle_number(home: Path, account: str) -> int:
-    """One past the newest report on disk: a restarted engine does not reuse the numbers of the last."""
-    numbers = [
-        int(path.stem.removeprefix("cycle-"))
-        for path in cycle_reports_dir(home, account).glob("cycle-*.json")
-        if path.stem.removeprefix("cycle-").isdigit()
-    ]
-    return max(numbers, default=0) + 1
 
 
 class _Settings(BaseModel):

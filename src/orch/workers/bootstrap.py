@@ -27,11 +27,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from orch.agents.discovery import known_strategies
+from orch.clients.cycle_reports import next_cycle_number
 from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
 from orch.contracts.discovery import DiscoveryScanInput
 from orch.contracts.emergency import ReviewInput, pause_note
-from orch.contracts.engine import TradingEngineInput, engine_workflow_id, next_cycle_number
+from orch.contracts.engine import TradingEngineInput, engine_workflow_id
 from orch.contracts.names import (
     COMMANDS_QUEUE,
     DISCOVERY_QUEUE,
