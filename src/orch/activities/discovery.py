@@ -44,6 +44,7 @@ from orch.contracts.discovery import (
     StopDiscoveryRequest,
     UpdateConfigurationRequest,
     ValidateDiscoveryRequest,
+    restart_pause_note,
 )
 from orch.contracts.errors import ErrorType
 from orch.contracts.names import DISCOVERY_QUEUE, DISCOVERY_SCAN, DISCOVERY_SCHEDULE_ID
@@ -132,9 +133,9 @@ class DiscoveryActivities:
         schedule = self._client.get_schedule_handle(DISCOVERY_SCHEDULE_ID)
         state = (await schedule.describe()).schedule.state
         # Paused with our own note means a retry of this step: the first attempt paused it.
-        was_paused = state.paused and state.note != _pause_note(request.restart_id)
+        was_paused = state.paused and state.note != restart_pause_note(request.restart_id)
         if not state.paused:
-            await schedule.pause(note=_pause_note(request.restart_id))
+            await schedule.pause(note=restart_pause_note(request.restart_id))
         in_flight = [s for s in await self._running_scans(request.restart_id) if s[1]]
         ids = [workflow_id for workflow_id, _ in in_flight]
         if request.force_stop:
@@ -280,7 +281,7 @@ class DiscoveryActivities:
         """Unpause the schedule only if this restart paused it: one paused by an operator stays paused."""
         schedule = self._client.get_schedule_handle(DISCOVERY_SCHEDULE_ID)
         state = (await schedule.describe()).schedule.state
-        if not (state.paused and state.note == _pause_note(restart_id)):
+        if not (state.paused and state.note == restart_pause_note(restart_id)):
             return False
         await schedule.unpause(note=f"{why} by RestartDiscoverySystem {restart_id}")
         return True
@@ -327,10 +328,6 @@ class DiscoveryActivities:
         )
         cutoff = datetime.now(UTC) - POLLER_FRESHNESS
         return [p.identity for p in response.pollers if p.last_access_time.ToDatetime(tzinfo=UTC) >= cutoff]
-
-
-def _pause_note(restart_id: str) -> str:
-    return f"paused by RestartDiscoverySystem {restart_id}"
 
 
 def _sanity_problems(candidates: CandidateSet, strategy: str, universe: set[str]) -> list[str]:

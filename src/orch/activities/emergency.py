@@ -17,11 +17,11 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from orch.activities.discovery import _pause_note as _restart_pause_note
 from orch.activities.hft import HftLink
 from orch.activities.steps import step_activity
 from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
+from orch.contracts.discovery import paused_by_a_restart
 from orch.contracts.emergency import (
     PAUSE_NOTE_PREFIX,
     ActiveEmergency,
@@ -64,9 +64,6 @@ async def running_engine_statuses(
         yield engine.id, status
 
 
-# A schedule paused by a command in flight (RestartDiscoverySystem) is taken over by the emergency: the
-# command then leaves it paused ("left paused as it was") and only the resume unpauses it.
-RESTART_PAUSE_PREFIX = _restart_pause_note("")
 SETTLE_POLL_SECONDS = 0.05
 # The most recent orders read back from the journal to count what the stop cancelled.
 JOURNAL_ORDERS_READ = 10_000  # the control API's maximum
@@ -266,7 +263,9 @@ class EmergencyActivities:
             current = state.note or ""
             if state.paused and paused_by(current) == request.incident_id:
                 changed.append(schedule_id)  # this stop's earlier attempt paused it
-            elif state.paused and not current.startswith(RESTART_PAUSE_PREFIX):
+            # A schedule paused by a command in flight (RestartDiscoverySystem) is taken over by the
+            # emergency: the command then leaves it paused and only the resume unpauses it.
+            elif state.paused and not paused_by_a_restart(current):
                 untouched[schedule_id] = f"already paused ({current or 'no note'})"
             else:
                 await handle.pause(note=note)

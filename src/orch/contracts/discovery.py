@@ -92,3 +92,19 @@ class ConfigurationUpdated(StepOutcome):
 
 class RestoreDiscoveryRequest(BaseModel):
     restart_id: str
+
+
+# ---- The discovery schedule's pause note (one protocol for whoever pauses and resumes it) -----------
+
+RESTART_PAUSE_NOTE_PREFIX = "paused by RestartDiscoverySystem "
+
+
+def restart_pause_note(restart_id: str) -> str:
+    """The note on the discovery-scan schedule while a RestartDiscoverySystem holds it paused: the
+    restart resumes only a schedule carrying its own note, and an emergency stop takes over one
+    carrying any restart's note."""
+    return f"{RESTART_PAUSE_NOTE_PREFIX}{restart_id}"
+
+
+def paused_by_a_restart(note: str) -> bool:
+    return note.startswith(RESTART_PAUSE_NOTE_PREFIX)
