@@ -39,6 +39,7 @@ from orch.brokers.base import (
     position_after_fill,
     replace_order,
 )
+from orch.brokers.order_rows import order_from_row, select_orders
 from orch.contracts.levels import TradingMode
 from orch.contracts.trading import Account, Fill, Order, OrderStatus, OrderType, Position, Side
 
@@ -74,6 +75,10 @@ class SimulatedVenueConfig:
     slippage_bps: float = 1.0
     fee_bps: float = 0.5
     starting_cash: float = 1_000_000.0
+
+
+# The venue's table calls the order's creation `accepted_at` and keeps no reject reason.
+_SELECT_ORDERS = select_orders({"created_at": "accepted_at", "reject_reason": "NULL"})
 
 
 def _utc(ts: float) -> datetime:
@@ -112,9 +117,9 @@ class SimulatedBroker(Broker):
         self._open: dict[str, Order] = {
             order.client_order_id: order
             for order in (
-                self._row_to_order(row)
+                order_from_row(row)
                 for row in self._db.execute(
-                    "SELECT * FROM orders WHERE status IN ('accepted', 'partially_filled')"
+                    _SELECT_ORDERS + " WHERE status IN ('accepted', 'partially_filled')"
                 )
             )
         }
@@ -251,33 +256,12 @@ class SimulatedBroker(Broker):
     def all_orders(self) -> list[Order]:
         """Every order the venue ever accepted (for reconciliation checks and tests)."""
         self.flush()
-        return [self._row_to_order(row) for row in self._db.execute("SELECT * FROM orders ORDER BY rowid")]
+        return [order_from_row(row) for row in self._db.execute(_SELECT_ORDERS + " ORDER BY rowid")]
 
     def _lookup(self, client_order_id: str) -> Order | None:
         self.flush()
-        row = self._db.execute("SELECT * FROM orders WHERE client_order_id=?", (client_order_id,)).fetchone()
-        return None if row is None else self._row_to_order(row)
-
-    @staticmethod
-    def _row_to_order(row: tuple) -> Order:
-        cid, bid, symbol, side, qty, otype, limit, status, filled, avg, accepted, updated, src, plan, ro = row
-        return Order(
-            client_order_id=cid,
-            broker_order_id=bid,
-            symbol=symbol,
-            side=Side(side),
-            quantity=qty,
-            order_type=OrderType(otype),
-            limit_price=limit,
-            status=OrderStatus(status),
-            filled_quantity=filled,
-            average_fill_price=avg,
-            created_at=_utc(accepted),
-            updated_at=_utc(updated),
-            source=src or "api",
-            plan_id=plan,
-            reduce_only=bool(ro),
-        )
+        row = self._db.execute(_SELECT_ORDERS + " WHERE client_order_id=?", (client_order_id,)).fetchone()
+        return None if row is None else order_from_row(row)
 
     # ---- Matching --------------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from orch.brokers.base import QUANTITY_EPSILON, position_after_fill
-from orch.contracts.trading import Fill, Order, OrderStatus, OrderType, Side, StrategyPlan
+from orch.brokers.order_rows import order_from_row, select_orders
+from orch.contracts.trading import Fill, Order, OrderStatus, Side, StrategyPlan
 from orch.market.calendars import account_trading_day
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _OPEN = ("pending_submit", "accepted", "partially_filled")
+
+
+# Every order read back goes through the one row mapping the simulated venue uses too.
+_SELECT_ORDERS = select_orders()
 
 
 def _utc(ts: float) -> datetime:
@@ -223,62 +228,22 @@ class Journal:
         return cursor.rowcount == 1
 
     def order(self, client_order_id: str) -> Order | None:
-        row = self._db.execute("SELECT * FROM orders WHERE client_order_id=?", (client_order_id,)).fetchone()
-        return None if row is None else self._row_to_order(row)
+        row = self._db.execute(_SELECT_ORDERS + " WHERE client_order_id=?", (client_order_id,)).fetchone()
+        return None if row is None else order_from_row(row)
 
     def orders(self, open_only: bool = False, limit: int = 1000) -> list[Order]:
         if open_only:
             rows = self._db.execute(
-                "SELECT * FROM orders WHERE status IN (?,?,?) ORDER BY created_at", _OPEN
+                _SELECT_ORDERS + " WHERE status IN (?,?,?) ORDER BY created_at", _OPEN
             ).fetchall()
         else:
-            rows = self._db.execute("SELECT * FROM orders ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()[
+            rows = self._db.execute(_SELECT_ORDERS + " ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()[
                 ::-1
             ]
-        return [self._row_to_order(row) for row in rows]
+        return [order_from_row(row) for row in rows]
 
     def all_orders(self) -> list[Order]:
-        return [self._row_to_order(row) for row in self._db.execute("SELECT * FROM orders ORDER BY rowid")]
-
-    @staticmethod
-    def _row_to_order(row: tuple) -> Order:
-        (
-            cid,
-            _,
-            bid,
-            symbol,
-            side,
-            qty,
-            otype,
-            limit,
-            status,
-            filled,
-            avg,
-            src,
-            plan,
-            ro,
-            created,
-            updated,
-            rr,
-        ) = row
-        return Order(
-            client_order_id=cid,
-            broker_order_id=bid,
-            symbol=symbol,
-            side=Side(side),
-            quantity=qty,
-            order_type=OrderType(otype),
-            limit_price=limit,
-            status=OrderStatus(status),
-            filled_quantity=filled,
-            average_fill_price=avg,
-            source=src,
-            plan_id=plan,
-            reduce_only=bool(ro),
-            created_at=_utc(created),
-            updated_at=_utc(updated),
-            reject_reason=rr,
-        )
+        return [order_from_row(row) for row in self._db.execute(_SELECT_ORDERS + " ORDER BY rowid")]
 
     # ---- Fills and positions ---------------------------------------------------------------------
 
@@ -290,13 +255,11 @@ class Journal:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute(
-                "SELECT * FROM orders WHERE client_order_id=?", (fill.client_order_id,)
-            ).fetchone()
+            row = db.execute(_SELECT_ORDERS + " WHERE client_order_id=?", (fill.client_order_id,)).fetchone()
             if row is None:
                 db.execute("ROLLBACK")
                 return None
-            order = self._row_to_order(row)
+            order = order_from_row(row)
             known = order.filled_quantity
             cumulative = fill.cumulative_quantity
             if cumulative <= known + QUANTITY_EPSILON:
