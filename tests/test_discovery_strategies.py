@@ -17,6 +17,7 @@ from orch.agents.discovery import (
     get_strategy,
     known_strategies,
     rank,
+    rank_all,
     unregister_strategy,
 )
 from orch.agents.discovery import indicators as ind
@@ -308,3 +309,28 @@ def test_strategies_find_trending_symbols_more_often_than_chance():
     chance = float(np.mean(base))
     assert np.mean(hits["legacy_v0"]) > chance + 0.03
     assert np.mean(hits["hybrid_v1"]) > chance + 0.1
+
+
+def test_rank_all_puts_what_the_strategy_leaves_out_after_its_ranking_at_score_zero(universe) -> None:
+    symbols = sorted(universe)[:6]
+    histories = {s: universe[s] for s in symbols}
+    short = symbols[0]
+    histories[short] = PriceHistory(  # too short for the strategy's lookback: it cannot be ranked
+        short,
+        *(
+            column[-5:]
+            for column in (
+                universe[short].timestamps,
+                universe[short].open,
+                universe[short].high,
+                universe[short].low,
+                universe[short].close,
+                universe[short].volume,
+            )
+        ),
+    )
+    ranked = rank("legacy_v0", histories, len(histories))
+    everything = rank_all("legacy_v0", histories, [*symbols, "NOT-IN-HISTORIES"])
+    assert everything[: len(ranked)] == ranked and short not in {c.symbol for c in ranked}
+    assert [(c.symbol, c.score, c.rank) for c in everything[len(ranked) :]] == [(short, 0.0, len(ranked) + 1)]
+    assert [c.rank for c in everything] == list(range(1, len(symbols) + 1))

@@ -30,7 +30,7 @@ from orch.activities.hft import hft_address
 from orch.activities.steps import step_activity
 from orch.agents.composition import compose
 from orch.agents.conditions import sense_market
-from orch.agents.discovery import get_strategy, rank
+from orch.agents.discovery import get_strategy, rank_all
 from orch.agents.execution import (
     Dispatch,
     OrderIdOf,
@@ -277,16 +277,7 @@ class CycleActivities:
             return filter_universe([], tradable, now, request.top_n, source)
         bars = max(get_strategy(strategy).lookback, 60)
         histories = await self._histories(open_now, bars, request.as_of)
-        ranked = await asyncio.to_thread(rank, strategy, histories, request.top_n)
-        # Ranking may leave symbols out (too short, no score); the cycle still considers every one.
-        rest = [s for s in open_now if s in histories and s not in {c.symbol for c in ranked}]
-        ranking = [
-            *ranked,
-            *(
-                Candidate(symbol=s, score=0.0, rank=len(ranked) + i, last_price=float(histories[s].close[-1]))
-                for i, s in enumerate(rest, start=1)
-            ),
-        ]
+        ranking = await asyncio.to_thread(rank_all, strategy, histories, open_now)
         return filter_universe(ranking, tradable, now, request.top_n, source)
 
     # ---- Step 2: sense the market --------------------------------------------------------------------

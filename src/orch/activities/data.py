@@ -38,7 +38,7 @@ from orch.agents.conditions import (
     sense_market,
     volatility_ratio,
 )
-from orch.agents.discovery import get_strategy, indicators, rank
+from orch.agents.discovery import get_strategy, indicators, rank_all
 from orch.agents.patterns import analyse_patterns
 from orch.agents.risk import evaluate_risk
 from orch.clients.system_state import SystemStateClient
@@ -570,15 +570,7 @@ class DataActivities:
 
 def _candidates(strategy: str, histories: dict[str, PriceHistory]) -> list[Candidate]:
     """The symbols ranked by the active discovery strategy, the rest after them (as the cycle does)."""
-    ranked = rank(strategy, histories, len(histories))
-    rest = [s for s in sorted(histories) if s not in {c.symbol for c in ranked}]
-    return [
-        *ranked,
-        *(
-            Candidate(symbol=s, score=0.0, rank=len(ranked) + i, last_price=float(histories[s].close[-1]))
-            for i, s in enumerate(rest, start=1)
-        ),
-    ]
+    return rank_all(strategy, histories, sorted(histories))
 
 
 def _symbol_stats(history: PriceHistory, served_by: str) -> SymbolStats:

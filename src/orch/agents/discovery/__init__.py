@@ -16,6 +16,7 @@ from orch.agents.discovery.registry import (
     get_strategy,
     known_strategies,
     rank,
+    rank_all,
     unregister_strategy,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "get_strategy",
     "known_strategies",
     "rank",
+    "rank_all",
     "unregister_strategy",
 ]

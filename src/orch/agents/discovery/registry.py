@@ -40,6 +40,7 @@ __all__ = [
     "get_strategy",
     "known_strategies",
     "rank",
+    "rank_all",
     "unregister_strategy",
 ]
 
@@ -258,6 +259,22 @@ def rank(
             last_price=float(panel.close[i, -1]),
         )
         for position, i in enumerate(ranked[:top_n], start=1)
+    ]
+
+
+def rank_all(strategy: str, histories: Mapping[str, PriceHistory], symbols: list[str]) -> list[Candidate]:
+    """Every one of `symbols` that has a history: those `strategy` ranks first, in its order, then the
+    ones it leaves out (too short, no score) at score 0 in the given order, so a caller that must
+    consider every symbol (the cycle's fallback, the recalibration) still sees each one."""
+    ranked = rank(strategy, histories, len(histories))
+    seen = {c.symbol for c in ranked}
+    rest = [s for s in symbols if s in histories and s not in seen]
+    return [
+        *ranked,
+        *(
+            Candidate(symbol=s, score=0.0, rank=len(ranked) + i, last_price=float(histories[s].close[-1]))
+            for i, s in enumerate(rest, start=1)
+        ),
     ]
 
 
