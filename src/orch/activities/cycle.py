@@ -48,6 +48,7 @@ from orch.agents.risk import evaluate_risk
 from orch.agents.scheduler import load_signal, market_activity, next_interval, performance_signal
 from orch.brokers.base import make_client_order_id
 from orch.clients.cycle_reports import cycle_report_path
+from orch.clients.system_state import SystemStateClient
 from orch.config import Settings
 from orch.contracts.agent_errors import AgentErrorTracker, count_step_errors
 from orch.contracts.commands import CommandStatus
@@ -87,7 +88,6 @@ from orch.contracts.engine import (
 from orch.contracts.errors import ErrorType
 from orch.contracts.levels import EmergencyLevel, TradingMode
 from orch.contracts.market import MarketStatus
-from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
 from orch.contracts.system import LearningRecord, SystemStateSnapshot
 from orch.contracts.trading import Account, Fill, PlanState, Position, StrategyPlan, TradingState
 from orch.hft.client import HftApiError, HftClient, HftClientError, HftUnavailable
@@ -143,8 +143,7 @@ class CycleActivities:
         return HftClient(url, token=token, timeout_seconds=execution.request_timeout_seconds)
 
     async def _system_state(self) -> SystemStateSnapshot:
-        handle = self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
-        return await handle.query("state", result_type=SystemStateSnapshot)
+        return await SystemStateClient(self._client).snapshot()
 
     async def _histories(self, symbols: Sequence[str], bars: int, end: datetime) -> dict[str, PriceHistory]:
         """Bars of every symbol the source knows; a symbol it refuses is left out (the step says so)."""
@@ -175,8 +174,8 @@ class CycleActivities:
         if request.weights_override is not None:
             learning = learning.model_copy(update={"weights": request.weights_override})
             record = LearningRecord(cycle_id=f"{request.cycle_id}-weights", state=learning)
-            await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
-                "record_learning", record, id=f"learn-{record.cycle_id}"
+            await SystemStateClient(self._client).record_learning(
+                record, update_id=f"learn-{record.cycle_id}"
             )
             notes.append("strategy weights set by set_config, persisted in SystemState")
 
@@ -519,8 +518,8 @@ class CycleActivities:
         if settled.outcomes:
             record = LearningRecord(cycle_id=request.cycle_id, state=update.state)
             # What SystemState holds is what the engine carries on: an earlier attempt's write wins.
-            stored = await self._client.get_workflow_handle(SYSTEM_STATE_WORKFLOW_ID).execute_update(
-                "record_learning", record, id=f"learn-{request.cycle_id}", result_type=LearningState
+            stored = await SystemStateClient(self._client).record_learning(
+                record, update_id=f"learn-{request.cycle_id}"
             )
             update = update.model_copy(update={"state": stored})
             persisted = True
