@@ -44,6 +44,12 @@ COMMAND_WORKFLOW_TYPES = (
 )
 
 
+# The command-slot signals between SystemState and the command workflows (workflow to workflow, so no
+# client can carry them: the two workflows share these names instead).
+RELEASE_COMMAND_SLOT_SIGNAL = "release_command_slot"  # command -> SystemState, when it ends
+COMMAND_SLOT_DECISION_SIGNAL = "command_slot_decision"  # SystemState -> a queued command, when granted
+
+
 class TaskPriority(IntEnum):
     """The execution engine's five levels, mapped onto Temporal's `priority_key` (1 runs first)."""
 

@@ -22,7 +22,11 @@ with workflow.unsafe.imports_passed_through():
     from orch.activities.system import SystemActivities
     from orch.contracts.commands import CommandOptions, CommandResult, CommandStatus, Progress, StepReport
     from orch.contracts.errors import NON_RETRYABLE_ERROR_TYPES, ErrorType
-    from orch.contracts.names import SYSTEM_STATE_WORKFLOW_ID
+    from orch.contracts.names import (
+        COMMAND_SLOT_DECISION_SIGNAL,
+        RELEASE_COMMAND_SLOT_SIGNAL,
+        SYSTEM_STATE_WORKFLOW_ID,
+    )
     from orch.contracts.system import CommandSlot, SlotDecision
     from orch.workflows.steps import (
         ACTIVITY_FAILURES,
@@ -83,7 +87,7 @@ class CommandWorkflow:
 
     # Signal, not update: a command that had to queue hears from SystemState when a slot frees, and a
     # signal is the only message one workflow can send another.
-    @workflow.signal(name="command_slot_decision")
+    @workflow.signal(name=COMMAND_SLOT_DECISION_SIGNAL)
     def command_slot_decision(self, decision: SlotDecision) -> None:
         self._slot_decision = decision
 
@@ -126,7 +130,7 @@ class CommandWorkflow:
         self._holds_slot = False
         system_state = workflow.get_external_workflow_handle(SYSTEM_STATE_WORKFLOW_ID)
         try:
-            await system_state.signal("release_command_slot", workflow.info().workflow_id)
+            await system_state.signal(RELEASE_COMMAND_SLOT_SIGNAL, workflow.info().workflow_id)
         except Exception:
             workflow.logger.warning("could not release the command slot; SystemState will reap it")
 

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from orch.contracts.data import source_problems
     from orch.contracts.discovery import CandidateSet
     from orch.contracts.errors import ErrorType
+    from orch.contracts.names import COMMAND_SLOT_DECISION_SIGNAL, RELEASE_COMMAND_SLOT_SIGNAL
     from orch.contracts.system import (
         AgentErrorsUpdate,
         CommandSlot,
@@ -301,7 +302,7 @@ class SystemStateWorkflow:
 
     # A signal, not an update: many commands ending at once are batched into one workflow task, where
     # as many updates would each need their own (measured: throughput fell eightfold at 40 at once).
-    @workflow.signal
+    @workflow.signal(name=RELEASE_COMMAND_SLOT_SIGNAL)
     def release_command_slot(self, workflow_id: str) -> None:
         self._state.running_commands = [
             s for s in self._state.running_commands if s.workflow_id != workflow_id
@@ -328,7 +329,7 @@ class SystemStateWorkflow:
             workflow_id, decision = self._outbox.pop(0)
             try:
                 await workflow.get_external_workflow_handle(workflow_id).signal(
-                    "command_slot_decision", decision
+                    COMMAND_SLOT_DECISION_SIGNAL, decision
                 )
             except Exception:
                 workflow.logger.warning("command %s is gone; releasing its slot", workflow_id)
