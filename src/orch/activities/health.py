@@ -258,7 +258,7 @@ class HealthActivities:
             broker,
         ]
         risk = status.risk
-        if risk.max_daily_loss > 0 and risk.daily_pnl <= -risk.max_daily_loss:
+        if risk.daily_loss_reached:
             components.append(
                 ComponentHealth(
                     component="breaker:hft-daily-loss",

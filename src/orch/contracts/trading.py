@@ -339,6 +339,11 @@ class LatencyFigures(BaseModel):
     max_us: float | None = None
 
 
+def daily_loss_reached(daily_pnl: float, max_daily_loss: float) -> bool:
+    """The daily-loss breaker's rule: orch hft's gate trips on it, the health check reports it."""
+    return daily_pnl <= -max_daily_loss
+
+
 class RiskUsage(BaseModel):
     gross_exposure: float = 0.0
     max_gross_exposure: float = 0.0
@@ -347,6 +352,11 @@ class RiskUsage(BaseModel):
     orders_in_interval: int = 0
     max_orders_per_interval: int = 0
     denials: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def daily_loss_reached(self) -> bool:
+        # 0 is "not reported" here (an old orch hft's status); the gate's own limit is always above 0.
+        return self.max_daily_loss > 0 and daily_loss_reached(self.daily_pnl, self.max_daily_loss)
 
 
 class RequestBudgetUsage(BaseModel):

@@ -28,6 +28,7 @@ from orch.contracts.trading import (
     Side,
     TradingState,
     TradingStatus,
+    daily_loss_reached,
 )
 from orch.hft.instruments import Instruments
 from orch.hft.portfolio import Portfolio
@@ -252,7 +253,7 @@ class RiskGate:
         it again here denied its own closing orders, so a flatten after the breaker closed nothing.
         """
         pnl = self.portfolio.daily_pnl()
-        if pnl <= -self.limits.max_daily_loss:
+        if daily_loss_reached(pnl, self.limits.max_daily_loss):
             if self.state is not TradingState.HALTED and not self.emergency_level.rules.flattens:
                 self.emergency_level = EmergencyLevel.HALT
                 self.entries_paused = True
