@@ -10,7 +10,7 @@ whatever day it runs.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 
 class ProcessClock:
@@ -24,6 +24,3 @@ class ProcessClock:
             began, origin = start.timestamp(), time.monotonic()
             # A closure over two floats: the hot path calls this per batch of ticks.
             self.now = lambda: began + (time.monotonic() - origin)
-
-    def now_datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.now(), UTC)

@@ -51,11 +51,6 @@ def is_crypto(symbol: str) -> bool:
     return bool(slash and base and quote)
 
 
-def is_weekend(epoch_seconds: float) -> bool:
-    """Saturday or Sunday in UTC (the daily-loss day's calendar; market hours use `is_tradable`)."""
-    return datetime.fromtimestamp(epoch_seconds, UTC).weekday() >= SATURDAY
-
-
 def account_trading_day(epoch_seconds: float) -> date:
     """The trading day an account's P&L is counted in (the daily-loss breaker's day): the UTC date.
 
